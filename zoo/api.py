@@ -1,0 +1,96 @@
+"""The library's front door: list, create and load models by id, Hub ref or folder."""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .cards import Card, read_card
+from .errors import InputError, UnknownModelError
+from .model import Model
+from .plugins import registry
+from .weights import hub_download, load_into, load_weights, resolve_weights
+
+CARD_FILE = "card.toml"
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Ids of the pretrained models (cards) of every installed plugin, matching a shell-style wildcard."""
+    return sorted(i for i in registry().cards if fnmatch.fnmatch(i, pattern))
+
+
+def list_architectures(pattern: str = "*") -> list[str]:
+    """Names of the architectures that `create` can build."""
+    return sorted(a for a in registry().architectures if fnmatch.fnmatch(a, pattern))
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    close += [c for c in choices if name and name in c and c not in close][: 3 - len(close)]
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def get_card(model_id: str) -> Card:
+    """The card of a pretrained model id; an unknown id suggests the closest ones."""
+    reg = registry()
+    if model_id in reg.conflicts:
+        raise reg.conflict_error(model_id)
+    if model_id not in reg.cards:
+        known = sorted(reg.cards)
+        raise UnknownModelError(f"unknown model '{model_id}'.{_suggest(model_id, known)} "
+                                f"`zoo list` shows all {len(known)} models.")
+    return reg.cards[model_id]
+
+
+def create(architecture: str, **config: Any) -> Model:
+    """An untrained model of a registered architecture, built from its config."""
+    reg = registry()
+    if architecture in reg.conflicts:
+        raise reg.conflict_error(architecture)
+    if architecture not in reg.architectures:
+        known = sorted(reg.architectures)
+        raise UnknownModelError(f"unknown architecture '{architecture}'.{_suggest(architecture, known)} "
+                                f"Installed: {', '.join(known) or 'none'}.")
+    _, cls = reg.architectures[architecture]
+    try:
+        model = cls(**config)
+    except TypeError as e:
+        raise InputError(f"architecture '{architecture}': bad config: {e}") from None
+    model.config = dict(config)
+    return model
+
+
+def _card_from_ref(ref: str) -> tuple[Card, Path | None]:
+    """Resolve a model reference to (card, weights path if the reference implies one)."""
+    if ref.startswith("hf://"):
+        repo, _, rev = ref[len("hf://"):].partition("@")
+        if repo.count("/") != 1:
+            raise InputError(f"'{ref}': a Hub reference looks like hf://org/name or hf://org/name@revision")
+        card = read_card(hub_download(repo, CARD_FILE, rev or None))
+        return card, hub_download(repo, card.weights_file, rev or None)
+    local = ref[len("local-dir:"):] if ref.startswith("local-dir:") else ref
+    if ref.startswith("local-dir:") or Path(local).is_dir():
+        folder = Path(local).expanduser()
+        card = read_card(folder / CARD_FILE)
+        return card, folder / card.weights_file
+    return get_card(ref), None
+
+
+def load(ref: str, weights: str | Path | None = None, device: str | torch.device | None = None) -> Model:
+    """A pretrained model, weights verified and loaded, in eval mode.
+
+    `ref` is a model id (`made-mnist-bin`), a Hub reference (`hf://org/name@rev`) or a folder written by
+    `zoo export` (`local-dir:./out` or just the path). `weights` overrides the weights file.
+    """
+    card, implied = _card_from_ref(ref)
+    path = Path(weights) if weights is not None else implied
+    if path is None:
+        path = resolve_weights(card)
+    state = load_weights(path, None if weights is not None else card.sha256)
+    model = create(card.architecture, **card.config)
+    load_into(model, state, str(path))
+    model.card = card
+    return model.to(device or "cpu").eval()

@@ -1,0 +1,206 @@
+"""Model cards: one TOML file per pretrained model, the single source of truth about it.
+
+A card names its plugin and architecture, the constructor config, the data and preprocessing, the
+weights (file, sha256, optional Hub repo) and every metric with the `zoo eval` command that measured it.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CardError
+
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.safetensors$")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One measured figure and how to reproduce it."""
+
+    name: str
+    value: float
+    unit: str
+    split: str
+    n: int
+    command: str
+    note: str = ""
+
+
+@dataclass
+class Card:
+    """A validated model card. `path` is where it was read from (None for cards built in memory)."""
+
+    id: str
+    plugin: str
+    architecture: str
+    description: str
+    dataset: str
+    data: dict[str, Any]
+    config: dict[str, Any]
+    weights_file: str
+    sha256: str
+    hub_repo: str | None = None
+    hub_revision: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: list[Metric] = field(default_factory=list)
+    path: Path | None = None
+
+    def metric(self, name: str) -> Metric | None:
+        """The first metric with this name, or None."""
+        return next((m for m in self.metrics if m.name == name), None)
+
+    def weights_path(self) -> Path | None:
+        """The bundled weights file next to the card (weights/ beside cards/), if the card came from disk."""
+        if self.path is None:
+            return None
+        return self.path.parent.parent / "weights" / self.weights_file
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card as TOML-ready data (the inverse of `parse_card`)."""
+        out: dict[str, Any] = {
+            "id": self.id, "plugin": self.plugin, "architecture": self.architecture,
+            "description": self.description,
+            "data": {"dataset": self.dataset, **{k: v for k, v in self.data.items() if k != "dataset"}},
+            "config": self.config,
+            "weights": {"file": self.weights_file, "sha256": self.sha256},
+        }
+        if self.hub_repo:
+            out["weights"]["hub_repo"] = self.hub_repo
+        if self.hub_revision:
+            out["weights"]["hub_revision"] = self.hub_revision
+        if self.training:
+            out["training"] = self.training
+        if self.metrics:
+            out["metrics"] = [{k: v for k, v in m.__dict__.items() if not (k == "note" and not v)}
+                              for m in self.metrics]
+        return out
+
+
+def _get(table: dict, key: str, typ: type | tuple[type, ...], where: str, source: str, required: bool = True):
+    if key not in table:
+        if required:
+            raise CardError(f"{source}: missing field '{where}{key}'")
+        return None
+    value = table[key]
+    if isinstance(value, bool) and typ in (int, float, (int, float)):
+        raise CardError(f"{source}: field '{where}{key}' must be {typ}, got a boolean")
+    if not isinstance(value, typ):
+        names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise CardError(f"{source}: field '{where}{key}' must be {names}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def parse_card(data: dict[str, Any], source: str = "<card>", recipe: bool = False) -> Card:
+    """Validate card data (as read from TOML); errors name the source and the field.
+
+    A recipe is a card not trained yet: its [weights] table may be absent (`zoo train` writes it)."""
+    if not isinstance(data, dict):
+        raise CardError(f"{source}: a card must be a TOML table")
+    cid = _get(data, "id", str, "", source)
+    if not ID_RE.match(cid):
+        raise CardError(f"{source}: field 'id' = {cid!r} must be lowercase letters, digits, '.', '_' or '-'")
+    plugin = _get(data, "plugin", str, "", source)
+    arch = _get(data, "architecture", str, "", source)
+    desc = _get(data, "description", str, "", source, required=False) or ""
+    dtab = _get(data, "data", dict, "", source)
+    dataset = _get(dtab, "dataset", str, "data.", source)
+    config = _get(data, "config", dict, "", source)
+    wtab = _get(data, "weights", dict, "", source, required=not recipe)
+    if wtab is None:
+        wtab = {"file": f"{cid}.safetensors", "sha256": "0" * 64}
+    wfile = _get(wtab, "file", str, "weights.", source)
+    if not FILE_RE.match(wfile):
+        raise CardError(f"{source}: field 'weights.file' = {wfile!r} must be a plain file name ending in "
+                        ".safetensors (no folders, no '..')")
+    sha = _get(wtab, "sha256", str, "weights.", source)
+    if not SHA_RE.match(sha):
+        raise CardError(f"{source}: field 'weights.sha256' must be 64 lowercase hex digits, got {sha!r}")
+    hub = _get(wtab, "hub_repo", str, "weights.", source, required=False)
+    if hub is not None and not re.match(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", hub):
+        raise CardError(f"{source}: field 'weights.hub_repo' = {hub!r} must look like 'org/name'")
+    rev = _get(wtab, "hub_revision", str, "weights.", source, required=False)
+    training = _get(data, "training", dict, "", source, required=False) or {}
+    metrics = []
+    for i, m in enumerate(_get(data, "metrics", list, "", source, required=False) or []):
+        where = f"metrics[{i}]."
+        if not isinstance(m, dict):
+            raise CardError(f"{source}: 'metrics[{i}]' must be a table")
+        metrics.append(Metric(
+            name=_get(m, "name", str, where, source), value=float(_get(m, "value", (int, float), where, source)),
+            unit=_get(m, "unit", str, where, source), split=_get(m, "split", str, where, source),
+            n=_get(m, "n", int, where, source), command=_get(m, "command", str, where, source),
+            note=_get(m, "note", str, where, source, required=False) or ""))
+        if not metrics[-1].command.startswith("zoo "):
+            raise CardError(f"{source}: field '{where}command' must be the zoo command that measured it")
+    return Card(id=cid, plugin=plugin, architecture=arch, description=desc, dataset=dataset, data=dtab,
+                config=config, weights_file=wfile, sha256=sha, hub_repo=hub, hub_revision=rev,
+                training=training, metrics=metrics)
+
+
+def read_card(path: str | Path, recipe: bool = False) -> Card:
+    """Read and validate one TOML card file (a recipe may lack its [weights])."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CardError(f"{path}: card file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise CardError(f"{path}: not valid TOML: {e}") from None
+    card = parse_card(data, str(path), recipe=recipe)
+    card.path = path
+    return card
+
+
+def dump_card(card: Card) -> str:
+    """Serialize a card to TOML text."""
+    return _toml(card.to_dict())
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _toml(data: dict[str, Any]) -> str:
+    lines: list[str] = []
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and k != "metrics"}
+    for k, v in scalars.items():
+        lines.append(f"{k} = {_toml_value(v)}")
+    for k, v in data.items():
+        if isinstance(v, dict):
+            lines.append(f"\n[{k}]")
+            lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items())
+    for m in data.get("metrics", []):
+        lines.append("\n[[metrics]]")
+        lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in m.items())
+    return "\n".join(lines) + "\n"
+
+
+def with_metric(card: Card, metric: Metric) -> Card:
+    """A copy of the card with `metric` added, replacing any metric of the same name and command."""
+    kept = [m for m in card.metrics if not (m.name == metric.name and m.command == metric.command)]
+    return Card(**{**card.__dict__, "metrics": kept + [metric]})
+
+
+def write_card(card: Card, path: str | Path) -> Path:
+    """Write a card as TOML atomically."""
+    import os
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dump_card(card), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,279 @@
+"""The `zoo` command line: a thin layer over the library (every command calls zoo's public functions)."""
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+
+import click
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from . import api, data as zdata, grid, masks as zmasks
+from .cards import Metric, read_card, with_metric, write_card as save_card
+from .errors import ZooError
+from .plugins import registry
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _threads(n: int | None) -> None:
+    if n:
+        torch.set_num_threads(n)
+
+
+def _options(pairs: tuple[str, ...]) -> dict:
+    out = {}
+    for p in pairs:
+        key, eq, value = p.partition("=")
+        if not eq:
+            raise click.BadParameter(f"'{p}' must be KEY=VALUE")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+class ZooGroup(click.Group):
+    """Print zoo's own errors as one clear line (exit 2), never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ZooError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            sys.exit(130)
+
+
+@click.group(cls=ZooGroup)
+@click.version_option(package_name="zoo")
+def main() -> None:
+    """A zoo of autoregressive image models: sample, complete, evaluate, train and share them."""
+
+
+def _params(card) -> int:
+    try:
+        with torch.device("meta"):
+            return api.create(card.architecture, **card.config).num_params
+    except Exception:
+        return -1
+
+
+@main.command("list")
+@click.argument("pattern", default="*")
+def list_cmd(pattern: str) -> None:
+    """Table of pretrained models (id, family, dataset, params, NLL, FID, weights)."""
+    from .weights import weight_status
+    table = Table(title="zoo models")
+    for col in ("id", "family", "dataset", "params", "NLL (test)", "FID", "weights"):
+        table.add_column(col)
+    reg = registry()
+    for mid in api.list_models(pattern):
+        c = reg.cards[mid]
+        nll, fid = c.metric("nll"), c.metric("fid")
+        p = _params(c)
+        table.add_row(mid, c.plugin, c.data.get("copy", c.dataset) if c.dataset.startswith("cifar") else c.dataset,
+                      f"{p / 1e6:.2f}M" if p >= 0 else "?",
+                      f"{nll.value:.2f} {nll.unit.split('/')[0]}" if nll else "-",
+                      f"{fid.value:.1f}" if fid else "-", weight_status(c))
+    console.print(table)
+    if reg.failures:
+        err.print(f"[yellow]{len(reg.failures)} plugin(s) failed to load: see `zoo plugins`[/]")
+
+
+@main.command()
+@click.argument("model_id")
+def info(model_id: str) -> None:
+    """Show a model's card: config, data, weights and how each metric was measured."""
+    from .weights import weight_status
+    c = api.get_card(model_id)
+    console.print(f"[bold]{c.id}[/]  ({c.plugin} / {c.architecture})\n{c.description}\n")
+    console.print(f"[bold]data[/]: {json.dumps(c.data, indent=1)}")
+    console.print(f"[bold]config[/]: {json.dumps(c.config)}")
+    console.print(f"[bold]weights[/]: {c.weights_file} sha256 {c.sha256} ({weight_status(c)}"
+                  f"{', hub ' + c.hub_repo if c.hub_repo else ''})")
+    if c.training:
+        console.print(f"[bold]training[/]: {json.dumps(c.training)}")
+    for m in c.metrics:
+        console.print(f"[bold]{m.name}[/] = {m.value:g} {m.unit} on {m.split} (n={m.n:,})\n    "
+                      f"reproduce: [cyan]{m.command}[/]{chr(10) + '    ' + m.note if m.note else ''}",
+                      highlight=False)
+
+
+@main.command()
+@click.argument("model_id")
+@click.option("-n", "--num", "n", default=64, show_default=True, help="number of images")
+@click.option("-o", "--output", default="samples.png", show_default=True, help="PNG grid (or .pt for tensors)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-k", type=int, default=None)
+@click.option("--top-p", type=float, default=None)
+@click.option("--cfg", type=float, default=None, help="classifier-free guidance scale (class-conditional models)")
+@click.option("--class", "cls", type=int, default=None, help="class index to condition on")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--weights", type=click.Path(), default=None, help="explicit weights file")
+@click.option("--naive", is_flag=True, help="use the full-recompute reference sampler (slow)")
+@click.option("--threads", type=int, default=None)
+def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cls, batch_size, device, weights, naive,
+           threads) -> None:
+    """Draw n images from a model and save them as a grid."""
+    _threads(threads)
+    m = api.load(model_id, weights=weights, device=device)
+    from rich.progress import Progress
+    with Progress(console=err, transient=True) as prog:
+        task = prog.add_task(f"sampling {model_id}", total=n)
+        x = m.sample(n, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, cfg=cfg, y=cls,
+                     batch_size=batch_size, naive=naive, progress=lambda b: prog.advance(task, b))
+    if output.endswith(".pt"):
+        torch.save(x, output)
+    else:
+        grid.save_image(grid.make_grid(x), output)
+    console.print(f"wrote {n} samples of {model_id} to {output} (seed {seed})")
+
+
+def _originals(model, n: int, data_dir, split: str, seed: int):
+    card = model.card
+    try:
+        d = zdata.load_dataset(card.dataset, split, data_dir)
+        x, _ = d.batch(torch.arange(min(n, len(d))))
+        return x, f"{d.describe()}, first {len(x)}"
+    except ZooError as e:
+        err.print(f"[yellow]note:[/] {e}\n  -> completing the model's own samples instead", highlight=False)
+        return model.sample(n, seed=seed + 1), "model samples (dataset not available)"
+
+
+@main.command()
+@click.argument("model_id")
+@click.option("--mask", "mask_spec", default="top-half", show_default=True,
+              help="top-half, bottom-half, left-half, right-half, center, first:K, random:F[:SEED], box:T,L,H,W")
+@click.option("-n", "--num", "n", default=16, show_default=True)
+@click.option("-o", "--output", default="completion.png", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-k", type=int, default=None)
+@click.option("--split", default="test", show_default=True)
+@click.option("--data-dir", type=click.Path(), default=None)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--threads", type=int, default=None)
+def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, data_dir, device, threads) -> None:
+    """Complete masked test images: rows of original | observed | completed."""
+    _threads(threads)
+    m = api.load(model_id, device=device)
+    x, source = _originals(m, n, data_dir, split, seed)
+    mask = zmasks.parse_mask(mask_spec, x)
+    done = m.complete(x, mask, seed=seed, temperature=temperature, top_k=top_k)
+    shown = grid.show_masked(x, mask.expand_as(x) if mask.dim() == 3 else mask)
+    grid.save_image(grid.labelled_rows([("original", x), ("observed", shown), ("completed", done)]), output)
+    console.print(f"wrote {len(x)} completions ({mask_spec}) of {source} to {output}")
+
+
+@main.command("eval")
+@click.argument("model_id")
+@click.option("--nll", "do_nll", is_flag=True, help="exact test NLL (nats/image and bits/dim)")
+@click.option("-n", "--num", "n", type=int, default=None, help="number of test images (default: all)")
+@click.option("--split", default="test", show_default=True)
+@click.option("--data-dir", type=click.Path(), default=None)
+@click.option("--batch-size", type=int, default=500, show_default=True)
+@click.option("-o", "--option", "opts", multiple=True, help="family option for log_prob, e.g. masks=1 (MADE)")
+@click.option("--write-card", type=click.Path(), default=None, help="record the result in this card file")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--threads", type=int, default=None)
+def eval_cmd(model_id, do_nll, n, split, data_dir, batch_size, opts, write_card, device, threads) -> None:
+    """Evaluate a model: exact NLL on a dataset split (optionally recorded in a card with its command)."""
+    from rich.progress import Progress
+
+    from .evaluate import nll
+    _threads(threads)
+    if not do_nll:
+        raise click.UsageError("choose a metric: --nll")
+    m = api.load(model_id, device=device)
+    d = zdata.load_dataset(m.card.dataset, split, data_dir)
+    options = _options(opts)
+    with Progress(console=err, transient=True) as prog:
+        task = prog.add_task(f"NLL of {model_id} on {d.name} {split}", total=min(n or len(d), len(d)))
+        r = nll(m, d, n=n, batch_size=batch_size, progress=lambda b: prog.advance(task, b), **options)
+    console.print(f"{model_id}: NLL {r}  [{d.describe()}]", highlight=False)
+    if write_card:
+        cmd = " ".join(["zoo eval", model_id, "--nll"] + (["-n", str(n)] if n else []) +
+                       ([f"--split {split}"] if split != "test" else []) + [f"-o {o}" for o in opts])
+        name = "nll" if not options else "nll_" + "_".join(f"{k}{v}" for k, v in options.items())
+        card = read_card(write_card)
+        card = with_metric(card, Metric(name, round(r.nats, 4), "nats/image", split, r.n, cmd,
+                                        f"{r.bits_per_dim:.4f} bits/dim, stderr {r.stderr:.3f}; {d.describe()}"))
+        save_card(card, write_card)
+        console.print(f"recorded in {write_card}")
+
+
+
+@main.command()
+@click.argument("model_id")
+@click.option("--out", type=click.Path(), default=None, help="run folder (default runs/MODEL_ID)")
+@click.option("--epochs", type=int, default=None)
+@click.option("--batch-size", type=int, default=None)
+@click.option("--lr", type=float, default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--patience", type=int, default=None, help="early stopping: epochs without improvement")
+@click.option("--max-steps", type=int, default=None)
+@click.option("--time-limit", type=float, default=None, help="stop after the epoch that passes this many seconds")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
+@click.option("--data-dir", type=click.Path(), default=None)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--threads", type=int, default=None)
+@click.option("--no-test", is_flag=True, help="skip the test-set NLL at the end")
+def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time_limit, resume, data_dir, device, threads,
+          no_test) -> None:
+    """Train a model described by a card (an id or a card.toml path); resumable."""
+    from .train import train_card
+    _threads(threads)
+    card = read_card(model_id, recipe=True) if model_id.endswith(".toml") else api.get_card(model_id)
+    overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, patience=patience,
+                                         max_steps=max_steps, time_limit=time_limit).items() if v is not None}
+    out = Path(out or f"runs/{card.id}")
+    new, result = train_card(card, out, overrides, resume=resume, data_dir=data_dir, device=device,
+                             eval_test=not no_test)
+    console.print(f"best val NLL {result.best_val_nll:.3f} nats/image at epoch {result.best_epoch}; "
+                  f"wrote {out / new.weights_file} and {out / 'card.toml'}")
+    for m in new.metrics:
+        console.print(f"  {m.name} = {m.value:.3f} {m.unit} ({m.split}, n={m.n})")
+
+
+@main.command()
+@click.argument("model_id")
+@click.argument("out", type=click.Path())
+@click.option("--repo", default=None, help="Hub repo id to record in the card (org/name)")
+@click.option("--overwrite", is_flag=True)
+def export(model_id, out, repo, overwrite) -> None:
+    """Write a folder ready to upload to the Hugging Face Hub (card.toml, weights, README.md)."""
+    from .export import export as do_export
+    path = do_export(model_id, out, repo=repo, overwrite=overwrite)
+    console.print(f"exported {model_id} to {path}; upload with `hf upload ORG/NAME {path}`, then load with "
+                  f"zoo.load('hf://ORG/NAME')")
+
+
+@main.command()
+def plugins() -> None:
+    """Installed plugins, their versions, and any that failed to load."""
+    reg = registry()
+    table = Table(title="zoo plugins")
+    for col in ("plugin", "version", "architectures", "models"):
+        table.add_column(col)
+    for p in reg.plugins.values():
+        n = sum(1 for c in reg.cards.values() if c.plugin == p.name)
+        table.add_row(p.name, p.version, ", ".join(p.architectures), str(n))
+    console.print(table)
+    for f in reg.failures:
+        console.print(f"[red]failed[/] {f.name} ({f.source}): {f.error}", highlight=False)
+    for key, owners in reg.conflicts.items():
+        console.print(f"[red]conflict[/] '{key}' claimed by {', '.join(owners)}: refused", highlight=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Named datasets read from standard layouts: `mnist`, `mnist-bin`, `cifar10`, `cifar10-gray`.
+
+Root folder: `--data-dir`, else `ZOO_DATA_DIR`, else ~/.cache/zoo/data. Layouts read:
+  MNIST     ROOT/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]   (torchvision's)
+  CIFAR-10  ROOT/cifar-10-batches-py/                 (torchvision's; the original data)  -> copy "cifar10"
+            ROOT/cifar10/{train,test}/<class>/*.png   (image folder of the original)      -> copy "cifar10"
+            ROOT/cifar10-jpeg/{train,test}/<class>/*  (the JPEG re-encoded offline copy)  -> copy "cifar10-jpeg"
+Splits: `train` is the training file less its last 5,000 images, `val` is those 5,000, `test` is the test file.
+Binarized MNIST (`mnist-bin`): train batches are binarized afresh each time (dynamic Bernoulli); val and test
+are binarized once, Bernoulli(pixel/255) with a fixed torch.Generator seed (val 1, test 0), in file order.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DataError
+
+NAMES = ("mnist", "mnist-bin", "cifar10", "cifar10-gray")
+SPLITS = ("train", "val", "test")
+VAL_SIZE = 5000
+TEST_BINARIZATION_SEED = 0
+VAL_BINARIZATION_SEED = 1
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "mnist-bin": (1, 28, 28), "cifar10": (3, 32, 32), "cifar10-gray": (1, 32, 32)}
+
+
+def data_root(data_dir: str | Path | None = None) -> Path:
+    """The dataset root: explicit, else ZOO_DATA_DIR, else ~/.cache/zoo/data."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if os.environ.get("ZOO_DATA_DIR"):
+        return Path(os.environ["ZOO_DATA_DIR"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(cache) / "zoo" / "data"
+
+
+def binarize(x: torch.Tensor, seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Bernoulli binarization of float images in [0, 1]: each pixel is 1 with probability its intensity."""
+    if generator is None and seed is not None:
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+    return torch.bernoulli(x, generator=generator)
+
+
+@dataclass
+class ImageData:
+    """One split of a dataset in memory: uint8 images (N, C, H, W), labels, and what the data is."""
+
+    name: str
+    split: str
+    copy: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    preprocessing: str
+    dynamic_binarization: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def batch(self, index: torch.Tensor | slice, generator: torch.Generator | None = None):
+        """Float images in [0, 1] and labels for the given indices (dynamic binarization drawn here)."""
+        x = self.images[index].float() / 255.0
+        if self.dynamic_binarization:
+            x = binarize(x, generator=generator)
+        return x, self.labels[index]
+
+    def describe(self) -> str:
+        return f"{self.name} {self.split} ({len(self):,} images; {self.copy}; {self.preprocessing})"
+
+
+# ---- MNIST ----------------------------------------------------------------------------------------
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+        zero, dtype, ndim = struct.unpack(">HBB", data[:4])
+        dims = struct.unpack(">" + "I" * ndim, data[4: 4 + 4 * ndim])
+        if zero != 0 or dtype != 0x08:
+            raise ValueError("not an unsigned-byte IDX file")
+        arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+        return arr.reshape(dims).copy()
+    except (OSError, ValueError, struct.error, EOFError) as e:
+        raise DataError(f"{path}: not a readable MNIST IDX file ({e}); replace it with the original") from None
+
+
+def _find(raw: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (raw / name).is_file():
+            return raw / name
+    return None
+
+
+MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def _mnist(root: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    raw = root / "MNIST" / "raw"
+    stems = MNIST_FILES[part]
+    if download and not all(_find(raw, s) for s in stems):
+        try:
+            import torchvision
+            torchvision.datasets.MNIST(str(root), train=part == "train", download=True)
+        except Exception as e:
+            raise DataError(f"MNIST download failed: {e}") from None
+    paths = [_find(raw, s) for s in stems]
+    if not all(paths):
+        missing = [s for s, p in zip(stems, paths) if p is None]
+        raise DataError(f"MNIST ({part}) not found: put {', '.join(m + '[.gz]' for m in missing)} in {raw}/ "
+                        "(torchvision's layout), or pass --download when online, or point --data-dir / "
+                        "ZOO_DATA_DIR at a folder that has them")
+    images, labels = _read_idx(paths[0]), _read_idx(paths[1])
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
+        raise DataError(f"{paths[0]}: expected N x 28 x 28 images with N labels, got {images.shape} / {labels.shape}")
+    return images[:, None], labels
+
+
+# ---- CIFAR-10 -------------------------------------------------------------------------------------
+def _image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+    images, labels = [], []
+    for label, cls in enumerate(CIFAR_CLASSES):
+        files = sorted(p for p in (folder / cls).glob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+        for p in files:
+            with Image.open(p) as im:
+                arr = np.asarray(im.convert("RGB"))
+            if arr.shape != (32, 32, 3):
+                raise DataError(f"{p}: CIFAR-10 images are 32x32 RGB, this one is {arr.shape}")
+            images.append(arr)
+            labels.append(label)
+    if not images:
+        raise DataError(f"{folder}: no images in <class>/ subfolders named {', '.join(CIFAR_CLASSES)}")
+    return np.stack(images).transpose(0, 3, 1, 2).copy(), np.asarray(labels, dtype=np.int64)
+
+
+def _cached_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decode an image folder once; keep the decoded arrays beside it (if writable) for the next time."""
+    cache = folder / f".zoo-decoded-{split}.npz"
+    src = folder / split
+    stamp = str(sum(1 for _ in src.rglob("*")))
+    if cache.is_file():
+        try:
+            with np.load(cache) as z:
+                if str(z["stamp"]) == stamp:
+                    return z["images"], z["labels"]
+        except Exception:
+            pass
+    images, labels = _image_folder(src)
+    try:
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, images=images, labels=labels, stamp=np.array(stamp))
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+    return images, labels
+
+
+def _cifar(root: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarray, str]:
+    if download and not (root / "cifar-10-batches-py").is_dir():
+        try:
+            import torchvision
+            torchvision.datasets.CIFAR10(str(root), train=part == "train", download=True)
+        except Exception as e:
+            raise DataError(f"CIFAR-10 download failed: {e}") from None
+    if (root / "cifar-10-batches-py").is_dir():
+        import torchvision
+        ds = torchvision.datasets.CIFAR10(str(root), train=part == "train", download=False)
+        return ds.data.transpose(0, 3, 1, 2).copy(), np.asarray(ds.targets, dtype=np.int64), "cifar10"
+    for sub, copy in (("cifar10", "cifar10"), ("cifar10-jpeg", "cifar10-jpeg")):
+        if (root / sub / part).is_dir():
+            images, labels = _cached_folder(root / sub, part)
+            return images, labels, copy
+    raise DataError(f"CIFAR-10 ({part}) not found under {root}: expected cifar-10-batches-py/ (torchvision's "
+                    f"layout), cifar10/{part}/<class>/ or cifar10-jpeg/{part}/<class>/ image folders. Pass "
+                    "--download when online, or point --data-dir / ZOO_DATA_DIR at a folder that has them")
+
+
+def to_gray(images: np.ndarray) -> np.ndarray:
+    """ITU-R 601-2 luma, L = (299 R + 587 G + 114 B) / 1000 rounded, as PIL's convert('L') (N, 3, H, W) -> (N, 1, H, W)."""
+    rgb = images.astype(np.int32)
+    luma = (299 * rgb[:, 0] + 587 * rgb[:, 1] + 114 * rgb[:, 2] + 500) // 1000
+    return luma[:, None].astype(np.uint8)
+
+
+def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None,
+                 download: bool = False) -> ImageData:
+    """One split of a named dataset as uint8 tensors, read from the data root's standard layouts."""
+    if name not in NAMES:
+        raise DataError(f"unknown dataset '{name}'; zoo knows {', '.join(NAMES)}")
+    if split not in SPLITS:
+        raise DataError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
+    root = data_root(data_dir)
+    part = "test" if split == "test" else "train"
+    if name.startswith("mnist"):
+        images, labels = _mnist(root, part, download)
+        copy, classes = "MNIST (IDX files)", tuple(str(i) for i in range(10))
+    else:
+        images, labels, copy = _cifar(root, part, download)
+        classes = CIFAR_CLASSES
+        if name == "cifar10-gray":
+            images = to_gray(images)
+    if split != "test":
+        if len(images) <= VAL_SIZE:
+            raise DataError(f"{name}: the training file has only {len(images)} images, fewer than the "
+                            f"{VAL_SIZE} held out for validation")
+        sl = slice(None, -VAL_SIZE) if split == "train" else slice(-VAL_SIZE, None)
+        images, labels = images[sl], labels[sl]
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    split_note = {"train": f"training file less its last {VAL_SIZE:,}", "val": f"last {VAL_SIZE:,} of the training file",
+                  "test": "test file"}[split]
+    prep, dynamic = f"8-bit, {split_note}", False
+    if name == "cifar10-gray":
+        prep = f"8-bit luma 0.299R+0.587G+0.114B, {split_note}"
+    if name == "mnist-bin":
+        if split == "train":
+            prep, dynamic = f"dynamic Bernoulli binarization, {split_note}", True
+        else:
+            seed = TEST_BINARIZATION_SEED if split == "test" else VAL_BINARIZATION_SEED
+            x = (binarize(x.float() / 255.0, seed=seed) * 255).to(torch.uint8)
+            prep = f"fixed Bernoulli binarization (seed {seed}), {split_note}"
+    return ImageData(name, split, copy, x, y, classes, prep, dynamic)

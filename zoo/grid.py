@@ -1,0 +1,54 @@
+"""Image grids: many images in one PNG, optionally in labelled rows (observed | masked | completed)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int = 2,
+              pad_value: float = 1.0) -> Image.Image:
+    """Tile images (N, C, H, W) in [0, 1] into one PIL image, `nrow` images per row (default: square)."""
+    images = images.detach().float().cpu().clamp(0, 1)
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    canvas = torch.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), pad_value)
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        canvas[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = images[i]
+    arr = (canvas * 255).round().byte().permute(1, 2, 0).numpy()
+    img = Image.fromarray(arr[..., 0] if c == 1 else arr, mode="L" if c == 1 else "RGB")
+    if scale != 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return img
+
+
+def labelled_rows(rows: list[tuple[str, torch.Tensor]], scale: int = 2) -> Image.Image:
+    """Stack several image rows, each with a text label on the left (e.g. original / observed / completed)."""
+    tiles = [make_grid(imgs, nrow=imgs.shape[0], scale=scale).convert("RGB") for _, imgs in rows]
+    label_w = 90
+    out = Image.new("RGB", (label_w + max(t.width for t in tiles), sum(t.height for t in tiles)), "white")
+    draw = ImageDraw.Draw(out)
+    y = 0
+    for (label, _), tile in zip(rows, tiles):
+        out.paste(tile, (label_w, y))
+        draw.text((4, y + tile.height // 2 - 5), label, fill="black")
+        y += tile.height
+    return out
+
+
+def save_image(img: Image.Image, path: str | Path) -> Path:
+    """Save a PIL image, creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+def show_masked(images: torch.Tensor, mask: torch.Tensor, fill: float = 0.5) -> torch.Tensor:
+    """The observed part of images, with generated pixels shown as flat grey (a tint for colour)."""
+    mask = mask.expand_as(images) if mask.shape != images.shape else mask
+    return torch.where(mask.to(images.device), images, torch.full_like(images, fill))

@@ -1,0 +1,168 @@
+"""The Model interface: an autoregressive distribution over a tokenizer's tokens.
+
+A family implements `log_prob_tokens` (exact, nats per image), `stepper` (its generation order and cache)
+and optionally `training_loss`. Sampling, completion and validation are written here once.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import InputError
+from .logits import LogitProcessor
+from .sampling import Sampler, Stepper
+from .tokenizers import Tokenizer, check_images
+
+MAX_SAMPLES = 1_000_000
+
+
+def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch.Generator on `device`, seeded with `seed` (a fresh random seed when None)."""
+    g = torch.Generator(device=device)
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(int(seed))
+    return g
+
+
+class Model(nn.Module):
+    """Base class of every zoo model. Subclasses set `tokenizer`, `image_shape` and `num_classes`."""
+
+    tokenizer: Tokenizer
+    image_shape: tuple[int, int, int]
+    num_classes: int = 0
+    #: the card the model was loaded from (None for an untrained `zoo.create` model)
+    card: Any = None
+    #: the constructor config, so that the model can be saved and re-created
+    config: dict[str, Any]
+
+    # ---- to implement in a family -------------------------------------------------------------
+    def log_prob_tokens(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact log-likelihood in nats of each token sequence (N, T) -> (N,)."""
+        raise NotImplementedError
+
+    def stepper(self, n: int, *, y: torch.Tensor | None = None,
+                observed_mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                processor: LogitProcessor | None = None, naive: bool = False) -> Stepper:
+        """A fresh generation pass for n images. `observed_mask` (T,) marks tokens that will be
+        teacher-forced, so the family can pick an order that puts them first (or refuse the mask)."""
+        raise NotImplementedError
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean negative log-likelihood in nats per image of a training batch (override for tricks)."""
+        return -self.log_prob(x, y).mean()
+
+    # ---- written once ---------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.parameters()), torch.empty(0)).device
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def num_dims(self) -> int:
+        return math.prod(self.image_shape)
+
+    def _labels(self, y: torch.Tensor | int | None, n: int) -> torch.Tensor | None:
+        if y is None:
+            return None
+        if not self.num_classes:
+            raise InputError("this model is not class-conditional; do not pass a class")
+        y = torch.as_tensor(y, dtype=torch.long, device=self.device)
+        if y.dim() == 0:
+            y = y.expand(n)
+        if y.shape != (n,) or (y < 0).any() or (y >= self.num_classes).any():
+            raise InputError(f"classes must be {n} integers in [0, {self.num_classes - 1}]")
+        return y
+
+    def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+        """Exact log-likelihood in nats of each image in x (N, C, H, W), float in [0, 1]."""
+        tokens = self.tokenizer.encode(check_images(x, self.image_shape).to(self.device))
+        return self.log_prob_tokens(tokens, self._labels(y, tokens.shape[0]), **kwargs)
+
+    def bits_per_dim(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """-log_prob in bits divided by the number of sub-pixels."""
+        return -self.log_prob(x, y) / (math.log(2) * self.num_dims)
+
+    def _check_n(self, n: int) -> int:
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise InputError(f"the number of samples must be a positive integer, got {n!r}")
+        if n > MAX_SAMPLES:
+            raise InputError(f"{n} samples is more than zoo generates in one call ({MAX_SAMPLES}); "
+                             "loop over smaller calls")
+        return n
+
+    @torch.no_grad()
+    def generate_tokens(self, n: int, *, generator: torch.Generator, processor: LogitProcessor,
+                        y: torch.Tensor | None = None, observed: torch.Tensor | None = None,
+                        observed_mask: torch.Tensor | None = None, naive: bool = False) -> torch.Tensor:
+        """Run one batch through the family's stepper and the core sampler -> tokens (n, T)."""
+        shared_mask = None
+        if observed_mask is not None:
+            if not bool((observed_mask == observed_mask[:1]).all()):
+                raise InputError("a batch given to generate_tokens must share one observed mask")
+            shared_mask = observed_mask[0]
+        stepper = self.stepper(n, y=y, observed_mask=shared_mask, generator=generator,
+                               processor=processor, naive=naive)
+        return Sampler(processor).run(stepper, n, self.tokenizer.num_tokens, generator=generator,
+                                      observed=observed, observed_mask=observed_mask, device=self.device)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: int | None = None, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, cfg: float | None = None, y: torch.Tensor | int | None = None,
+               batch_size: int = 256, naive: bool = False, generator: torch.Generator | None = None,
+               progress: Any = None) -> torch.Tensor:
+        """Draw n images, float in [0, 1], shape (n, C, H, W). Same seed, same images."""
+        n = self._check_n(n)
+        processor = LogitProcessor(temperature, top_k, top_p, cfg)
+        generator = generator or make_generator(seed, self.device)
+        labels = self._labels(y, n)
+        out = []
+        for start in range(0, n, batch_size):
+            b = min(batch_size, n - start)
+            yb = None if labels is None else labels[start:start + b]
+            out.append(self.generate_tokens(b, generator=generator, processor=processor, y=yb, naive=naive))
+            if progress is not None:
+                progress(b)
+        return self.tokenizer.decode(torch.cat(out)).clamp_(0, 1)
+
+    @torch.no_grad()
+    def complete(self, x: torch.Tensor, mask: torch.Tensor, *, seed: int | None = None, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, y: torch.Tensor | int | None = None,
+                 naive: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Keep every observed pixel of x (mask True) exactly and sample the rest from the model."""
+        x = check_images(x, self.image_shape).to(self.device)
+        tokens = self.tokenizer.encode(x)
+        n = tokens.shape[0]
+        mask = torch.as_tensor(mask, device=self.device)
+        if mask.dtype != torch.bool:
+            raise InputError(f"a mask must be a bool tensor (True = observed), got dtype {mask.dtype}")
+        shape = tuple(self.image_shape)
+        if tuple(mask.shape) in (shape, shape[1:]):
+            mask = mask.expand(n, *shape)
+        elif tuple(mask.shape) == (n, *shape[1:]):
+            mask = mask.unsqueeze(1).expand(n, *shape)
+        if tuple(mask.shape) != (n, *shape):
+            raise InputError(f"the mask has shape {tuple(mask.shape)}; expected {shape[1:]}, {shape} or "
+                             f"({n}, {', '.join(map(str, shape))}) for these images")
+        flat = mask.reshape(n, -1)
+        processor = LogitProcessor(temperature, top_k, top_p)
+        generator = generator or make_generator(seed, self.device)
+        labels = self._labels(y, n)
+        out = torch.empty_like(tokens)
+        # rows that share a mask share a generation order: run each group as one batch
+        uniq, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        for g in range(uniq.shape[0]):
+            rows = (inverse == g).nonzero().flatten()
+            out[rows] = self.generate_tokens(
+                len(rows), generator=generator, processor=processor,
+                y=None if labels is None else labels[rows], observed=tokens[rows], observed_mask=flat[rows],
+                naive=naive)
+        return torch.where(mask, x, self.tokenizer.decode(out).clamp_(0, 1))

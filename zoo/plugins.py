@@ -1,0 +1,134 @@
+"""Plugin discovery through the entry-point group `zoo.plugins`.
+
+A plugin is one `Plugin` object: its name, version, the model architectures it provides and the folder
+of cards it ships. The core never imports a family itself. A plugin that fails to load is recorded with its
+error (shown by `zoo plugins`) and every other plugin still works. Two plugins claiming one id is refused.
+Set `ZOO_LOAD_PLUGINS` to a comma-separated allow-list (empty: no plugins) to choose which load.
+"""
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from .cards import Card, read_card
+from .errors import CardError, PluginError
+
+GROUP = "zoo.plugins"
+
+
+@dataclass
+class Plugin:
+    """What a plugin hands the core. `architectures` maps a name to a zoo.Model subclass."""
+
+    name: str
+    version: str
+    architectures: dict[str, type] = field(default_factory=dict)
+    cards_dir: Path | None = None
+    description: str = ""
+
+    def cards(self) -> list[Card]:
+        """The plugin's cards, read and validated (a broken card raises CardError naming its file)."""
+        if self.cards_dir is None or not Path(self.cards_dir).is_dir():
+            return []
+        return [read_card(p) for p in sorted(Path(self.cards_dir).glob("*.toml"))]
+
+
+@dataclass
+class Failure:
+    """A plugin (or one of its cards) that could not be loaded."""
+
+    name: str
+    source: str
+    error: str
+    detail: str = ""
+
+
+@dataclass
+class Registry:
+    """Everything the installed plugins provide, keyed for lookup."""
+
+    plugins: dict[str, Plugin] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    architectures: dict[str, tuple[Plugin, type]] = field(default_factory=dict)
+    cards: dict[str, Card] = field(default_factory=dict)
+    conflicts: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, plugin: Plugin, source: str = "") -> None:
+        """Register a plugin's architectures and cards, refusing any id another plugin already claims."""
+        if not isinstance(plugin, Plugin):
+            raise PluginError(f"entry point {source or '?'} must give a zoo.Plugin, got {type(plugin).__name__}")
+        if plugin.name in self.plugins:
+            raise PluginError(f"two plugins are named '{plugin.name}' ({source}); uninstall one of them")
+        self.plugins[plugin.name] = plugin
+        for arch, cls in plugin.architectures.items():
+            self._claim(self.architectures, arch, (plugin, cls), plugin.name, lambda v: v[0].name)
+        try:
+            cards = plugin.cards()
+        except CardError as e:
+            self.failures.append(Failure(plugin.name, source, f"card error: {e}"))
+            cards = []
+        for card in cards:
+            if card.plugin != plugin.name:
+                self.failures.append(Failure(plugin.name, source, f"{card.path}: field 'plugin' is "
+                                             f"'{card.plugin}' but the card ships with plugin '{plugin.name}'"))
+                continue
+            self._claim(self.cards, card.id, card, plugin.name, lambda c: c.plugin)
+
+    def _claim(self, table: dict, key: str, value: Any, owner: str, owner_of) -> None:
+        if key in self.conflicts:
+            self.conflicts[key].append(owner)
+        elif key in table:
+            self.conflicts[key] = [owner_of(table.pop(key)), owner]
+        else:
+            table[key] = value
+
+    def conflict_error(self, key: str) -> PluginError:
+        owners = ", ".join(sorted(self.conflicts[key]))
+        return PluginError(f"'{key}' is claimed by several plugins ({owners}); zoo refuses to pick one. "
+                           "Uninstall all but one, or choose with ZOO_LOAD_PLUGINS=name")
+
+
+def allowed_plugins() -> set[str] | None:
+    """The ZOO_LOAD_PLUGINS allow-list, or None when every installed plugin may load."""
+    raw = os.environ.get("ZOO_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def discover() -> Registry:
+    """Load every entry point in `zoo.plugins` (subject to ZOO_LOAD_PLUGINS) into a new Registry."""
+    reg = Registry()
+    allow = allowed_plugins()
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: (e.name, e.value)):
+        if allow is not None and ep.name not in allow:
+            continue
+        try:
+            obj = ep.load()
+            plugin = obj() if callable(obj) and not isinstance(obj, Plugin) else obj
+            reg.add(plugin, source=ep.value)
+        except Exception as e:  # a broken plugin must not break the others
+            reg.failures.append(Failure(ep.name, ep.value, f"{type(e).__name__}: {e}",
+                                        traceback.format_exc(limit=5)))
+    return reg
+
+
+_REGISTRY: Registry | None = None
+
+
+def registry() -> Registry:
+    """The process-wide registry, discovered on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = discover()
+    return _REGISTRY
+
+
+def reset() -> None:
+    """Forget the discovered plugins (tests, or after installing a plugin at run time)."""
+    global _REGISTRY
+    _REGISTRY = None

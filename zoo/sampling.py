@@ -1,0 +1,97 @@
+"""The generation loop shared by every family: a Stepper says what each step predicts, the Sampler drives it.
+
+A step predicts a set of token positions at once: one sub-pixel for raster models, a whole scale for VAR.
+Observed tokens (completion) are teacher-forced: the sampler writes them instead of a draw, so every
+observed token is kept exactly.
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol, Sequence
+
+import torch
+
+from .logits import LogitProcessor
+
+
+class Stepper(Protocol):
+    """One generation pass over a batch: `positions(t)` are the flat token indices step t fills."""
+
+    num_steps: int
+
+    def positions(self, t: int) -> torch.Tensor:
+        """LongTensor (P,) of token indices predicted at step t."""
+        ...
+
+    def logits(self, t: int) -> torch.Tensor:
+        """Logits (N, P, V) for the positions of step t, given every token set by earlier steps."""
+        ...
+
+    def advance(self, t: int, tokens: torch.Tensor) -> None:
+        """Record the tokens (N, P) chosen at step t."""
+        ...
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Inverse-CDF draw from probs (..., V): one uniform per row, so two samplers that see the same
+    probabilities (up to float rounding) draw the same tokens from the same generator."""
+    flat = probs.reshape(-1, probs.shape[-1]).double()
+    device = generator.device if generator is not None else flat.device
+    u = torch.rand(flat.shape[0], 1, generator=generator, device=device, dtype=torch.float64).to(flat.device)
+    cdf = flat.cumsum(-1)
+    cdf = cdf / cdf[:, -1:]
+    idx = (cdf < u).sum(-1).clamp_(max=flat.shape[-1] - 1)
+    return idx.reshape(probs.shape[:-1])
+
+
+class Sampler:
+    """Drives a Stepper from first to last step, drawing tokens through one LogitProcessor."""
+
+    def __init__(self, processor: LogitProcessor | None = None) -> None:
+        self.processor = processor or LogitProcessor()
+
+    def choose(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        if self.processor.temperature == 0:
+            return logits.argmax(-1)
+        return draw(self.processor.process(logits).softmax(-1), generator)
+
+    @torch.no_grad()
+    def run(self, stepper: Stepper, n: int, num_tokens: int, *, generator: torch.Generator | None = None,
+            observed: torch.Tensor | None = None, observed_mask: torch.Tensor | None = None,
+            device: torch.device | str = "cpu", on_step: Callable[[int], None] | None = None) -> torch.Tensor:
+        """Return tokens (n, num_tokens). Where observed_mask (n, num_tokens) is True, observed is kept."""
+        tokens = torch.zeros(n, num_tokens, dtype=torch.long, device=device)
+        for t in range(stepper.num_steps):
+            pos = stepper.positions(t)
+            if observed_mask is not None:
+                keep = observed_mask[:, pos]
+                if bool(keep.all()):
+                    chosen = observed[:, pos]
+                else:
+                    chosen = torch.where(keep, observed[:, pos], self.choose(stepper.logits(t), generator))
+            else:
+                chosen = self.choose(stepper.logits(t), generator)
+            tokens[:, pos] = chosen
+            stepper.advance(t, chosen)
+            if on_step is not None:
+                on_step(t)
+        return tokens
+
+
+class FullRecomputeStepper:
+    """The naive reference: recompute the whole network at every step. Any cached stepper must match it."""
+
+    def __init__(self, logits_all: Callable[[torch.Tensor], torch.Tensor], order: Sequence[int] | torch.Tensor,
+                 n: int, num_tokens: int, device: torch.device | str = "cpu") -> None:
+        self.logits_all = logits_all
+        self.order = torch.as_tensor(order, dtype=torch.long)
+        self.num_steps = len(self.order)
+        self.tokens = torch.zeros(n, num_tokens, dtype=torch.long, device=device)
+
+    def positions(self, t: int) -> torch.Tensor:
+        return self.order[t:t + 1]
+
+    def logits(self, t: int) -> torch.Tensor:
+        return self.logits_all(self.tokens)[:, self.order[t:t + 1]]
+
+    def advance(self, t: int, tokens: torch.Tensor) -> None:
+        self.tokens[:, self.order[t:t + 1]] = tokens

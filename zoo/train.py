@@ -1,0 +1,324 @@
+"""The training engine every family shares: optimizer and schedule, gradient clipping, a progress bar,
+validation NLL each epoch, early stopping, atomic checkpoints and exact resume.
+
+Everything random in a step (data order, dynamic binarization, a family's mask draws) comes from generators
+seeded by (seed, epoch) or (seed, step), so a run resumed from any checkpoint continues exactly as if it had
+never stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import ImageData
+from .errors import InputError, ZooError
+from .evaluate import nll
+from .model import Model
+from .weights import load_weights, save_weights, sha256_file
+
+STATE_FILE = "state.json"
+BEST_FILE = "best.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a run; a card's [training] table and CLI flags fill it."""
+
+    epochs: int = 20
+    batch_size: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    patience: int | None = None
+    seed: int = 0
+    checkpoint_every: int = 1000
+    eval_batch_size: int = 500
+    val_n: int | None = None
+    max_steps: int | None = None
+    time_limit: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"unknown training setting(s) {unknown}; known: {sorted(names)}")
+        return cls(**data)
+
+    def lr_at(self, step: int, total: int) -> float:
+        """Learning rate at a global step: linear warm-up, then constant or cosine decay to 0."""
+        if self.warmup_steps and step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.schedule == "constant":
+            return self.lr
+        if self.schedule == "cosine":
+            span = max(1, total - self.warmup_steps)
+            return self.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - self.warmup_steps) / span)))
+        raise InputError(f"unknown schedule '{self.schedule}'; use constant or cosine")
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise InputError(f"unknown optimizer '{cfg.optimizer}'; use adam or adamw")
+
+
+def _seeded(*parts: int) -> torch.Generator:
+    seed = 0
+    for p in parts:
+        seed = (seed * 1_000_003 + int(p)) % (2**63 - 1)
+    return torch.Generator().manual_seed(seed)
+
+
+# ---- checkpoints ----------------------------------------------------------------------------------
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{pid}.{k}"] = v
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        _, pid, k = key.split(".", 2)
+        state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(out: Path, model: Model, opt: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
+    """Write weights + optimizer as safetensors and the progress as JSON, atomically: the state file is
+    replaced last and names its checkpoint, so a crash at any point leaves the previous one intact."""
+    step = progress["global_step"]
+    name = f"checkpoint-{step:08d}.safetensors"
+    opt_tensors, opt_meta = _optimizer_tensors(opt)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | opt_tensors
+    sha = save_weights(tensors, out / name)
+    state = dict(progress, checkpoint=name, checkpoint_sha256=sha, optimizer=opt_meta)
+    tmp = out / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, out / STATE_FILE)
+    for old in out.glob("checkpoint-*.safetensors"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+
+
+def load_checkpoint(out: Path, model: Model, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore model and optimizer from the run folder's last good checkpoint; returns the progress."""
+    state = json.loads((out / STATE_FILE).read_text())
+    tensors = load_weights(out / state["checkpoint"], state["checkpoint_sha256"])
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    _restore_optimizer(opt, {k: v for k, v in tensors.items() if k.startswith("optim.")}, state["optimizer"])
+    return state
+
+
+# ---- the loop -------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    """What a run produced: the best validation NLL, its epoch, and the per-epoch history."""
+
+    best_val_nll: float
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    global_step: int = 0
+    stopped_early: bool = False
+
+
+class _Bar:
+    """A rich progress bar showing loss, nats/image, it/s and ETA (silent when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, done: int) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TextColumn("{task.fields[speed]}"),
+                                 TimeElapsedColumn(), TimeRemainingColumn())
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=total, completed=done, info="", speed="")
+        self.t0, self.done0 = time.time(), done
+
+    def update(self, step: int, info: str) -> None:
+        if self.enabled:
+            rate = (step - self.done0) / max(1e-9, time.time() - self.t0)
+            self.progress.update(self.task, completed=step, info=info, speed=f"{rate:.1f} it/s")
+
+    def log(self, msg: str) -> None:
+        if self.enabled:
+            self.progress.console.print(msg)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+
+def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: str | Path,
+        resume: bool = False, progress: bool = True, device: str | torch.device = "cpu") -> TrainResult:
+    """Train `model` on `train`, validating on `val` each epoch; checkpoints and the best weights go to `out`.
+
+    With resume=True a run folder's last checkpoint is restored and training continues exactly; without it
+    an existing run in `out` is an error (nothing is overwritten).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.to(device).train()
+    opt = make_optimizer(model, cfg)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    run_id = {"train_config": asdict(cfg) | {"max_steps": None, "epochs": None, "patience": None,
+                                             "time_limit": None},
+              "model_config": getattr(model, "config", {}), "train": train.describe(), "val": val.describe()}
+    progress_state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_nll": None,
+                                      "best_epoch": -1, "bad_epochs": 0, "history": [], "run": run_id,
+                                      "done": False}
+    if (out / STATE_FILE).exists():
+        if not resume:
+            raise ZooError(f"{out} already holds a training run; pass --resume to continue it, or choose "
+                           "another --out")
+        progress_state = load_checkpoint(out, model, opt)
+        if progress_state["run"] != json.loads(json.dumps(run_id)):
+            raise ZooError(f"{out}: the run there used a different model, data or training config; resume it "
+                           "with the same settings (only --epochs and --patience may change), or choose another --out")
+        progress_state["done"] = False
+    bar = _Bar(progress, total, progress_state["global_step"])
+    loss_ema = None
+    stopped_early = False
+    started = time.time()
+    try:
+        while progress_state["epoch"] < cfg.epochs and progress_state["global_step"] < total:
+            epoch = progress_state["epoch"]
+            order = torch.randperm(len(train), generator=_seeded(cfg.seed, 1, epoch))
+            model.train()
+            for b in range(progress_state["step_in_epoch"], steps_per_epoch):
+                step = progress_state["global_step"]
+                if step >= total:
+                    break
+                gen = _seeded(cfg.seed, 2, step)
+                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                x, y = train.batch(idx, generator=gen)
+                x = x.to(device)
+                y = y.to(device) if model.num_classes else None
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr_at(step, total)
+                loss = model.training_loss(x, y, generator=gen)
+                if not torch.isfinite(loss):
+                    raise ZooError(f"training diverged at step {step} (loss {loss.item()}); lower --lr. The last "
+                                   f"good checkpoint in {out} is kept")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
+                progress_state["global_step"] = step + 1
+                progress_state["step_in_epoch"] = b + 1
+                bar.update(step + 1, f"epoch {epoch + 1}/{cfg.epochs}  loss {loss_ema:.2f} nats/img")
+                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
+                    save_checkpoint(out, model, opt, progress_state)
+            if progress_state["step_in_epoch"] < steps_per_epoch:
+                break  # max_steps reached mid-epoch
+            val_nll = nll(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size).nats
+            model.train()
+            record = {"epoch": epoch + 1, "step": progress_state["global_step"], "train_loss": loss_ema,
+                      "val_nll": val_nll}
+            progress_state["history"].append(record)
+            best = progress_state["best_val_nll"]
+            if best is None or val_nll < best:
+                progress_state.update(best_val_nll=val_nll, best_epoch=epoch + 1, bad_epochs=0)
+                save_weights(model.state_dict(), out / BEST_FILE)
+            else:
+                progress_state["bad_epochs"] += 1
+            bar.log(f"epoch {epoch + 1}: train {loss_ema:.2f}  val {val_nll:.2f} nats/image"
+                    f"{'  (best)' if progress_state['best_epoch'] == epoch + 1 else ''}")
+            progress_state["epoch"] = epoch + 1
+            progress_state["step_in_epoch"] = 0
+            if cfg.patience is not None and progress_state["bad_epochs"] >= cfg.patience:
+                stopped_early = True
+                progress_state["epoch"] = cfg.epochs
+            save_checkpoint(out, model, opt, progress_state)
+            if cfg.time_limit is not None and time.time() - started > cfg.time_limit:
+                bar.log(f"time limit of {cfg.time_limit:.0f} s reached after epoch {epoch + 1}; "
+                        "continue later with --resume")
+                break
+    except KeyboardInterrupt:
+        save_checkpoint(out, model, opt, progress_state)
+        bar.log(f"interrupted: checkpoint saved at step {progress_state['global_step']}; continue with --resume")
+        raise
+    finally:
+        bar.close()
+    if progress_state["best_val_nll"] is None and progress_state["global_step"]:
+        # stopped before the first epoch ended (max_steps): validate what we have
+        progress_state.update(best_val_nll=nll(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size).nats,
+                              best_epoch=progress_state["epoch"])
+        save_weights(model.state_dict(), out / BEST_FILE)
+    save_checkpoint(out, model, opt, progress_state)
+    return TrainResult(progress_state["best_val_nll"] if progress_state["best_val_nll"] is not None else float("nan"),
+                       progress_state["best_epoch"], progress_state["history"], progress_state["global_step"],
+                       stopped_early)
+
+
+def checkpoint_sha(out: str | Path) -> str:
+    """sha256 of the best weights of a finished run."""
+    return sha256_file(Path(out) / BEST_FILE)
+
+
+def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False,
+               data_dir: str | Path | None = None, device: str = "cpu", progress: bool = True,
+               eval_test: bool = True):
+    """Train the model a card describes on its dataset; write `<id>.safetensors` and `card.toml` (with the
+    validation and test NLL) into `out`. Returns (card, TrainResult)."""
+    from dataclasses import replace
+
+    from .api import create
+    from .cards import Metric, with_metric, write_card
+    from .data import load_dataset
+    from .weights import load_into
+
+    cfg = TrainConfig.from_dict({**card.training, **(overrides or {})})
+    torch.manual_seed(cfg.seed)
+    model = create(card.architecture, **card.config)
+    train = load_dataset(card.dataset, "train", data_dir)
+    val = load_dataset(card.dataset, "val", data_dir)
+    out = Path(out)
+    result = fit(model, train, val, cfg, out, resume=resume, progress=progress, device=device)
+    load_into(model, load_weights(out / BEST_FILE), str(out / BEST_FILE))
+    weights_file = f"{card.id}.safetensors"
+    sha = save_weights(model.state_dict(), out / weights_file)
+    new = replace(card, weights_file=weights_file, sha256=sha, path=None, metrics=[],
+                  training={**card.training, **(overrides or {})} | {"best_epoch": result.best_epoch,
+                                                                     "steps": result.global_step})
+    new.data = {**card.data, "train": train.describe(), "val": val.describe(), "copy": train.copy}
+    new = with_metric(new, Metric("val_nll", round(result.best_val_nll, 4), "nats/image", "val", len(val),
+                                  f"zoo train {card.id}", "best epoch's validation NLL"))
+    if eval_test:
+        test = load_dataset(card.dataset, "test", data_dir)
+        r = nll(model.eval(), test, batch_size=cfg.eval_batch_size)
+        new = with_metric(new, Metric("nll", round(r.nats, 4), "nats/image", "test", r.n,
+                                      f"zoo eval {card.id} --nll", test.describe()))
+    write_card(new, out / "card.toml")
+    return new, result
