@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from .cards import Metric, read_card, with_metric, write_card as save_card
 from .errors import ZooError
 from .plugins import registry
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
 
 
@@ -66,6 +67,12 @@ def _params(card) -> int:
         return -1
 
 
+def _nll_text(m, card) -> str:
+    dims = math.prod(card.config.get("image_shape", [1]))
+    bpd = f" ({m.value / (dims * math.log(2)):.2f} bpd)" if card.dataset != "mnist-bin" else ""
+    return f"{m.value:.2f} nats{bpd}"
+
+
 @main.command("list")
 @click.argument("pattern", default="*")
 def list_cmd(pattern: str) -> None:
@@ -73,7 +80,7 @@ def list_cmd(pattern: str) -> None:
     from .weights import weight_status
     table = Table(title="zoo models")
     for col in ("id", "family", "dataset", "params", "NLL (test)", "FID", "weights"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("id", "dataset"))
     reg = registry()
     for mid in api.list_models(pattern):
         c = reg.cards[mid]
@@ -81,7 +88,7 @@ def list_cmd(pattern: str) -> None:
         p = _params(c)
         table.add_row(mid, c.plugin, c.data.get("copy", c.dataset) if c.dataset.startswith("cifar") else c.dataset,
                       f"{p / 1e6:.2f}M" if p >= 0 else "?",
-                      f"{nll.value:.2f} {nll.unit.split('/')[0]}" if nll else "-",
+                      _nll_text(nll, c) if nll else "-",
                       f"{fid.value:.1f}" if fid else "-", weight_status(c))
     console.print(table)
     if reg.failures:

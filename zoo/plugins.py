@@ -30,11 +30,11 @@ class Plugin:
     cards_dir: Path | None = None
     description: str = ""
 
-    def cards(self) -> list[Card]:
-        """The plugin's cards, read and validated (a broken card raises CardError naming its file)."""
+    def card_paths(self) -> list[Path]:
+        """The TOML files of the cards the plugin ships."""
         if self.cards_dir is None or not Path(self.cards_dir).is_dir():
             return []
-        return [read_card(p) for p in sorted(Path(self.cards_dir).glob("*.toml"))]
+        return sorted(Path(self.cards_dir).glob("*.toml"))
 
 
 @dataclass
@@ -66,12 +66,12 @@ class Registry:
         self.plugins[plugin.name] = plugin
         for arch, cls in plugin.architectures.items():
             self._claim(self.architectures, arch, (plugin, cls), plugin.name, lambda v: v[0].name)
-        try:
-            cards = plugin.cards()
-        except CardError as e:
-            self.failures.append(Failure(plugin.name, source, f"card error: {e}"))
-            cards = []
-        for card in cards:
+        for path in plugin.card_paths():
+            try:
+                card = read_card(path)
+            except CardError as e:  # one broken card hides only itself
+                self.failures.append(Failure(plugin.name, source, f"card error: {e}"))
+                continue
             if card.plugin != plugin.name:
                 self.failures.append(Failure(plugin.name, source, f"{card.path}: field 'plugin' is "
                                              f"'{card.plugin}' but the card ships with plugin '{plugin.name}'"))

@@ -58,7 +58,7 @@ class MADE(zoo.Model):
 
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2, hidden=(1000, 1000), num_masks: int = 1,
                  eval_masks: int | None = None, ordering: str = "natural", natural_prob: float = 0.5,
-                 direct: bool = True, features: int = 32, seed: int = 0) -> None:
+                 direct: bool = True, features: int = 32, head: str = "softmax", seed: int = 0) -> None:
         super().__init__()
         if ordering not in ORDERINGS:
             raise InputError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
@@ -69,7 +69,9 @@ class MADE(zoo.Model):
         self.levels, self.hidden = int(levels), [int(h) for h in hidden]
         self.num_masks, self.ordering, self.natural_prob = int(num_masks), ordering, float(natural_prob)
         self.eval_masks = int(eval_masks or num_masks)
-        self.direct, self.seed = bool(direct), int(seed)
+        self.direct, self.seed, self.head = bool(direct), int(seed), head
+        if head not in ("softmax", "gauss"):
+            raise InputError(f"head must be 'softmax' or 'gauss', got {head!r}")
         D = self.num_dims
         self.per_dim = 1 if levels == 2 else int(features)
         sizes = [D, *self.hidden]
@@ -129,7 +131,12 @@ class MADE(zoo.Model):
             f = feats.reshape(n, -1)
             return torch.stack([torch.zeros_like(f), f], dim=-1)
         f = feats.reshape(n, -1, self.per_dim)
-        return f @ self.level_proj + self.level_bias[dims]
+        logits = f @ self.level_proj + self.level_bias[dims]
+        if self.head == "gauss":
+            # a discretized Gaussian bump (mean f0, log-precision f1) that the free features reshape
+            t = torch.linspace(-1, 1, self.levels, device=f.device)
+            logits = logits - f[..., 1:2].clamp(-10, 10).exp() * (t - f[..., :1]).square()
+        return logits
 
     def logits_all(self, tokens: torch.Tensor, c: Connectivity | None = None) -> torch.Tensor:
         """Logits (N, D, levels) of every conditional under connectivity c (mask 0 by default)."""
