@@ -187,9 +187,8 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
     model.to(device).train()
     opt = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
+    total = cfg.epochs * steps_per_epoch  # the schedule's length; max_steps only stops early
+    stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
     run_id = {"train_config": asdict(cfg) | {"max_steps": None, "epochs": None, "patience": None,
                                              "time_limit": None},
               "model_config": getattr(model, "config", {}), "train": train.describe(), "val": val.describe()}
@@ -205,18 +204,18 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
             raise ZooError(f"{out}: the run there used a different model, data or training config; resume it "
                            "with the same settings (only --epochs and --patience may change), or choose another --out")
         progress_state["done"] = False
-    bar = _Bar(progress, total, progress_state["global_step"])
+    bar = _Bar(progress, stop_at, progress_state["global_step"])
     loss_ema = None
     stopped_early = False
     started = time.time()
     try:
-        while progress_state["epoch"] < cfg.epochs and progress_state["global_step"] < total:
+        while progress_state["epoch"] < cfg.epochs and progress_state["global_step"] < stop_at:
             epoch = progress_state["epoch"]
             order = torch.randperm(len(train), generator=_seeded(cfg.seed, 1, epoch))
             model.train()
             for b in range(progress_state["step_in_epoch"], steps_per_epoch):
                 step = progress_state["global_step"]
-                if step >= total:
+                if step >= stop_at:
                     break
                 gen = _seeded(cfg.seed, 2, step)
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
@@ -299,7 +298,8 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
     from .data import load_dataset
     from .weights import load_into
 
-    cfg = TrainConfig.from_dict({**card.training, **(overrides or {})})
+    recipe = {k: v for k, v in card.training.items() if k != "run"}
+    cfg = TrainConfig.from_dict({**recipe, **(overrides or {})})
     torch.manual_seed(cfg.seed)
     model = create(card.architecture, **card.config)
     train = load_dataset(card.dataset, "train", data_dir)
@@ -310,8 +310,11 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
     weights_file = f"{card.id}.safetensors"
     sha = save_weights(model.state_dict(), out / weights_file)
     new = replace(card, weights_file=weights_file, sha256=sha, path=None, metrics=[],
-                  training={**card.training, **(overrides or {})} | {"best_epoch": result.best_epoch,
-                                                                     "steps": result.global_step})
+                  training={k: v for k, v in asdict(cfg).items()
+                            if k in recipe or (k in (overrides or {}) and k not in ("max_steps", "time_limit"))})
+    stops = {k: v for k, v in (overrides or {}).items() if k in ("max_steps", "time_limit")}
+    new.training["run"] = {"device": str(device), "best_epoch": result.best_epoch, "steps": result.global_step,
+                           "epochs_done": len(result.history), **stops}
     new.data = {**card.data, "train": train.describe(), "val": val.describe(), "copy": train.copy}
     new = with_metric(new, Metric("val_nll", round(result.best_val_nll, 4), "nats/image", "val", len(val),
                                   f"zoo train {card.id}", "best epoch's validation NLL"))

@@ -62,15 +62,15 @@ def hub_download(repo_id: str, filename: str, revision: str | None = None) -> Pa
                                     endpoint=hub_endpoint(), local_files_only=hub_offline()))
     except RevisionNotFoundError:
         raise WeightsError(f"{where}: revision '{revision}' not found on the Hub") from None
+    except LocalEntryNotFoundError:  # before EntryNotFoundError: it is a subclass of it
+        raise WeightsError(f"{where}: not in the local cache ({hub_cache_dir()}) and the Hub cannot be reached"
+                           f"{' (HF_HUB_OFFLINE is set)' if hub_offline() else ''}. Connect and retry, or "
+                           "pass an explicit weights path") from None
     except EntryNotFoundError:
         raise WeightsError(f"{where}: the repo has no file '{filename}'") from None
     except RepositoryNotFoundError:
         raise WeightsError(f"{where}: repository '{repo_id}' not found on the Hub (or it is private: "
                            "log in with `hf auth login`)") from None
-    except LocalEntryNotFoundError:
-        raise WeightsError(f"{where}: not in the local cache ({hub_cache_dir()}) and the Hub cannot be reached"
-                           f"{' (HF_HUB_OFFLINE is set)' if hub_offline() else ''}. Connect and retry, or "
-                           "pass an explicit weights path") from None
     except Exception as e:  # network errors, HTTP 5xx
         raise WeightsError(f"{where}: download failed: {type(e).__name__}: {e}") from None
 
@@ -131,7 +131,10 @@ def _check_safetensors_header(path: Path) -> None:
             header = json.loads(f.read(n))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise WeightsError(f"{path}: corrupt safetensors file (unreadable header)") from None
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (AttributeError, KeyError, TypeError, IndexError, ValueError):
+        raise WeightsError(f"{path}: corrupt safetensors file (malformed header)") from None
     if 8 + n + end != size:
         raise WeightsError(f"{path}: truncated or corrupt safetensors file (expected {8 + n + end} bytes, "
                            f"found {size}); delete it and fetch it again")

@@ -1,0 +1,76 @@
+"""The command line, end to end on the bundled models and the tests' small data."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from zoo.cli import main
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+
+    def invoke(*args, code=0):
+        result = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        return result.output
+    return invoke
+
+
+def test_list_info_plugins(run):
+    out = run("list")
+    assert "made-mnist-bin" in out and "bundled" in out
+    out = run("info", "made-mnist-bin")
+    assert "zoo eval made-mnist-bin --nll" in out and "sha256" in out
+    assert "made" in run("plugins")
+
+
+def test_unknown_id_suggests_close_ones(run):
+    out = run("sample", "made-mnist-bn", code=2)
+    assert "unknown model 'made-mnist-bn'" in out and "made-mnist-bin" in out
+
+
+def test_sample_writes_a_grid(run, tmp_path):
+    out = tmp_path / "grid.png"
+    run("sample", "made-mnist-bin", "-n", 4, "-o", out, "--seed", 1)
+    img = Image.open(out)
+    assert img.size[0] > 56 and img.size[1] > 56
+
+
+def test_complete_and_eval_on_test_data(run, tmp_path, mnist_dir):
+    out = tmp_path / "c.png"
+    text = run("complete", "made-mnist-bin", "--mask", "top-half", "-n", 3, "-o", out, "--data-dir", mnist_dir)
+    assert "mnist-bin test" in text and out.exists()
+    text = run("eval", "made-mnist-bin", "--nll", "-n", 40, "--data-dir", mnist_dir, "-o", "masks=1")
+    assert "nats/image" in text and "n=40" in text
+
+
+def test_missing_data_is_a_clear_error(run, tmp_path):
+    out = run("eval", "made-mnist-bin", "--nll", "--data-dir", tmp_path, code=2)
+    assert "MNIST" in out and "raw" in out
+
+
+def test_eval_write_card_records_the_command(run, tmp_path, mnist_dir):
+    import shutil
+
+    import zoo
+    card = tmp_path / "card.toml"
+    shutil.copy(zoo.get_card("made-mnist-bin").path, card)
+    run("eval", "made-mnist-bin", "--nll", "-n", 30, "--data-dir", mnist_dir, "--write-card", card)
+    m = [m for m in zoo.read_card(card).metrics if m.command == "zoo eval made-mnist-bin --nll -n 30"]
+    assert len(m) == 1 and m[0].n == 30
+
+
+def test_train_writes_weights_and_card_and_resumes(run, tmp_path, mnist_dir):
+    import zoo
+    out = tmp_path / "run"
+    common = ["--out", out, "--data-dir", mnist_dir, "--epochs", 1, "--no-test", "--batch-size", 50]
+    run("train", "made-mnist-bin", *common, "--max-steps", 2)
+    run("train", "made-mnist-bin", *common, code=2)  # refuses to overwrite the run
+    run("train", "made-mnist-bin", *common, "--resume")
+    card = zoo.read_card(out / "card.toml")
+    assert card.metric("val_nll") is not None and (out / "made-mnist-bin.safetensors").exists()
+    model = zoo.load(str(out))
+    assert model.sample(2, seed=0).shape == (2, 1, 28, 28)

@@ -1,0 +1,141 @@
+"""Core pieces: logit processing, masks, cards, the sampler loop."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import zoo
+from zoo.cards import dump_card, parse_card, read_card
+from zoo.logits import LogitProcessor
+from zoo.sampling import draw
+
+GOOD_CARD = """
+id = "tiny-card"
+plugin = "made"
+architecture = "made"
+description = "a card"
+[data]
+dataset = "mnist-bin"
+[config]
+image_shape = [1, 3, 3]
+levels = 2
+hidden = [8]
+[weights]
+file = "tiny.safetensors"
+sha256 = "%s"
+[[metrics]]
+name = "nll"
+value = 5.0
+unit = "nats/image"
+split = "test"
+n = 10
+command = "zoo eval tiny-card --nll"
+""" % ("a" * 64)
+
+
+def test_top_k_keeps_only_the_k_largest():
+    logits = torch.tensor([[1.0, 3.0, 2.0, 0.0]])
+    out = LogitProcessor(top_k=2).process(logits)
+    assert torch.isinf(out[0, [0, 3]]).all() and torch.isfinite(out[0, [1, 2]]).all()
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    out = LogitProcessor(top_p=0.7).process(probs.log())
+    assert torch.isfinite(out[0, :2]).all() and torch.isinf(out[0, 2:]).all()
+    out = LogitProcessor(top_p=0.5).process(probs.log())
+    assert torch.isfinite(out[0, 0]) and torch.isinf(out[0, 1:]).all()
+
+
+def test_temperature_zero_is_greedy_and_low_temperature_sharpens():
+    logits = torch.tensor([[0.0, 1.0, 0.5]])
+    assert LogitProcessor(temperature=0).sample(logits).item() == 1
+    p_hot = LogitProcessor(temperature=2).process(logits).softmax(-1)
+    p_cold = LogitProcessor(temperature=0.5).process(logits).softmax(-1)
+    assert p_cold[0, 1] > logits.softmax(-1)[0, 1] > p_hot[0, 1]
+
+
+def test_cfg_scale_zero_is_unconditional_and_one_is_conditional():
+    cond, uncond = torch.randn(3, 5), torch.randn(3, 5)
+    assert torch.equal(LogitProcessor(cfg=0.0).guide(cond, uncond), uncond)
+    assert torch.allclose(LogitProcessor(cfg=1.0).guide(cond, uncond), cond)
+
+
+@pytest.mark.parametrize("kw", [dict(temperature=-1), dict(top_k=0), dict(top_p=0), dict(top_p=1.5)])
+def test_bad_logit_settings_are_refused(kw):
+    with pytest.raises(zoo.InputError):
+        LogitProcessor(**kw)
+
+
+def test_draw_follows_the_distribution():
+    probs = torch.tensor([0.1, 0.6, 0.3]).expand(20000, 3)
+    tokens = draw(probs, torch.Generator().manual_seed(0))
+    freq = torch.bincount(tokens, minlength=3).float() / len(tokens)
+    assert torch.allclose(freq, torch.tensor([0.1, 0.6, 0.3]), atol=0.02)
+
+
+def test_masks_shapes_and_semantics():
+    x = torch.zeros(4, 1, 6, 6)
+    assert zoo.masks.top_half(x)[:, :3].all() and not zoo.masks.top_half(x)[:, 3:].any()
+    assert zoo.masks.bottom_half(x)[:, 3:].all()
+    assert zoo.masks.left_half(x)[:, :, :3].all() and not zoo.masks.right_half(x)[:, :, :3].any()
+    assert zoo.masks.first_k(x, 8).flatten()[:8].all() and not zoo.masks.first_k(x, 8).flatten()[8:].any()
+    b = zoo.masks.box(x, 1, 2, 3, 2)
+    assert (~b).sum() == 6 and not b[0, 1:4, 2:4].any()
+    r = zoo.masks.random(x, 0.25, seed=1)
+    assert r.shape == (4, 1, 6, 6) and (r.flatten(1).sum(1) == 9).all()
+    assert zoo.masks.parse_mask("first:3", x).sum() == 3
+    with pytest.raises(zoo.InputError, match="unknown mask"):
+        zoo.masks.parse_mask("diagonal", x)
+
+
+def test_card_round_trip_and_metric_commands(tmp_path):
+    card = parse_card(__import__("tomllib").loads(GOOD_CARD))
+    path = tmp_path / "c.toml"
+    path.write_text(dump_card(card))
+    again = read_card(path)
+    assert again.to_dict() == card.to_dict()
+    assert again.metric("nll").command == "zoo eval tiny-card --nll"
+
+
+@pytest.mark.parametrize("edit,field", [
+    (lambda s: s.replace('id = "tiny-card"\n', ""), "'id'"),
+    (lambda s: s.replace('dataset = "mnist-bin"', ""), "'data.dataset'"),
+    (lambda s: s.replace('sha256 = "' + "a" * 64, 'sha256 = "xyz'), "'weights.sha256'"),
+    (lambda s: s.replace('file = "tiny.safetensors"', 'file = "../../etc/passwd.safetensors"'), "'weights.file'"),
+    (lambda s: s.replace("value = 5.0", 'value = "five"'), "'metrics[0].value'"),
+    (lambda s: s.replace('command = "zoo eval tiny-card --nll"', 'command = "python eval.py"'), "'metrics[0].command'"),
+    (lambda s: s.replace("[config]", "config = 3\n[configx]"), "'config'"),
+])
+def test_malformed_cards_name_file_and_field(tmp_path, edit, field):
+    path = tmp_path / "bad.toml"
+    path.write_text(edit(GOOD_CARD))
+    with pytest.raises(zoo.CardError) as e:
+        read_card(path)
+    assert str(path) in str(e.value) and field in str(e.value)
+
+
+def test_unparseable_card_is_a_card_error(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("id = [unclosed")
+    with pytest.raises(zoo.CardError, match="not valid TOML"):
+        read_card(path)
+
+
+def test_pixel_tokenizer_round_trip():
+    tok = zoo.PixelTokenizer(256, (3, 2, 2))
+    x = torch.randint(0, 256, (5, 3, 2, 2), dtype=torch.uint8)
+    tokens = tok.encode(x)
+    assert tokens.shape == (5, 12) and tokens.max() < 256
+    assert torch.equal((tok.decode(tokens) * 255).round().to(torch.uint8), x)
+
+
+def test_shipped_cards_are_valid_and_measured():
+    ids = zoo.list_models()
+    assert {"made-mnist-bin", "made-mnist", "made-cifar10-gray"} <= set(ids)
+    for i in ids:
+        card = zoo.get_card(i)
+        nll = card.metric("nll")
+        assert nll is not None and nll.split == "test" and nll.command.startswith(f"zoo eval {i}")
+        if card.dataset.startswith("cifar10"):
+            assert "cifar10-jpeg" in str(card.data) + card.description

@@ -1,0 +1,89 @@
+"""The training engine: exact resume, refusal to overwrite, early stopping, and the `zoo train` card."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import zoo
+from zoo.data import ImageData
+from zoo.train import BEST_FILE, STATE_FILE, TrainConfig, fit
+from zoo.weights import load_weights
+
+
+def tiny_data(n: int, split: str, dynamic: bool) -> ImageData:
+    g = torch.Generator().manual_seed(0 if split == "train" else 1)
+    images = (torch.rand(n, 1, 3, 3, generator=g) * 255).to(torch.uint8)
+    if not dynamic:
+        images = (images > 127).to(torch.uint8) * 255
+    return ImageData("mnist-bin", split, "synthetic", images, torch.zeros(n, dtype=torch.long), ("0",),
+                     "test data", dynamic_binarization=dynamic)
+
+
+def model():
+    torch.manual_seed(0)
+    return zoo.create("made", image_shape=[1, 3, 3], levels=2, hidden=[16], num_masks=3, ordering="agnostic")
+
+
+CFG = dict(epochs=3, batch_size=16, lr=0.01, checkpoint_every=5, seed=0)
+
+
+def weights_of(out):
+    return load_weights(out / BEST_FILE)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    train, val = tiny_data(100, "train", True), tiny_data(40, "val", False)
+    ref = fit(model(), train, val, TrainConfig(**CFG), tmp_path / "ref", progress=False)
+    # stop after 13 steps (mid-epoch 2: each epoch has 7 steps), then resume with a fresh model object
+    fit(model(), train, val, TrainConfig(**CFG, max_steps=13), tmp_path / "run", progress=False)
+    state = json.loads((tmp_path / "run" / STATE_FILE).read_text())
+    assert state["global_step"] == 13
+    resumed = fit(model(), train, val, TrainConfig(**CFG), tmp_path / "run", resume=True, progress=False)
+    assert resumed.global_step == ref.global_step == 21
+    a, b = weights_of(tmp_path / "ref"), weights_of(tmp_path / "run")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["val_nll"] for h in resumed.history] == [h["val_nll"] for h in ref.history]
+
+
+def test_an_existing_run_is_never_overwritten(tmp_path):
+    train, val = tiny_data(50, "train", True), tiny_data(20, "val", False)
+    fit(model(), train, val, TrainConfig(**CFG, max_steps=2), tmp_path, progress=False)
+    with pytest.raises(zoo.ZooError, match="--resume"):
+        fit(model(), train, val, TrainConfig(**CFG), tmp_path, progress=False)
+    with pytest.raises(zoo.ZooError, match="different"):
+        fit(model(), train, val, TrainConfig(**{**CFG, "lr": 0.5}), tmp_path, resume=True, progress=False)
+
+
+def test_a_half_written_checkpoint_never_replaces_the_last_good_one(tmp_path, monkeypatch):
+    train, val = tiny_data(50, "train", True), tiny_data(20, "val", False)
+    fit(model(), train, val, TrainConfig(**CFG, max_steps=5), tmp_path, progress=False)
+    good = json.loads((tmp_path / STATE_FILE).read_text())
+
+    def crash(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr("safetensors.torch.save_file", crash)
+    with pytest.raises(OSError):
+        fit(model(), train, val, TrainConfig(**CFG), tmp_path, resume=True, progress=False)
+    monkeypatch.undo()
+    assert json.loads((tmp_path / STATE_FILE).read_text())["checkpoint"] == good["checkpoint"]
+    assert fit(model(), train, val, TrainConfig(**CFG), tmp_path, resume=True, progress=False).global_step == 12
+
+
+def test_early_stopping_and_learning(tmp_path):
+    train, val = tiny_data(200, "train", False), tiny_data(40, "val", False)
+    r = fit(model(), train, val, TrainConfig(epochs=30, batch_size=20, lr=0.05, patience=2, schedule="constant"),
+            tmp_path, progress=False)
+    assert r.history[-1]["val_nll"] < r.history[0]["val_nll"] or r.stopped_early
+    assert r.best_val_nll == min(h["val_nll"] for h in r.history)
+    if r.stopped_early:
+        assert len(r.history) < 30
+
+
+def test_cosine_schedule_and_bad_settings():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, schedule="cosine")
+    assert cfg.lr_at(0, 110) == pytest.approx(0.1) and cfg.lr_at(10, 110) == pytest.approx(1.0)
+    assert cfg.lr_at(110, 110) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(zoo.InputError, match="unknown training setting"):
+        TrainConfig.from_dict({"epochs": 1, "learning_rate": 3})
