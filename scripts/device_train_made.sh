@@ -13,13 +13,14 @@ python3 .devdata/tools/materialize-data /tmp/data >/dev/null || exit 1
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 zoo plugins
 pids=()
-for r in made-mnist-bin made-mnist-bin-agnostic made-mnist made-cifar10-gray; do
+RECIPES=${RECIPES:-made-mnist-bin made-mnist-bin-agnostic made-mnist made-cifar10-gray}
+for r in $RECIPES; do
   ( zoo train plugins/made/recipes/$r.toml --out /tmp/runs/$r --data-dir /tmp/data --device "$DEV" \
       --time-limit "$LIMIT" --threads 3 > /tmp/runs/$r.log 2>&1; echo "exit $?" >> /tmp/runs/$r.log ) &
   pids+=($!)
 done
 wait "${pids[@]}"
-for r in made-mnist-bin made-mnist-bin-agnostic made-mnist made-cifar10-gray; do
+for r in $RECIPES; do
   echo "== $r"; grep -v "━" /tmp/runs/$r.log | tail -8
   cp /tmp/runs/$r/$r.safetensors "$OUT/" 2>/dev/null
 done

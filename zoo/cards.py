@@ -149,6 +149,8 @@ def read_card(path: str | Path, recipe: bool = False) -> Card:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CardError(f"{path}: card file not found") from None
+    except OSError as e:
+        raise CardError(f"{path}: cannot read card: {e}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise CardError(f"{path}: not valid TOML: {e}") from None
     card = parse_card(data, str(path), recipe=recipe)

@@ -72,6 +72,10 @@ class Registry:
             except CardError as e:  # one broken card hides only itself
                 self.failures.append(Failure(plugin.name, source, f"card error: {e}"))
                 continue
+            if card.id in self.cards and self.cards[card.id].plugin == plugin.name:
+                self.failures.append(Failure(plugin.name, source, f"{path}: id '{card.id}' is used by two of "
+                                             "this plugin's cards"))
+                continue
             if card.plugin != plugin.name:
                 self.failures.append(Failure(plugin.name, source, f"{card.path}: field 'plugin' is "
                                              f"'{card.plugin}' but the card ships with plugin '{plugin.name}'"))
@@ -110,8 +114,11 @@ def discover() -> Registry:
         try:
             obj = ep.load()
             plugin = obj() if callable(obj) and not isinstance(obj, Plugin) else obj
+            if isinstance(plugin, Plugin) and plugin.name != ep.name:
+                raise PluginError(f"the entry point is named '{ep.name}' but its plugin calls itself "
+                                  f"'{plugin.name}'; they must match (ZOO_LOAD_PLUGINS and cards use the name)")
             reg.add(plugin, source=ep.value)
-        except Exception as e:  # a broken plugin must not break the others
+        except (Exception, SystemExit) as e:  # a broken plugin must not break the others
             reg.failures.append(Failure(ep.name, ep.value, f"{type(e).__name__}: {e}",
                                         traceback.format_exc(limit=5)))
     return reg
