@@ -207,7 +207,7 @@ def eval_cmd(model_id, do_nll, n, split, data_dir, batch_size, opts, write_card,
     with Progress(console=err, transient=True) as prog:
         task = prog.add_task(f"NLL of {model_id} on {d.name} {split}", total=min(n or len(d), len(d)))
         r = nll(m, d, n=n, batch_size=batch_size, progress=lambda b: prog.advance(task, b), **options)
-    console.print(f"{model_id}: NLL {r}  [{d.describe()}]", highlight=False)
+    console.print(f"{model_id}: NLL {r}  [{d.describe()}]", highlight=False, markup=False)
     if write_card:
         cmd = " ".join(["zoo eval", model_id, "--nll"] + (["-n", str(n)] if n else []) +
                        ([f"--split {split}"] if split != "test" else []) + [f"-o {o}" for o in opts])

@@ -58,7 +58,8 @@ class MADE(zoo.Model):
 
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2, hidden=(1000, 1000), num_masks: int = 1,
                  eval_masks: int | None = None, ordering: str = "natural", natural_prob: float = 0.5,
-                 direct: bool = True, features: int = 32, head: str = "softmax", seed: int = 0) -> None:
+                 direct: bool = True, direct_features: int | None = None, features: int = 32,
+                 head: str = "softmax", seed: int = 0) -> None:
         super().__init__()
         if ordering not in ORDERINGS:
             raise InputError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
@@ -77,7 +78,9 @@ class MADE(zoo.Model):
         sizes = [D, *self.hidden]
         self.layers = nn.ModuleList(MaskedLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.out = MaskedLinear(sizes[-1], D * self.per_dim)
-        self.skip = MaskedLinear(D, D * self.per_dim, bias=False) if direct else None
+        # direct input->output connections feed the first `direct_features` features of each pixel
+        self.direct_features = min(self.per_dim, int(direct_features or self.per_dim))
+        self.skip = MaskedLinear(D, D * self.direct_features, bias=False) if direct else None
         if levels > 2:
             self.level_proj = nn.Parameter(torch.randn(self.per_dim, levels) / math.sqrt(self.per_dim))
             self.level_bias = nn.Parameter(torch.zeros(D, levels))
@@ -111,7 +114,8 @@ class MADE(zoo.Model):
         rep = lambda mask: mask.repeat_interleave(self.per_dim, dim=0).float()  # noqa: E731
         self.out.mask.copy_(rep(c.input_degree[:, None] > prev[None, :]))
         if self.skip is not None:
-            self.skip.mask.copy_(rep(c.input_degree[:, None] > c.input_degree[None, :]))
+            self.skip.mask.copy_((c.input_degree[:, None] > c.input_degree[None, :])
+                                 .repeat_interleave(self.direct_features, dim=0).float())
         self._current = key
 
     def _fixed(self, k: int) -> Connectivity:
@@ -138,6 +142,13 @@ class MADE(zoo.Model):
             logits = logits - f[..., 1:2].clamp(-10, 10).exp() * (t - f[..., :1]).square()
         return logits
 
+    def skip_features(self, direct: torch.Tensor) -> torch.Tensor:
+        """Direct-connection outputs (N, D * direct_features) laid out as output features (N, D * per_dim)."""
+        if self.direct_features == self.per_dim:
+            return direct
+        pad = self.per_dim - self.direct_features
+        return F.pad(direct.reshape(direct.shape[0], self.num_dims, self.direct_features), (0, pad)).flatten(1)
+
     def logits_all(self, tokens: torch.Tensor, c: Connectivity | None = None) -> torch.Tensor:
         """Logits (N, D, levels) of every conditional under connectivity c (mask 0 by default)."""
         self.apply_masks(c or self._fixed(0))
@@ -147,7 +158,7 @@ class MADE(zoo.Model):
             h = F.relu(layer(h))
         feats = self.out(h)
         if self.skip is not None:
-            feats = feats + self.skip(x)
+            feats = feats + self.skip_features(self.skip(x))
         return self.to_logits(feats)
 
     def _log_prob_one(self, tokens: torch.Tensor, c: Connectivity) -> torch.Tensor:
@@ -264,7 +275,8 @@ class IncrementalStepper:
             prev_perm = perm
         self.w_out = model.out.masked_weight().detach()[:, prev_perm].t().contiguous()  # (H_L, D*P)
         self.feats = model.out.bias.detach().expand(n, -1).clone()                     # (n, D*P)
-        self.w_skip = model.skip.masked_weight().detach().t().contiguous() if model.skip is not None else None
+        self.w_skip = (model.skip_features(model.skip.masked_weight().detach().t()).contiguous()
+                       if model.skip is not None else None)  # (D inputs, D * P features)
         self.P = P
 
     def positions(self, t: int) -> torch.Tensor:
