@@ -159,12 +159,17 @@ class _Bar:
                                  TimeElapsedColumn(), TimeRemainingColumn())
         self.progress.start()
         self.task = self.progress.add_task("train", total=total, completed=done, info="", speed="")
-        self.t0, self.done0 = time.time(), done
+        self.t0, self.done0, self.total = time.time(), done, total
+        # without a terminal (a log file) the bar cannot redraw: print a line every 2% instead
+        self.every = None if self.progress.console.is_terminal else max(1, total // 50)
 
     def update(self, step: int, info: str) -> None:
         if self.enabled:
             rate = (step - self.done0) / max(1e-9, time.time() - self.t0)
             self.progress.update(self.task, completed=step, info=info, speed=f"{rate:.1f} it/s")
+            if self.every and step % self.every == 0:
+                eta = (self.total - step) / max(rate, 1e-9)
+                self.log(f"step {step}/{self.total}  {info}  {rate:.2f} it/s  ETA {eta / 60:.1f} min")
 
     def log(self, msg: str) -> None:
         if self.enabled:
