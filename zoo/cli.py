@@ -146,15 +146,22 @@ def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cls, batch
     console.print(f"wrote {n} samples of {model_id} to {output} (seed {seed})")
 
 
-def _originals(model, n: int, data_dir, split: str, seed: int):
+def _originals(model, n: int, data_dir, split: str, seed: int, download: bool = False):
     card = model.card
     try:
-        d = zdata.load_dataset(card.dataset, split, data_dir)
+        d = zdata.load_dataset(card.dataset, split, data_dir, download=download)
         x, _ = d.batch(torch.arange(min(n, len(d))))
         return x, f"{d.describe()}, first {len(x)}"
     except ZooError as e:
         err.print(f"[yellow]note:[/] {e}\n  -> completing the model's own samples instead", highlight=False)
         return model.sample(n, seed=seed + 1), "model samples (dataset not available)"
+
+
+def data_options(fn):
+    """--data-dir and --download, shared by every command that reads a dataset."""
+    fn = click.option("--download", is_flag=True, help="fetch a missing dataset through torchvision (online)")(fn)
+    return click.option("--data-dir", type=click.Path(), default=None,
+                        help="dataset root (default: $ZOO_DATA_DIR or ~/.cache/zoo/data)")(fn)
 
 
 @main.command()
@@ -167,14 +174,15 @@ def _originals(model, n: int, data_dir, split: str, seed: int):
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--top-k", type=int, default=None)
 @click.option("--split", default="test", show_default=True)
-@click.option("--data-dir", type=click.Path(), default=None)
+@data_options
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
-def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, data_dir, device, threads) -> None:
+def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, data_dir, download, device,
+             threads) -> None:
     """Complete masked test images: rows of original | observed | completed."""
     _threads(threads)
     m = api.load(model_id, device=device)
-    x, source = _originals(m, n, data_dir, split, seed)
+    x, source = _originals(m, n, data_dir, split, seed, download)
     mask = zmasks.parse_mask(mask_spec, x)
     done = m.complete(x, mask, seed=seed, temperature=temperature, top_k=top_k)
     shown = grid.show_masked(x, mask.expand_as(x) if mask.dim() == 3 else mask)
@@ -187,13 +195,13 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @click.option("--nll", "do_nll", is_flag=True, help="exact test NLL (nats/image and bits/dim)")
 @click.option("-n", "--num", "n", type=int, default=None, help="number of test images (default: all)")
 @click.option("--split", default="test", show_default=True)
-@click.option("--data-dir", type=click.Path(), default=None)
+@data_options
 @click.option("--batch-size", type=int, default=500, show_default=True)
 @click.option("-o", "--option", "opts", multiple=True, help="family option for log_prob, e.g. masks=1 (MADE)")
 @click.option("--write-card", type=click.Path(), default=None, help="record the result in this card file")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
-def eval_cmd(model_id, do_nll, n, split, data_dir, batch_size, opts, write_card, device, threads) -> None:
+def eval_cmd(model_id, do_nll, n, split, data_dir, download, batch_size, opts, write_card, device, threads) -> None:
     """Evaluate a model: exact NLL on a dataset split (optionally recorded in a card with its command)."""
     from rich.progress import Progress
 
@@ -202,7 +210,7 @@ def eval_cmd(model_id, do_nll, n, split, data_dir, batch_size, opts, write_card,
     if not do_nll:
         raise click.UsageError("choose a metric: --nll")
     m = api.load(model_id, device=device)
-    d = zdata.load_dataset(m.card.dataset, split, data_dir)
+    d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
     options = _options(opts)
     with Progress(console=err, transient=True) as prog:
         task = prog.add_task(f"NLL of {model_id} on {d.name} {split}", total=min(n or len(d), len(d)))
@@ -230,21 +238,27 @@ def eval_cmd(model_id, do_nll, n, split, data_dir, batch_size, opts, write_card,
 @click.option("--patience", type=int, default=None, help="early stopping: epochs without improvement")
 @click.option("--max-steps", type=int, default=None)
 @click.option("--time-limit", type=float, default=None, help="stop after the epoch that passes this many seconds")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default=None)
+@click.option("--schedule", type=click.Choice(["cosine", "constant"]), default=None)
+@click.option("--weight-decay", type=float, default=None)
+@click.option("--grad-clip", type=float, default=None, help="max gradient norm (0: no clipping)")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
-@click.option("--data-dir", type=click.Path(), default=None)
+@data_options
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--no-test", is_flag=True, help="skip the test-set NLL at the end")
-def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time_limit, resume, data_dir, device, threads,
-          no_test) -> None:
+def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time_limit, optimizer, schedule,
+          weight_decay, grad_clip, resume, data_dir, download, device, threads, no_test) -> None:
     """Train a model described by a card (an id or a card.toml path); resumable."""
     from .train import train_card
     _threads(threads)
     card = read_card(model_id, recipe=True) if model_id.endswith(".toml") else api.get_card(model_id)
     overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, patience=patience,
-                                         max_steps=max_steps, time_limit=time_limit).items() if v is not None}
+                                         max_steps=max_steps, time_limit=time_limit, optimizer=optimizer,
+                                         schedule=schedule, weight_decay=weight_decay,
+                                         grad_clip=grad_clip).items() if v is not None}
     out = Path(out or f"runs/{card.id}")
-    new, result = train_card(card, out, overrides, resume=resume, data_dir=data_dir, device=device,
+    new, result = train_card(card, out, overrides, resume=resume, data_dir=data_dir, download=download, device=device,
                              eval_test=not no_test)
     console.print(f"best val NLL {result.best_val_nll:.3f} nats/image at epoch {result.best_epoch}; "
                   f"wrote {out / new.weights_file} and {out / 'card.toml'}")

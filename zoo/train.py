@@ -292,7 +292,7 @@ def checkpoint_sha(out: str | Path) -> str:
 
 
 def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False,
-               data_dir: str | Path | None = None, device: str = "cpu", progress: bool = True,
+               data_dir: str | Path | None = None, download: bool = False, device: str = "cpu", progress: bool = True,
                eval_test: bool = True):
     """Train the model a card describes on its dataset; write `<id>.safetensors` and `card.toml` (with the
     validation and test NLL) into `out`. Returns (card, TrainResult)."""
@@ -307,8 +307,8 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
     cfg = TrainConfig.from_dict({**recipe, **(overrides or {})})
     torch.manual_seed(cfg.seed)
     model = create(card.architecture, **card.config)
-    train = load_dataset(card.dataset, "train", data_dir)
-    val = load_dataset(card.dataset, "val", data_dir)
+    train = load_dataset(card.dataset, "train", data_dir, download)
+    val = load_dataset(card.dataset, "val", data_dir, download)
     out = Path(out)
     result = fit(model, train, val, cfg, out, resume=resume, progress=progress, device=device)
     load_into(model, load_weights(out / BEST_FILE), str(out / BEST_FILE))
@@ -324,7 +324,7 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
     new = with_metric(new, Metric("val_nll", round(result.best_val_nll, 4), "nats/image", "val", len(val),
                                   f"zoo train {card.id}", "best epoch's validation NLL"))
     if eval_test:
-        test = load_dataset(card.dataset, "test", data_dir)
+        test = load_dataset(card.dataset, "test", data_dir, download)
         r = nll(model.eval(), test, batch_size=cfg.eval_batch_size)
         new = with_metric(new, Metric("nll", round(r.nats, 4), "nats/image", "test", r.n,
                                       f"zoo eval {card.id} --nll", test.describe()))
