@@ -7,7 +7,7 @@ import torch
 import zoo
 from zoo.cards import dump_card, parse_card, read_card
 from zoo.logits import LogitProcessor
-from zoo.sampling import draw
+from zoo.sampling import Sampler, draw
 
 GOOD_CARD = """
 id = "tiny-card"
@@ -49,7 +49,7 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
 
 def test_temperature_zero_is_greedy_and_low_temperature_sharpens():
     logits = torch.tensor([[0.0, 1.0, 0.5]])
-    assert LogitProcessor(temperature=0).sample(logits).item() == 1
+    assert Sampler(LogitProcessor(temperature=0)).choose(logits, None).item() == 1
     p_hot = LogitProcessor(temperature=2).process(logits).softmax(-1)
     p_cold = LogitProcessor(temperature=0.5).process(logits).softmax(-1)
     assert p_cold[0, 1] > logits.softmax(-1)[0, 1] > p_hot[0, 1]
@@ -139,3 +139,12 @@ def test_shipped_cards_are_valid_and_measured():
         assert nll is not None and nll.split == "test" and nll.command.startswith(f"zoo eval {i}")
         if card.dataset.startswith("cifar10"):
             assert "cifar10-jpeg" in str(card.data) + card.description
+
+
+def test_loading_a_model_whose_plugin_is_missing_names_the_plugin(tmp_path):
+    import tomllib
+    data = tomllib.loads(GOOD_CARD)
+    data["plugin"] = "wavenet"
+    (tmp_path / "card.toml").write_text(dump_card(parse_card(data)))
+    with pytest.raises(zoo.UnknownModelError, match="plugin 'wavenet'"):
+        zoo.load(str(tmp_path))

@@ -86,6 +86,10 @@ def load(ref: str, weights: str | Path | None = None, device: str | torch.device
     `zoo export` (`local-dir:./out` or just the path). `weights` overrides the weights file.
     """
     card, implied = _card_from_ref(ref)
+    if card.plugin not in registry().plugins:
+        raise UnknownModelError(f"'{ref}' is a model of the zoo plugin '{card.plugin}', which is not installed "
+                                f"(installed: {', '.join(sorted(registry().plugins)) or 'none'}); install the "
+                                "package that provides it, then retry")
     path = Path(weights) if weights is not None else implied
     if path is None:
         path = resolve_weights(card)

@@ -48,12 +48,3 @@ class LogitProcessor:
             sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
             logits = torch.empty_like(logits).scatter_(-1, idx, sorted_logits)
         return logits
-
-    def sample(self, logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw one token per row of logits (..., V) -> LongTensor (...)."""
-        if self.temperature == 0:
-            return logits.argmax(-1)
-        probs = self.process(logits).softmax(-1)
-        flat = probs.reshape(-1, probs.shape[-1])
-        draws = torch.multinomial(flat, 1, generator=generator)
-        return draws.reshape(probs.shape[:-1])

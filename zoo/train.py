@@ -21,7 +21,7 @@ from .data import ImageData
 from .errors import InputError, ZooError
 from .evaluate import nll
 from .model import Model
-from .weights import load_weights, save_weights, sha256_file
+from .weights import load_weights, save_weights
 
 STATE_FILE = "state.json"
 BEST_FILE = "best.safetensors"
@@ -284,11 +284,6 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
     return TrainResult(progress_state["best_val_nll"] if progress_state["best_val_nll"] is not None else float("nan"),
                        progress_state["best_epoch"], progress_state["history"], progress_state["global_step"],
                        stopped_early)
-
-
-def checkpoint_sha(out: str | Path) -> str:
-    """sha256 of the best weights of a finished run."""
-    return sha256_file(Path(out) / BEST_FILE)
 
 
 def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False,
