@@ -89,7 +89,7 @@ def list_cmd(pattern: str) -> None:
         table.add_row(mid, c.plugin, c.data.get("copy", c.dataset) if c.dataset.startswith("cifar") else c.dataset,
                       f"{p / 1e6:.2f}M" if p >= 0 else "?",
                       _nll_text(nll, c) if nll else "-",
-                      f"{fid.value:.1f}" if fid else "-", weight_status(c))
+                      f"{fid.value:.1f} (n={fid.n:,})" if fid else "-", weight_status(c))
     console.print(table)
     if reg.failures:
         err.print(f"[yellow]{len(reg.failures)} plugin(s) failed to load: see `zoo plugins`[/]")
