@@ -317,7 +317,10 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
                            "epochs_done": len(result.history), **stops}
     new.data = {**card.data, "train": train.describe(), "val": val.describe(), "copy": train.copy}
     new = with_metric(new, Metric("val_nll", round(result.best_val_nll, 4), "nats/image", "val", len(val),
-                                  f"zoo train {card.id}", "best epoch's validation NLL"))
+                                  " ".join([f"zoo train {card.id}"] + [f"--{k.replace('_', '-')} {v:g}"
+                                                                       for k, v in stops.items()]
+                                           + ([f"--device {device}"] if str(device) != "cpu" else [])),
+                                  "best epoch's validation NLL"))
     if eval_test:
         test = load_dataset(card.dataset, "test", data_dir, download)
         r = nll(model.eval(), test, batch_size=cfg.eval_batch_size)
