@@ -68,6 +68,9 @@ def _params(card) -> int:
 
 
 def _nll_text(m, card) -> str:
+    arch = registry().architectures.get(card.architecture)
+    if arch is not None and getattr(arch[1], "likelihood", "pixels") == "tokens":
+        return f"{m.value:.2f} nats (tokens)"
     dims = math.prod(card.config.get("image_shape", [1]))
     bpd = f" ({m.value / (dims * math.log(2)):.2f} bpd)" if card.dataset != "mnist-bin" else ""
     return f"{m.value:.2f} nats{bpd}"
@@ -194,6 +197,8 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @click.argument("model_id")
 @click.option("--nll", "do_nll", is_flag=True, help="exact test NLL (nats/image and bits/dim)")
 @click.option("--fid", "do_fid", is_flag=True, help="FID of n samples against the test split")
+@click.option("--recon", "do_recon", is_flag=True,
+              help="a learned tokenizer's reconstruction PSNR and codebook usage on the split (VQ-VAE, VAR)")
 @click.option("-n", "--num", "n", type=int, default=None,
               help="NLL: number of test images (default all); FID: number of samples (default 10,000)")
 @click.option("--seed", type=int, default=0, show_default=True, help="sampling seed for --fid")
@@ -205,14 +210,17 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @click.option("--write-card", type=click.Path(), default=None, help="record the result in this card file")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
-def eval_cmd(model_id, do_nll, do_fid, n, seed, fid_weights, split, data_dir, download, batch_size, opts, write_card,
-             device, threads) -> None:
-    """Evaluate a model: exact NLL and/or FID on a dataset split (optionally recorded in a card with its command)."""
+def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, fid_weights, split, data_dir, download, batch_size, opts,
+             write_card, device, threads) -> None:
+    """Evaluate a model: exact NLL, FID, reconstruction on a dataset split (optionally recorded in a card with
+    its command)."""
     _threads(threads)
-    if not (do_nll or do_fid):
-        raise click.UsageError("choose a metric: --nll and/or --fid")
+    if not (do_nll or do_fid or do_recon):
+        raise click.UsageError("choose a metric: --nll, --fid and/or --recon")
     m = api.load(model_id, device=device)
     d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
+    if do_recon:
+        _eval_recon(m, model_id, d, n, split, batch_size, write_card)
     if do_nll:
         _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card)
     if do_fid:
@@ -237,6 +245,23 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card)
         cmd = f"zoo eval {model_id} --fid -n {n} --seed {seed}" + (f" --split {split}" if split != "test" else "")
         card = with_metric(read_card(write_card), Metric("fid", round(r.value, 3), "FID", split, n, cmd,
                                                          f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}"))
+        save_card(card, write_card)
+        console.print(f"recorded in {write_card}")
+
+
+def _eval_recon(m, model_id, d, n, split, batch_size, write_card) -> None:
+    from rich.progress import Progress
+
+    from .evaluate import reconstruction
+    from .train import with_recon_metrics
+    with Progress(console=err, transient=True) as prog:
+        task = prog.add_task(f"encode/decode {d.name} {split}", total=min(n or len(d), len(d)))
+        r = reconstruction(m, d, n=n, batch_size=batch_size, progress=lambda b: prog.advance(task, b))
+    console.print(f"{model_id}: {r}  [{d.describe()}]", highlight=False, markup=False)
+    if write_card:
+        cmd = " ".join(["zoo eval", model_id, "--recon"] + (["-n", str(n)] if n else []) +
+                       ([f"--split {split}"] if split != "test" else []))
+        card = with_recon_metrics(read_card(write_card), r, cmd, d.describe(), split)
         save_card(card, write_card)
         console.print(f"recorded in {write_card}")
 
@@ -324,7 +349,8 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
     out = Path(out or f"runs/{card.id}")
     new, result = train_card(card, out, overrides, resume=resume, data_dir=data_dir, download=download, device=device,
                              eval_test=not no_test)
-    console.print(f"best val NLL {result.best_val_nll:.3f} nats/image at epoch {result.best_epoch}; "
+    console.print(f"best {new.metrics[0].name} {result.best_val_nll:.4g} {new.metrics[0].unit} at epoch "
+                  f"{result.best_epoch}; "
                   f"wrote {out / new.weights_file} and {out / 'card.toml'}")
     for m in new.metrics:
         console.print(f"  {m.name} = {m.value:.3f} {m.unit} ({m.split}, n={m.n})")

@@ -39,6 +39,12 @@ class Model(nn.Module):
     card: Any = None
     #: the constructor config, so that the model can be saved and re-created
     config: dict[str, Any]
+    #: False for a learned tokenizer shipped as its own card (it encodes/decodes, it does not sample)
+    generative: bool = True
+    #: "pixels" when log_prob is a likelihood of the image's pixels, "tokens" when it is of learned codes
+    likelihood: str = "pixels"
+    #: the name and unit of the figure the training engine validates on (lower is better)
+    val_metric: tuple[str, str] = ("val_nll", "nats/image")
 
     # ---- to implement in a family -------------------------------------------------------------
     def log_prob_tokens(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -56,6 +62,13 @@ class Model(nn.Module):
                       generator: torch.Generator | None = None) -> torch.Tensor:
         """Mean negative log-likelihood in nats per image of a training batch (override for tricks)."""
         return -self.log_prob(x, y).mean()
+
+    def validation_losses(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-image validation figure (N,) that training minimizes and checkpoints on: the NLL by default."""
+        return -self.log_prob(x, y)
+
+    def before_training(self) -> None:
+        """Called by `zoo train` on a freshly created model: a family may load pretrained parts here."""
 
     # ---- written once ---------------------------------------------------------------------------
     @property
@@ -82,8 +95,15 @@ class Model(nn.Module):
             raise InputError(f"classes must be {n} integers in [0, {self.num_classes - 1}]")
         return y
 
+    def _require_generative(self, what: str) -> None:
+        if not self.generative:
+            name = self.card.id if self.card is not None else type(self).__name__
+            raise InputError(f"{name} is a tokenizer, not a generative model: it cannot {what}. Use a model "
+                             "built on it (see `zoo list`), or its encode/decode methods")
+
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         """Exact log-likelihood in nats of each image in x (N, C, H, W), float in [0, 1]."""
+        self._require_generative("compute a likelihood")
         tokens = self.tokenizer.encode(check_images(x, self.image_shape).to(self.device))
         return self.log_prob_tokens(tokens, self._labels(y, tokens.shape[0]), **kwargs)
 
@@ -120,6 +140,7 @@ class Model(nn.Module):
                batch_size: int = 256, naive: bool = False, generator: torch.Generator | None = None,
                progress: Any = None) -> torch.Tensor:
         """Draw n images, float in [0, 1], shape (n, C, H, W). Same seed, same images."""
+        self._require_generative("sample")
         n = self._check_n(n)
         processor = LogitProcessor(temperature, top_k, top_p, cfg)
         generator = generator or make_generator(seed, self.device)
@@ -138,9 +159,9 @@ class Model(nn.Module):
                  top_k: int | None = None, top_p: float | None = None, y: torch.Tensor | int | None = None,
                  naive: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         """Keep every observed pixel of x (mask True) exactly and sample the rest from the model."""
+        self._require_generative("complete images")
         x = check_images(x, self.image_shape).to(self.device)
-        tokens = self.tokenizer.encode(x)
-        n = tokens.shape[0]
+        n = x.shape[0]
         mask = torch.as_tensor(mask, device=self.device)
         if mask.dtype != torch.bool:
             raise InputError(f"a mask must be a bool tensor (True = observed), got dtype {mask.dtype}")
@@ -152,7 +173,9 @@ class Model(nn.Module):
         if tuple(mask.shape) != (n, *shape):
             raise InputError(f"the mask has shape {tuple(mask.shape)}; expected {shape[1:]}, {shape} or "
                              f"({n}, {', '.join(map(str, shape))}) for these images")
-        flat = mask.reshape(n, -1)
+        # hidden pixels are zeroed before encoding, so no observed token can carry what the mask hides
+        tokens = self.tokenizer.encode(torch.where(mask, x, torch.zeros_like(x)))
+        flat = self.tokenizer.token_mask(mask)
         processor = LogitProcessor(temperature, top_k, top_p)
         generator = generator or make_generator(seed, self.device)
         labels = self._labels(y, n)

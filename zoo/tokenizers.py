@@ -25,6 +25,10 @@ class Tokenizer:
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def token_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """Which tokens (N, T) a pixel mask (N, C, H, W) fully determines: completion teacher-forces those."""
+        raise NotImplementedError
+
 
 def check_images(images: torch.Tensor, image_shape: tuple[int, ...], what: str = "images") -> torch.Tensor:
     """Validate a batch of images (N, C, H, W), float in [0, 1] or uint8; return float images in [0, 1]."""
@@ -75,6 +79,9 @@ class PixelTokenizer(Tokenizer):
             raise InputError("this model is for binary images (every value 0 or 1), got values in between; "
                              "binarize first, e.g. zoo.data.binarize(x, seed=0)")
         return tokens.long().flatten(1)
+
+    def token_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        return mask.reshape(mask.shape[0], -1)
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.dim() != 2 or tokens.shape[1] != self.num_tokens:

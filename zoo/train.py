@@ -19,7 +19,7 @@ import torch
 
 from .data import ImageData
 from .errors import InputError, ZooError
-from .evaluate import nll
+from .evaluate import nll, reconstruction, validate
 from .model import Model
 from .weights import load_weights, save_weights
 
@@ -241,12 +241,12 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
                 loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
                 progress_state["global_step"] = step + 1
                 progress_state["step_in_epoch"] = b + 1
-                bar.update(step + 1, f"epoch {epoch + 1}/{cfg.epochs}  loss {loss_ema:.2f} nats/img")
+                bar.update(step + 1, f"epoch {epoch + 1}/{cfg.epochs}  loss {loss_ema:.4g}")
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
                     save_checkpoint(out, model, opt, progress_state)
             if progress_state["step_in_epoch"] < steps_per_epoch:
                 break  # max_steps reached mid-epoch
-            val_nll = nll(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size).nats
+            val_nll = validate(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size)
             model.train()
             record = {"epoch": epoch + 1, "step": progress_state["global_step"], "train_loss": loss_ema,
                       "val_nll": val_nll}
@@ -257,7 +257,8 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
                 save_weights(model.state_dict(), out / BEST_FILE)
             else:
                 progress_state["bad_epochs"] += 1
-            bar.log(f"epoch {epoch + 1}: train {loss_ema:.2f}  val {val_nll:.2f} nats/image"
+            bar.log(f"epoch {epoch + 1}: train loss {loss_ema:.4g}  {model.val_metric[0]} {val_nll:.4g} "
+                    f"{model.val_metric[1]}"
                     f"{'  (best)' if progress_state['best_epoch'] == epoch + 1 else ''}")
             progress_state["epoch"] = epoch + 1
             progress_state["step_in_epoch"] = 0
@@ -277,13 +278,21 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
         bar.close()
     if progress_state["best_val_nll"] is None and progress_state["global_step"]:
         # stopped before the first epoch ended (max_steps): validate what we have
-        progress_state.update(best_val_nll=nll(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size).nats,
+        progress_state.update(best_val_nll=validate(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size),
                               best_epoch=progress_state["epoch"])
         save_weights(model.state_dict(), out / BEST_FILE)
     save_checkpoint(out, model, opt, progress_state)
     return TrainResult(progress_state["best_val_nll"] if progress_state["best_val_nll"] is not None else float("nan"),
                        progress_state["best_epoch"], progress_state["history"], progress_state["global_step"],
                        stopped_early)
+
+
+def with_recon_metrics(card, r, command: str, note: str, split: str = "test"):
+    """The card with a tokenizer's reconstruction figures (PSNR, codebook usage) and their command."""
+    from .cards import Metric, with_metric
+    card = with_metric(card, Metric("psnr", round(r.psnr, 3), "dB", split, r.n, command, note))
+    return with_metric(card, Metric("codebook_usage", round(r.usage, 4), "fraction of codes", split, r.n, command,
+                                    f"{r.codes_used} of {r.codebook_size} codes used"))
 
 
 def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False,
@@ -302,6 +311,7 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
     cfg = TrainConfig.from_dict({**recipe, **(overrides or {})})
     torch.manual_seed(cfg.seed)
     model = create(card.architecture, **card.config)
+    model.before_training()
     train = load_dataset(card.dataset, "train", data_dir, download)
     val = load_dataset(card.dataset, "val", data_dir, download)
     out = Path(out)
@@ -316,15 +326,21 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
     new.training["run"] = {"device": str(device), "best_epoch": result.best_epoch, "steps": result.global_step,
                            "epochs_done": len(result.history), **stops}
     new.data = {**card.data, "train": train.describe(), "val": val.describe(), "copy": train.copy}
-    new = with_metric(new, Metric("val_nll", round(result.best_val_nll, 4), "nats/image", "val", len(val),
+    val_name, val_unit = model.val_metric
+    new = with_metric(new, Metric(val_name, round(result.best_val_nll, 6), val_unit, "val",
+                                  min(cfg.val_n or len(val), len(val)),
                                   " ".join([f"zoo train {card.id}"] + [f"--{k.replace('_', '-')} {v:g}"
                                                                        for k, v in stops.items()]
                                            + ([f"--device {device}"] if str(device) != "cpu" else [])),
-                                  "best epoch's validation NLL"))
+                                  "best epoch's validation figure"))
     if eval_test:
         test = load_dataset(card.dataset, "test", data_dir, download)
-        r = nll(model.eval(), test, batch_size=cfg.eval_batch_size)
-        new = with_metric(new, Metric("nll", round(r.nats, 4), "nats/image", "test", r.n,
-                                      f"zoo eval {card.id} --nll", test.describe()))
+        if model.generative:
+            r = nll(model.eval(), test, batch_size=cfg.eval_batch_size)
+            new = with_metric(new, Metric("nll", round(r.nats, 4), "nats/image", "test", r.n,
+                                          f"zoo eval {card.id} --nll", test.describe()))
+        else:
+            new = with_recon_metrics(new, reconstruction(model.eval(), test, batch_size=cfg.eval_batch_size),
+                                     f"zoo eval {card.id} --recon", test.describe())
     write_card(new, out / "card.toml")
     return new, result
