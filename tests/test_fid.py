@@ -114,3 +114,33 @@ def test_fid_command_on_two_folders(inception, tmp_path):
     assert "FID" in result.output and "unreliable" in result.output
     again = CliRunner().invoke(main, ["fid", str(tmp_path / "a.npz"), str(tmp_path / "a")])
     assert again.exit_code == 0 and "FID 0.00" in again.output.replace("-0.00", "0.00")
+
+
+def test_floors_round_trip_and_show_beside_a_card_fid(tmp_path, monkeypatch):
+    path = tmp_path / "floors.toml"
+    zfid.record_floor(path, "mnist-bin", zfid.FIDResult(1.2345, 2048, 10000), "zoo fid-floor mnist-bin -n 2048", "x")
+    zfid.record_floor(path, "mnist-bin", zfid.FIDResult(0.5, 10000, 10000), "zoo fid-floor mnist-bin -n 10000", "y")
+    zfid.record_floor(path, "mnist-bin", zfid.FIDResult(1.5, 2048, 10000), "zoo fid-floor mnist-bin -n 2048", "z")
+    floors = zfid.known_floors(path)
+    assert set(floors) == {("mnist-bin", 2048), ("mnist-bin", 10000)}
+    assert floors[("mnist-bin", 2048)]["value"] == 1.5  # replaced, not duplicated
+    monkeypatch.setattr(zfid, "FLOORS_FILE", path)
+    card = zoo.get_card("made-mnist-bin")
+    fid_metric = card.metric("fid")
+    if fid_metric is None or fid_metric.n != 2048:
+        pytest.skip("made-mnist-bin carries no FID at n=2048")
+    out = CliRunner().invoke(main, ["info", "made-mnist-bin"]).output
+    assert "real-vs-real floor at n=2,048: 1.5" in out
+
+
+def test_fid_floor_command(inception, mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_FID_CACHE", str(tmp_path / "cache"))
+    floors = tmp_path / "floors.toml"
+    result = CliRunner().invoke(main, ["fid-floor", "mnist", "-n", "6", "--data-dir", str(mnist_dir),
+                                       "--write", str(floors)])
+    assert result.exit_code == 0, result.output
+    assert "real-vs-real FID" in result.output and "unreliable" in result.output
+    entry = zfid.known_floors(floors)[("mnist", 6)]
+    assert entry["command"] == "zoo fid-floor mnist -n 6" and entry["value"] > 0
+    missing = CliRunner().invoke(main, ["fid-floor", "cifar10", "-n", "6", "--data-dir", str(tmp_path)])
+    assert missing.exit_code != 0 and "cifar" in missing.output.lower()

@@ -5,6 +5,7 @@ import ast
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -76,6 +77,12 @@ def _nll_text(m, card) -> str:
     return f"{m.value:.2f} nats{bpd}"
 
 
+def _fid_text(m, card) -> str:
+    from .fid import known_floors
+    floor = known_floors().get((card.dataset, m.n))
+    return f"{m.value:.1f} (n={m.n:,}" + (f"; floor {floor['value']:.1f})" if floor else ")")
+
+
 @main.command("list")
 @click.argument("pattern", default="*")
 def list_cmd(pattern: str) -> None:
@@ -92,7 +99,7 @@ def list_cmd(pattern: str) -> None:
         table.add_row(mid, c.plugin, c.data.get("copy", c.dataset) if c.dataset.startswith("cifar") else c.dataset,
                       f"{p / 1e6:.2f}M" if p >= 0 else "?",
                       _nll_text(nll, c) if nll else "-",
-                      f"{fid.value:.1f} (n={fid.n:,})" if fid else "-", weight_status(c))
+                      _fid_text(fid, c) if fid else "-", weight_status(c))
     console.print(table)
     if reg.failures:
         err.print(f"[yellow]{len(reg.failures)} plugin(s) failed to load: see `zoo plugins`[/]")
@@ -112,6 +119,12 @@ def info(model_id: str) -> None:
     if c.training:
         console.print(f"[bold]training[/]: {json.dumps(c.training)}")
     for m in c.metrics:
+        if m.name == "fid":
+            from .fid import known_floors
+            floor = known_floors().get((c.dataset, m.n))
+            if floor:
+                m = replace(m, note=f"{m.note}\n    real-vs-real floor at n={m.n:,}: {floor['value']:g} "
+                                    f"({floor['command']})")
         console.print(f"[bold]{m.name}[/] = {m.value:g} {m.unit} on {m.split} (n={m.n:,})\n    "
                       f"reproduce: [cyan]{m.command}[/]{chr(10) + '    ' + m.note if m.note else ''}",
                       highlight=False)
@@ -315,6 +328,32 @@ def fid_cmd(path_a, path_b, batch_size, fid_weights, save_stats, threads) -> Non
     if save_stats:
         stats[0].save(save_stats)
     console.print(str(zfid.fid(*stats)), highlight=False)
+
+
+@main.command("fid-floor")
+@click.argument("dataset")
+@click.option("-n", "--num", "n", type=int, default=10_000, show_default=True, help="train images compared")
+@click.option("--fid-weights", type=click.Path(), default=None, help="Inception weights file")
+@data_options
+@click.option("--write", "write_path", type=click.Path(), default=None,
+              help="record the floor in this floors file (zoo/fid_floors.toml is the one zoo ships)")
+@click.option("--threads", type=int, default=None)
+def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, threads) -> None:
+    """Real-vs-real FID floor: the first n train images against the test split, as model FIDs are measured."""
+    from rich.progress import Progress
+
+    from . import fid as zfid
+    _threads(threads)
+    zdata.load_dataset(dataset, "test", data_dir, download=download)  # a clear error before any work
+    net = zfid.load_inception(fid_weights)
+    with Progress(console=err, transient=True) as prog:
+        task = prog.add_task(f"Inception features of {dataset} train (first {n:,}) and test", total=None)
+        r = zfid.real_floor(dataset, n, net, data_dir, progress=lambda b: prog.advance(task, b))
+    console.print(f"{dataset}: real-vs-real {r}", highlight=False)
+    if write_path:
+        zfid.record_floor(write_path, dataset, r, f"zoo fid-floor {dataset} -n {n}",
+                          f"first {n:,} of the train split vs the {r.n_b:,} test images; {zfid.PREPROCESSING}")
+        console.print(f"recorded in {write_path}")
 
 
 @main.command()

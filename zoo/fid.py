@@ -245,3 +245,41 @@ def reference_stats(dataset: str, split: str, model: torch.jit.ScriptModule, dat
     stats = Stats.from_features(features(x, model, batch_size, progress), source)
     stats.save(path)
     return stats
+
+
+FLOORS_FILE = Path(__file__).with_name("fid_floors.toml")
+
+
+def real_floor(dataset: str, n: int, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
+               progress: Callable[[int], None] | None = None) -> FIDResult:
+    """The real-vs-real floor: FID of the first n images of the train split against the whole test split, the
+    same comparison a model's n samples get. A model FID near it is as good as FID can tell at that n."""
+    train = reference_stats(dataset, "train", model, data_dir, n=n, progress=progress)
+    return fid(train, reference_stats(dataset, "test", model, data_dir, progress=progress))
+
+
+def known_floors(path: str | Path | None = None) -> dict[tuple[str, int], dict]:
+    """Measured floors shipped with zoo, keyed by (dataset, n): value, command, note."""
+    import tomllib
+    path = Path(path or FLOORS_FILE)
+    if not path.is_file():
+        return {}
+    entries = tomllib.loads(path.read_text(encoding="utf-8")).get("floor", [])
+    return {(e["dataset"], int(e["n"])): e for e in entries}
+
+
+def record_floor(path: str | Path, dataset: str, r: FIDResult, command: str, note: str) -> None:
+    """Add or replace one floor entry in a floors TOML file (atomically)."""
+    path = Path(path)
+    floors = known_floors(path) if path.is_file() else {}
+    floors[(dataset, r.n_a)] = {"dataset": dataset, "n": r.n_a, "value": round(r.value, 3), "command": command,
+                                "note": note}
+    lines = ["# Real-vs-real FID floors: the first n train images against the whole test split, measured with",
+             "# the command given. `zoo list` and `zoo info` print them beside model FIDs of the same n.", ""]
+    for key in sorted(floors):
+        e = floors[key]
+        lines += ["[[floor]]", f'dataset = "{e["dataset"]}"', f'n = {int(e["n"])}', f'value = {float(e["value"])}',
+                  f'command = "{e["command"]}"', f'note = "{e["note"]}"', ""]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines), encoding="utf-8")
+    os.replace(tmp, path)
