@@ -61,7 +61,8 @@ def test_cifar_image_folder_layout_and_gray(tmp_path):
             Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     colour = load_dataset("cifar10", "test", tmp_path)
     assert colour.images.shape == (20, 3, 32, 32) and colour.copy == "cifar10-jpeg"
-    assert colour.labels.tolist() == [k for k in range(10) for _ in range(2)]
+    # image folders list images class by class; zoo interleaves the classes so that every split mixes them
+    assert colour.labels.tolist() == [k for _ in range(2) for k in range(10)]
     gray = load_dataset("cifar10-gray", "test", tmp_path)
     assert gray.images.shape == (20, 1, 32, 32)
     # luma matches PIL's convert("L") to within rounding
@@ -72,6 +73,18 @@ def test_cifar_image_folder_layout_and_gray(tmp_path):
     with pytest.raises(zoo.DataError, match="32x32"):
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "cifar10-jpeg" / "test" / "cat" / "x.png")
         load_dataset("cifar10", "test", tmp_path)
+
+
+def test_validation_split_of_an_image_folder_holds_every_class(tmp_path):
+    """The last 5,000 training images must not be one class (a class-sorted folder would make them trucks)."""
+    from zoo.data import interleave_classes
+    labels = np.repeat(np.arange(10), 600)  # class-sorted, as a folder lists them
+    order = interleave_classes(labels)
+    val = labels[order][-5000:]
+    assert np.bincount(val, minlength=10).tolist() == [500] * 10
+    assert sorted(order.tolist()) == list(range(6000))
+    uneven = np.array([0, 0, 0, 1, 2, 2])
+    assert uneven[interleave_classes(uneven)].tolist() == [0, 1, 2, 0, 2, 0]
 
 
 def test_to_gray_formula():

@@ -146,8 +146,26 @@ def _image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images).transpose(0, 3, 1, 2).copy(), np.asarray(labels, dtype=np.int64)
 
 
+def interleave_classes(labels: np.ndarray) -> np.ndarray:
+    """An order that takes the first image of each class, then the second of each, and so on. Image folders list
+    images class by class; without this, 'the last 5,000 of the training file' would be one class (trucks),
+    missing from training and alone in validation."""
+    rank = np.zeros(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        idx = np.nonzero(labels == c)[0]
+        rank[idx] = np.arange(len(idx))
+    return np.lexsort((labels, rank))
+
+
 def _cached_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decode an image folder once; keep the decoded arrays beside it (if writable) for the next time."""
+    """Decode an image folder once, in class-interleaved order; keep the decoded arrays beside it (if writable)
+    for the next time."""
+    images, labels = _decoded_folder(folder, split)
+    order = interleave_classes(labels)
+    return images[order], labels[order]
+
+
+def _decoded_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     cache = folder / f".zoo-decoded-{split}.npz"
     src = folder / split
     stamp = str(sum(1 for _ in src.rglob("*")))
@@ -168,7 +186,7 @@ def _cached_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def _cifar(root: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarray, str]:
+def _cifar(root: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarray, str, str]:
     if download and not (root / "cifar-10-batches-py").is_dir():
         try:
             import torchvision
@@ -178,11 +196,11 @@ def _cifar(root: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarra
     if (root / "cifar-10-batches-py").is_dir():
         import torchvision
         ds = torchvision.datasets.CIFAR10(str(root), train=part == "train", download=False)
-        return ds.data.transpose(0, 3, 1, 2).copy(), np.asarray(ds.targets, dtype=np.int64), "cifar10"
+        return ds.data.transpose(0, 3, 1, 2).copy(), np.asarray(ds.targets, dtype=np.int64), "cifar10", ""
     for sub, copy in (("cifar10", "cifar10"), ("cifar10-jpeg", "cifar10-jpeg")):
         if (root / sub / part).is_dir():
             images, labels = _cached_folder(root / sub, part)
-            return images, labels, copy
+            return images, labels, copy, ", image folders with classes interleaved"
     raise DataError(f"CIFAR-10 ({part}) not found under {root}: expected cifar-10-batches-py/ (torchvision's "
                     f"layout), cifar10/{part}/<class>/ or cifar10-jpeg/{part}/<class>/ image folders. Pass "
                     "--download when online, or point --data-dir / ZOO_DATA_DIR at a folder that has them")
@@ -204,11 +222,12 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
         raise DataError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
     root = data_root(data_dir)
     part = "test" if split == "test" else "train"
+    order = ""
     if name.startswith("mnist"):
         images, labels = _mnist(root, part, download)
         copy, classes = "MNIST (IDX files)", tuple(str(i) for i in range(10))
     else:
-        images, labels, copy = _cifar(root, part, download)
+        images, labels, copy, order = _cifar(root, part, download)
         classes = CIFAR_CLASSES
         if name == "cifar10-gray":
             images = to_gray(images)
@@ -222,6 +241,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     split_note = {"train": f"training file less its last {VAL_SIZE:,}", "val": f"last {VAL_SIZE:,} of the training file",
                   "test": "test file"}[split]
+    split_note += order
     prep, dynamic = f"8-bit, {split_note}", False
     if name == "cifar10-gray":
         prep = f"8-bit luma 0.299R+0.587G+0.114B, {split_note}"
