@@ -133,10 +133,13 @@ def test_pixel_tokenizer_round_trip():
 def test_shipped_cards_are_valid_and_measured():
     ids = zoo.list_models()
     assert {"made-mnist-bin", "made-mnist", "made-cifar10-gray"} <= set(ids)
+    from zoo.plugins import registry
     for i in ids:
         card = zoo.get_card(i)
-        nll = card.metric("nll")
-        assert nll is not None and nll.split == "test" and nll.command.startswith(f"zoo eval {i}")
+        generative = registry().architectures[card.architecture][1].generative
+        for name in (["nll"] if generative else ["psnr", "codebook_usage"]):
+            m = card.metric(name)
+            assert m is not None and m.split == "test" and m.command.startswith(f"zoo eval {i}"), (i, name)
         if card.dataset.startswith("cifar10"):
             assert "cifar10-jpeg" in str(card.data) + card.description
 
