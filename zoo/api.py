@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from .cards import Card, read_card
-from .errors import InputError, UnknownModelError
+from .cards import REPO_RE, Card, check_revision, read_card
+from .errors import InputError, UnknownModelError, ZooError
 from .model import Model
 from .plugins import registry
-from .weights import hub_download, load_into, load_weights, resolve_weights
+from .weights import check_state, hub_download, load_into, load_weights, resolve_weights, verified_hub_file
 
 CARD_FILE = "card.toml"
 
@@ -57,8 +57,10 @@ def create(architecture: str, **config: Any) -> Model:
     _, cls = reg.architectures[architecture]
     try:
         model = cls(**config)
-    except TypeError as e:
-        raise InputError(f"architecture '{architecture}': bad config: {e}") from None
+    except ZooError:
+        raise
+    except (Exception, MemoryError) as e:  # a config the constructor cannot build (wrong type, size, value)
+        raise InputError(f"architecture '{architecture}': bad config {config}: {type(e).__name__}: {e}") from None
     model.config = dict(config)
     return model
 
@@ -67,10 +69,12 @@ def _card_from_ref(ref: str) -> tuple[Card, Path | None]:
     """Resolve a model reference to (card, weights path if the reference implies one)."""
     if ref.startswith("hf://"):
         repo, _, rev = ref[len("hf://"):].partition("@")
-        if repo.count("/") != 1:
+        if not REPO_RE.match(repo) or ".." in repo or "--" in repo:
             raise InputError(f"'{ref}': a Hub reference looks like hf://org/name or hf://org/name@revision")
+        if rev:
+            check_revision(rev, repr(ref), InputError)
         card = read_card(hub_download(repo, CARD_FILE, rev or None))
-        return card, hub_download(repo, card.weights_file, rev or None)
+        return card, verified_hub_file(repo, card.weights_file, rev or None, card.sha256)
     local = ref[len("local-dir:"):] if ref.startswith("local-dir:") else ref
     if ref.startswith("local-dir:") or Path(local).is_dir():
         folder = Path(local).expanduser()
@@ -94,6 +98,8 @@ def load(ref: str, weights: str | Path | None = None, device: str | torch.device
     if path is None:
         path = resolve_weights(card)
     state = load_weights(path, None if weights is not None else card.sha256)
+    with torch.device("meta"):  # check the shapes before allocating: a hostile config may ask for terabytes
+        check_state(create(card.architecture, **card.config), state, str(path))
     model = create(card.architecture, **card.config)
     load_into(model, state, str(path))
     model.card = card
