@@ -133,6 +133,7 @@ def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cls, batch
            threads) -> None:
     """Draw n images from a model and save them as a grid."""
     _threads(threads)
+    grid.check_output(output, extra=(".pt",))  # before the work, not after it
     m = api.load(model_id, weights=weights, device=device)
     from rich.progress import Progress
     with Progress(console=err, transient=True) as prog:
@@ -181,6 +182,7 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
              threads) -> None:
     """Complete masked test images: rows of original | observed | completed."""
     _threads(threads)
+    grid.check_output(output)
     m = api.load(model_id, device=device)
     x, source = _originals(m, n, data_dir, split, seed, download)
     mask = zmasks.parse_mask(mask_spec, x)
@@ -211,6 +213,8 @@ def eval_cmd(model_id, do_nll, do_fid, n, seed, fid_weights, split, data_dir, do
     _threads(threads)
     if not (do_nll or do_fid):
         raise click.UsageError("choose a metric: --nll and/or --fid")
+    if write_card:
+        read_card(write_card)  # a card we could not record in is refused before the evaluation, not after it
     m = api.load(model_id, device=device)
     d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
     if do_nll:
