@@ -33,6 +33,15 @@ def _suggest(name: str, choices: list[str]) -> str:
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
+def _failures_note(reg) -> str:
+    """A sentence naming the plugins and cards that failed to load (one may have provided the missing id)."""
+    if not reg.failures:
+        return ""
+    shown = "; ".join(f"{f.name}: {f.error[:300]}" for f in reg.failures[:3])
+    more = f" and {len(reg.failures) - 3} more" if len(reg.failures) > 3 else ""
+    return f" Note: {len(reg.failures)} plugin(s) or card(s) failed to load ({shown}{more}); see `zoo plugins`."
+
+
 def get_card(model_id: str) -> Card:
     """The card of a pretrained model id; an unknown id suggests the closest ones."""
     reg = registry()
@@ -41,7 +50,7 @@ def get_card(model_id: str) -> Card:
     if model_id not in reg.cards:
         known = sorted(reg.cards)
         raise UnknownModelError(f"unknown model '{model_id}'.{_suggest(model_id, known)} "
-                                f"`zoo list` shows all {len(known)} models.")
+                                f"`zoo list` shows all {len(known)} models.{_failures_note(reg)}")
     return reg.cards[model_id]
 
 
@@ -53,7 +62,7 @@ def create(architecture: str, **config: Any) -> Model:
     if architecture not in reg.architectures:
         known = sorted(reg.architectures)
         raise UnknownModelError(f"unknown architecture '{architecture}'.{_suggest(architecture, known)} "
-                                f"Installed: {', '.join(known) or 'none'}.")
+                                f"Installed: {', '.join(known) or 'none'}.{_failures_note(reg)}")
     _, cls = reg.architectures[architecture]
     try:
         model = cls(**config)

@@ -213,8 +213,9 @@ def eval_cmd(model_id, do_nll, do_fid, n, seed, fid_weights, split, data_dir, do
     _threads(threads)
     if not (do_nll or do_fid):
         raise click.UsageError("choose a metric: --nll and/or --fid")
+    _options(opts)  # bad options and a card we could not record in are refused before the evaluation
     if write_card:
-        read_card(write_card)  # a card we could not record in is refused before the evaluation, not after it
+        read_card(write_card)
     m = api.load(model_id, device=device)
     d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
     if do_nll:

@@ -47,13 +47,13 @@ def check_output(path: str | Path, extra: tuple[str, ...] = ()) -> Path:
     """Check, before any work, that an image can be written to `path`: an extension PIL writes (or one of
     `extra`, e.g. '.pt') and a folder that exists or can be made and is writable. Creates the folder."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name such as {path / 'out.png'}")
     ext = path.suffix.lower()
     fmt = Image.registered_extensions().get(ext)
     if ext not in extra and (fmt is None or fmt not in Image.SAVE):
         raise InputError(f"{path}: cannot write images with the extension '{ext or '(none)'}'; use .png"
                          + "".join(f" or {e}" for e in extra))
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; give a file name such as {path / 'out.png'}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
