@@ -37,12 +37,10 @@ import zoo  # noqa: E402
 import zoo.plugins  # noqa: E402
 import zoo.weights  # noqa: E402
 from zoo.cards import dump_card, parse_card, read_card  # noqa: E402
-from zoo.errors import (CardError, DataError, InputError, PluginError, UnknownModelError,  # noqa: E402
+from zoo.errors import (CardError, InputError, PluginError, UnknownModelError,  # noqa: E402
                         WeightsError, ZooError)
 
 from fakedata import fake_digits, make_mnist, write_idx  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 # ---- the table ------------------------------------------------------------------------------------------------
