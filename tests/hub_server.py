@@ -39,6 +39,11 @@ git blob sha1 and ``lfs.oid`` the sha256), so blob names in the cache are sha256
 Every response carries ``Connection: close``: otherwise a pooled keep-alive
 connection can keep answering after :meth:`HubServer.stop`.
 
+Faults: :meth:`HubServer.interrupt` makes GETs of one file stop at a byte offset of the file, with the
+true ``Content-Length`` already sent: the connection is then cut (the client sees a short body) or, with
+``stall=True``, held open until :meth:`HubServer.release` or :meth:`HubServer.stop` (to kill a client
+mid-download).
+
 Pitfalls for test authors
 -------------------------
 * ``huggingface_hub`` reads ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` **at import
@@ -257,7 +262,28 @@ class _Handler(BaseHTTPRequestHandler):
             "Accept-Ranges": "bytes",
             **extra,
         }
+        fault = None if head else self.hub._take_interruption(repo_id, path)
+        if fault is not None:
+            offset, stall = fault
+            start = int(extra["Content-Range"].split()[1].split("-")[0]) if "Content-Range" in extra else 0
+            self._send_interrupted(status, body, max(0, offset - start), headers, stall)
+            return
         self._send(status, body, head, headers, content_type="application/octet-stream")
+
+    def _send_interrupted(self, status: int, body: bytes, keep: int, headers: dict, stall: bool) -> None:
+        """Announce the whole body, send only its first `keep` bytes, then stall or cut the connection."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body[:keep])
+        self.wfile.flush()
+        if stall:
+            self.hub._released.wait(timeout=120)
+        self.close_connection = True
 
     @staticmethod
     def _parse_range(value: str, total: int) -> tuple[int, int] | None:
@@ -348,6 +374,8 @@ class HubServer:
     def __init__(self, repos: dict[str, dict[str, bytes]] | None = None, host: str = "127.0.0.1"):
         self._lock = threading.Lock()
         self._repos: dict[str, _Repo] = {}
+        self._faults: dict[tuple[str, str], list] = {}
+        self._released = threading.Event()
         self.requests: list[tuple[str, str]] = []
         self._host = host
         self._httpd: ThreadingHTTPServer | None = None
@@ -402,6 +430,36 @@ class HubServer:
         with self._lock:
             return self._repos.get(repo_id)
 
+    # --- faults -----------------------------------------------------------------
+    def interrupt(self, repo_id: str, path: str, at: int, times: int | None = 1, stall: bool = False) -> None:
+        """Stop the next `times` GETs of a file (every one when None) at byte `at` of the file: cut the
+        connection there, or with `stall` hold it open until `release()` or `stop()`."""
+        with self._lock:
+            self._faults[(repo_id, path)] = [at, times, stall]
+            self._released.clear()
+
+    def clear_faults(self) -> None:
+        """Serve every file whole again."""
+        with self._lock:
+            self._faults.clear()
+
+    def release(self) -> None:
+        """Let stalled downloads end (their connections are then closed, short)."""
+        self._released.set()
+
+    def _take_interruption(self, repo_id: str, path: str) -> tuple[int, bool] | None:
+        with self._lock:
+            fault = self._faults.get((repo_id, path))
+            if fault is None:
+                return None
+            at, times, stall = fault
+            if times is not None:
+                if times <= 1:
+                    del self._faults[(repo_id, path)]
+                else:
+                    fault[1] = times - 1
+            return at, stall
+
     # --- request log --------------------------------------------------------
     def _record(self, method: str, path: str) -> None:
         with self._lock:
@@ -437,6 +495,7 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         httpd, thread = self._httpd, self._thread
         self._httpd = self._thread = None
         if httpd is None:

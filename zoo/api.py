@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from .cards import Card, read_card
-from .errors import InputError, UnknownModelError
+from .cards import REPO_RE, Card, check_revision, read_card
+from .errors import InputError, UnknownModelError, ZooError
 from .model import Model
 from .plugins import registry
-from .weights import hub_download, load_into, load_weights, resolve_weights
+from .weights import check_state, hub_download, load_into, load_weights, resolve_weights, verified_hub_file
 
 CARD_FILE = "card.toml"
 
@@ -33,6 +33,15 @@ def _suggest(name: str, choices: list[str]) -> str:
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
+def _failures_note(reg) -> str:
+    """A sentence naming the plugins and cards that failed to load (one may have provided the missing id)."""
+    if not reg.failures:
+        return ""
+    shown = "; ".join(f"{f.name}: {f.error[:300]}" for f in reg.failures[:3])
+    more = f" and {len(reg.failures) - 3} more" if len(reg.failures) > 3 else ""
+    return f" Note: {len(reg.failures)} plugin(s) or card(s) failed to load ({shown}{more}); see `zoo plugins`."
+
+
 def get_card(model_id: str) -> Card:
     """The card of a pretrained model id; an unknown id suggests the closest ones."""
     reg = registry()
@@ -41,7 +50,7 @@ def get_card(model_id: str) -> Card:
     if model_id not in reg.cards:
         known = sorted(reg.cards)
         raise UnknownModelError(f"unknown model '{model_id}'.{_suggest(model_id, known)} "
-                                f"`zoo list` shows all {len(known)} models.")
+                                f"`zoo list` shows all {len(known)} models.{_failures_note(reg)}")
     return reg.cards[model_id]
 
 
@@ -53,12 +62,14 @@ def create(architecture: str, **config: Any) -> Model:
     if architecture not in reg.architectures:
         known = sorted(reg.architectures)
         raise UnknownModelError(f"unknown architecture '{architecture}'.{_suggest(architecture, known)} "
-                                f"Installed: {', '.join(known) or 'none'}.")
+                                f"Installed: {', '.join(known) or 'none'}.{_failures_note(reg)}")
     _, cls = reg.architectures[architecture]
     try:
         model = cls(**config)
-    except TypeError as e:
-        raise InputError(f"architecture '{architecture}': bad config: {e}") from None
+    except ZooError:
+        raise
+    except (Exception, MemoryError) as e:  # a config the constructor cannot build (wrong type, size, value)
+        raise InputError(f"architecture '{architecture}': bad config {config}: {type(e).__name__}: {e}") from None
     model.config = dict(config)
     return model
 
@@ -67,10 +78,12 @@ def _card_from_ref(ref: str) -> tuple[Card, Path | None]:
     """Resolve a model reference to (card, weights path if the reference implies one)."""
     if ref.startswith("hf://"):
         repo, _, rev = ref[len("hf://"):].partition("@")
-        if repo.count("/") != 1:
+        if not REPO_RE.match(repo) or ".." in repo or "--" in repo:
             raise InputError(f"'{ref}': a Hub reference looks like hf://org/name or hf://org/name@revision")
+        if rev:
+            check_revision(rev, repr(ref), InputError)
         card = read_card(hub_download(repo, CARD_FILE, rev or None))
-        return card, hub_download(repo, card.weights_file, rev or None)
+        return card, verified_hub_file(repo, card.weights_file, rev or None, card.sha256)
     local = ref[len("local-dir:"):] if ref.startswith("local-dir:") else ref
     if ref.startswith("local-dir:") or Path(local).is_dir():
         folder = Path(local).expanduser()
@@ -94,6 +107,8 @@ def load(ref: str, weights: str | Path | None = None, device: str | torch.device
     if path is None:
         path = resolve_weights(card)
     state = load_weights(path, None if weights is not None else card.sha256)
+    with torch.device("meta"):  # check the shapes before allocating: a hostile config may ask for terabytes
+        check_state(create(card.architecture, **card.config), state, str(path))
     model = create(card.architecture, **card.config)
     load_into(model, state, str(path))
     model.card = card

@@ -5,6 +5,8 @@ weights (file, sha256, optional Hub repo) and every metric with the `zoo eval` c
 """
 from __future__ import annotations
 
+import datetime
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -16,6 +18,17 @@ from .errors import CardError
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.safetensors$")
+REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+REV_RE = re.compile(r"^[\w.-]+(/[\w.-]+)*$")
+BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def check_revision(rev: str, source: str, error: type[Exception] = CardError) -> str:
+    """A Hub revision (branch, tag, commit or refs/pr/N): no '..', no absolute path, no odd characters."""
+    if not REV_RE.match(rev) or any(part in (".", "..") for part in rev.split("/")) or len(rev) > 200:
+        raise error(f"{source}: revision {rev!r} must be a branch, tag or commit (letters, digits, '.', '_', "
+                        "'-', '/'; no '..')")
+    return rev
 
 
 @dataclass(frozen=True)
@@ -121,9 +134,11 @@ def parse_card(data: dict[str, Any], source: str = "<card>", recipe: bool = Fals
     if not SHA_RE.match(sha):
         raise CardError(f"{source}: field 'weights.sha256' must be 64 lowercase hex digits, got {sha!r}")
     hub = _get(wtab, "hub_repo", str, "weights.", source, required=False)
-    if hub is not None and not re.match(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", hub):
-        raise CardError(f"{source}: field 'weights.hub_repo' = {hub!r} must look like 'org/name'")
+    if hub is not None and (not REPO_RE.match(hub) or ".." in hub or "--" in hub):
+        raise CardError(f"{source}: field 'weights.hub_repo' = {hub!r} must look like 'org/name' (no '..' or '--')")
     rev = _get(wtab, "hub_revision", str, "weights.", source, required=False)
+    if rev is not None:
+        check_revision(rev, f"{source}: field 'weights.hub_revision'")
     training = _get(data, "training", dict, "", source, required=False) or {}
     metrics = []
     for i, m in enumerate(_get(data, "metrics", list, "", source, required=False) or []):
@@ -153,6 +168,8 @@ def read_card(path: str | Path, recipe: bool = False) -> Card:
         raise CardError(f"{path}: cannot read card: {e}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise CardError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise CardError(f"{path}: not a card: its TOML is nested too deeply") from None
     card = parse_card(data, str(path), recipe=recipe)
     card.path = path
     return card
@@ -163,17 +180,30 @@ def dump_card(card: Card) -> str:
     return _toml(card.to_dict())
 
 
+def _toml_string(v: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, plus DEL, which TOML does not allow raw."""
+    return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _toml_key(k: str) -> str:
+    return k if BARE_KEY_RE.match(k) else _toml_string(k)
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, float) and v != v:
+        return "nan"
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        return _toml_string(v)
+    if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
+        return v.isoformat()
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
@@ -181,14 +211,14 @@ def _toml(data: dict[str, Any]) -> str:
     lines: list[str] = []
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and k != "metrics"}
     for k, v in scalars.items():
-        lines.append(f"{k} = {_toml_value(v)}")
+        lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
     for k, v in data.items():
         if isinstance(v, dict):
-            lines.append(f"\n[{k}]")
-            lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items())
+            lines.append(f"\n[{_toml_key(k)}]")
+            lines.extend(f"{_toml_key(kk)} = {_toml_value(vv)}" for kk, vv in v.items())
     for m in data.get("metrics", []):
         lines.append("\n[[metrics]]")
-        lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in m.items())
+        lines.extend(f"{_toml_key(kk)} = {_toml_value(vv)}" for kk, vv in m.items())
     return "\n".join(lines) + "\n"
 
 

@@ -149,6 +149,7 @@ def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cls, batch
            threads) -> None:
     """Draw n images from a model and save them as a grid."""
     _threads(threads)
+    grid.check_output(output, extra=(".pt",))  # before the work, not after it
     m = api.load(model_id, weights=weights, device=device)
     from rich.progress import Progress
     with Progress(console=err, transient=True) as prog:
@@ -197,6 +198,7 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
              threads) -> None:
     """Complete masked test images: rows of original | observed | completed."""
     _threads(threads)
+    grid.check_output(output)
     m = api.load(model_id, device=device)
     x, source = _originals(m, n, data_dir, split, seed, download)
     mask = zmasks.parse_mask(mask_spec, x)
@@ -230,6 +232,9 @@ def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, fid_weights, split, da
     _threads(threads)
     if not (do_nll or do_fid or do_recon):
         raise click.UsageError("choose a metric: --nll, --fid and/or --recon")
+    _options(opts)  # bad options and a card we could not record in are refused before the evaluation
+    if write_card:
+        read_card(write_card)
     m = api.load(model_id, device=device)
     d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
     if do_recon:

@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import os
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -86,9 +87,16 @@ def load_inception(path: str | Path | None = None) -> torch.jit.ScriptModule:
 
 def preprocess(images: torch.Tensor) -> torch.Tensor:
     """Float images (N, 1 or 3, H, W) in [0, 1] -> (N, 3, 299, 299) in the network's range."""
-    if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise InputError(f"FID needs (N, 1 or 3, H, W) images, got shape {tuple(images.shape)}")
-    x = (images.float().clamp(0, 1) * 255).round() / 255
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise InputError(f"FID needs (N, 1 or 3, H, W) images, got shape {tuple(getattr(images, 'shape', ()))}")
+    if images.dtype == torch.uint8:
+        images = images.float() / 255
+    elif not images.is_floating_point():
+        raise InputError(f"FID needs float images in [0, 1] or uint8, got dtype {images.dtype}")
+    elif images.numel() and (torch.isnan(images).any() or images.min() < 0 or images.max() > 1):
+        raise InputError("FID needs images in [0, 1]; these have NaN or values outside it (divide 8-bit images "
+                         "by 255)")
+    x = (images.float() * 255).round() / 255
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
@@ -143,8 +151,16 @@ class Stats:
                 mu, sigma = z["mu"], z["sigma"]
                 meta = {k: str(z[k]) for k in ("source", "preprocessing", "weights_sha256") if k in z}
                 n = int(z["n"]) if "n" in z else -1
-        except (OSError, ValueError, KeyError) as e:
-            raise InputError(f"{path}: not a statistics file with mu and sigma ({e})") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise InputError(f"{path}: not a statistics file with mu and sigma ({type(e).__name__}: {e})") from None
+        try:
+            mu, sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{path}: mu and sigma must be numbers ({e})") from None
+        if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+            raise InputError(f"{path}: mu must be (d,) and sigma (d, d), got {mu.shape} and {sigma.shape}")
+        if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+            raise InputError(f"{path}: the statistics hold NaN or infinite values")
         stats = cls(mu, sigma, n, meta.get("source", ""), meta.get("preprocessing", ""),
                     meta.get("weights_sha256", ""))
         if stats.preprocessing != PREPROCESSING or stats.weights_sha256 != WEIGHTS_SHA256:
@@ -205,9 +221,12 @@ def load_image_folder(path: str | Path) -> torch.Tensor:
         raise InputError(f"{path}: no PNG or JPEG images found (FID needs a folder of images or an .npz of stats)")
     arrays, first = [], None
     for p in files:
-        with Image.open(p) as im:
-            im = im.convert("L") if im.mode in ("L", "1", "I;16") else im.convert("RGB")
-            a = np.asarray(im)
+        try:
+            with Image.open(p) as im:
+                im = im.convert("L") if im.mode in ("L", "1", "I;16") else im.convert("RGB")
+                a = np.asarray(im)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise InputError(f"{p}: not a readable image ({type(e).__name__}: {e})") from None
         if first is None:
             first = (a.shape, p)
         elif a.shape != first[0]:

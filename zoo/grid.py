@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
+
+from .errors import InputError
 
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int = 2,
@@ -40,11 +43,33 @@ def labelled_rows(rows: list[tuple[str, torch.Tensor]], scale: int = 2) -> Image
     return out
 
 
+def check_output(path: str | Path, extra: tuple[str, ...] = ()) -> Path:
+    """Check, before any work, that an image can be written to `path`: an extension PIL writes (or one of
+    `extra`, e.g. '.pt') and a folder that exists or can be made and is writable. Creates the folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name such as {path / 'out.png'}")
+    ext = path.suffix.lower()
+    fmt = Image.registered_extensions().get(ext)
+    if ext not in extra and (fmt is None or fmt not in Image.SAVE):
+        raise InputError(f"{path}: cannot write images with the extension '{ext or '(none)'}'; use .png"
+                         + "".join(f" or {e}" for e in extra))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{path}: cannot create its folder ({e.strerror or e})") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"{path}: not writable")
+    return path
+
+
 def save_image(img: Image.Image, path: str | Path) -> Path:
     """Save a PIL image, creating parent folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
+    path = check_output(path)
+    try:
+        img.save(path)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot write the image ({e})") from None
     return path
 
 

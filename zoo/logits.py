@@ -20,11 +20,12 @@ class LogitProcessor:
     def __post_init__(self) -> None:
         if not self.temperature >= 0:
             raise InputError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
+        if self.top_k is not None and (not isinstance(self.top_k, int) or isinstance(self.top_k, bool)
+                                       or self.top_k < 1):
             raise InputError(f"top_k must be a positive integer, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.cfg is not None and self.cfg < 0:
+        if self.cfg is not None and not self.cfg >= 0:
             raise InputError(f"cfg must be >= 0, got {self.cfg}")
 
     def guide(self, cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:

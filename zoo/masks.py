@@ -10,6 +10,7 @@ import math
 import torch
 
 from .errors import InputError
+from .model import check_seed
 
 
 def _shape(x: torch.Tensor | tuple[int, ...]) -> tuple[int, int, int]:
@@ -79,7 +80,7 @@ def random(x, fraction: float, seed: int = 0, n: int | None = None) -> torch.Ten
         raise InputError(f"fraction must be in [0, 1], got {fraction}")
     c, h, w = _shape(x)
     n = n if n is not None else (x.shape[0] if isinstance(x, torch.Tensor) and x.dim() == 4 else 1)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(check_seed(seed))
     keep = torch.rand(n, h * w, generator=g).argsort(1) < math.floor(fraction * h * w)
     return keep.view(n, 1, h, w).expand(n, c, h, w).clone()
 
@@ -105,7 +106,9 @@ def parse_mask(spec: str, x: torch.Tensor) -> torch.Tensor:
         if name == "box" and arg:
             t, l, hh, ww = (int(v) for v in arg.split(","))
             return box(x, t, l, hh, ww)
-    except ValueError:
+    except InputError:
+        raise  # a known mask with a bad argument: its own message says what is wrong
+    except (ValueError, OverflowError, RuntimeError):  # not a number, or a seed torch cannot take
         pass
     raise InputError(f"unknown mask '{spec}'; use one of {', '.join(BUILDERS)}, first:K, random:FRACTION[:SEED] "
                      "or box:TOP,LEFT,HEIGHT,WIDTH")

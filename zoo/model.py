@@ -5,7 +5,9 @@ and optionally `training_loss`. Sampling, completion and validation are written 
 """
 from __future__ import annotations
 
+import inspect
 import math
+import os
 from typing import Any
 
 import torch
@@ -17,6 +19,15 @@ from .sampling import Sampler, Stepper
 from .tokenizers import Tokenizer, check_images
 
 MAX_SAMPLES = 1_000_000
+#: the share of the device's available memory that one call's result may take
+MEMORY_FRACTION = 0.5
+
+
+def check_seed(seed: Any) -> int:
+    """A seed torch accepts: an integer in [-2**63, 2**64); anything else is an InputError."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not -2**63 <= seed < 2**64:
+        raise InputError(f"a seed must be an integer in [-2**63, 2**64), got {seed!r}")
+    return seed
 
 
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
@@ -25,8 +36,32 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
     if seed is None:
         g.seed()
     else:
-        g.manual_seed(int(seed))
+        g.manual_seed(check_seed(seed))
     return g
+
+
+def available_memory(device: torch.device | str = "cpu") -> int | None:
+    """Bytes of memory free for new tensors on a device (None when it cannot be told)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
 
 
 class Model(nn.Module):
@@ -105,7 +140,23 @@ class Model(nn.Module):
         """Exact log-likelihood in nats of each image in x (N, C, H, W), float in [0, 1]."""
         self._require_generative("compute a likelihood")
         tokens = self.tokenizer.encode(check_images(x, self.image_shape).to(self.device))
-        return self.log_prob_tokens(tokens, self._labels(y, tokens.shape[0]), **kwargs)
+        y = self._labels(y, tokens.shape[0])
+        if not kwargs:
+            return self.log_prob_tokens(tokens, y)
+        params = inspect.signature(self.log_prob_tokens).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        known = [k for k, p in params.items()
+                 if k not in ("tokens", "y") and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        unknown = sorted(set(kwargs) - set(known)) if not takes_any else []
+        if unknown:
+            raise InputError(f"unknown log_prob option(s) {unknown} for {type(self).__name__}; it takes "
+                             f"{known or 'none'}")
+        try:
+            return self.log_prob_tokens(tokens, y, **kwargs)
+        except (TypeError, ValueError) as e:
+            if isinstance(e, InputError):
+                raise
+            raise InputError(f"bad log_prob option(s) {kwargs} for {type(self).__name__}: {e}") from None
 
     def bits_per_dim(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """-log_prob in bits divided by the number of sub-pixels."""
@@ -118,6 +169,17 @@ class Model(nn.Module):
             raise InputError(f"{n} samples is more than zoo generates in one call ({MAX_SAMPLES}); "
                              "loop over smaller calls")
         return n
+
+    def _check_memory(self, n: int, batch_size: int) -> None:
+        """Refuse a call whose result (n float32 images) and batch work would not fit the device's memory."""
+        per_image = 4 * self.num_dims  # the float32 result
+        need = n * per_image + min(n, batch_size) * self.tokenizer.num_tokens * 8 * 2  # + one batch of tokens
+        free = available_memory(self.device)
+        if free is not None and need > MEMORY_FRACTION * free:
+            fits = max(1, int(MEMORY_FRACTION * free // max(1, per_image + 16 * self.tokenizer.num_tokens)))
+            raise InputError(f"{n:,} images of shape {tuple(self.image_shape)} need about {_gib(need)} on "
+                             f"{self.device}, more than half of the {_gib(free)} available; sample at most about "
+                             f"{fits:,} per call (or save each call's images before the next)")
 
     @torch.no_grad()
     def generate_tokens(self, n: int, *, generator: torch.Generator, processor: LogitProcessor,
@@ -142,17 +204,21 @@ class Model(nn.Module):
         """Draw n images, float in [0, 1], shape (n, C, H, W). Same seed, same images."""
         self._require_generative("sample")
         n = self._check_n(n)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         processor = LogitProcessor(temperature, top_k, top_p, cfg)
         generator = generator or make_generator(seed, self.device)
         labels = self._labels(y, n)
-        out = []
+        self._check_memory(n, batch_size)
+        out = torch.empty((n, *self.image_shape), device=self.device)
         for start in range(0, n, batch_size):
             b = min(batch_size, n - start)
             yb = None if labels is None else labels[start:start + b]
-            out.append(self.generate_tokens(b, generator=generator, processor=processor, y=yb, naive=naive))
+            tokens = self.generate_tokens(b, generator=generator, processor=processor, y=yb, naive=naive)
+            out[start:start + b] = self.tokenizer.decode(tokens).clamp_(0, 1)
             if progress is not None:
                 progress(b)
-        return self.tokenizer.decode(torch.cat(out)).clamp_(0, 1)
+        return out
 
     @torch.no_grad()
     def complete(self, x: torch.Tensor, mask: torch.Tensor, *, seed: int | None = None, temperature: float = 1.0,
@@ -162,7 +228,10 @@ class Model(nn.Module):
         self._require_generative("complete images")
         x = check_images(x, self.image_shape).to(self.device)
         n = x.shape[0]
-        mask = torch.as_tensor(mask, device=self.device)
+        try:
+            mask = torch.as_tensor(mask, device=self.device)
+        except (TypeError, ValueError, RuntimeError):
+            raise InputError(f"a mask must be a bool tensor (True = observed), got {type(mask).__name__}") from None
         if mask.dtype != torch.bool:
             raise InputError(f"a mask must be a bool tensor (True = observed), got dtype {mask.dtype}")
         shape = tuple(self.image_shape)

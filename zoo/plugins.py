@@ -61,6 +61,7 @@ class Registry:
         """Register a plugin's architectures and cards, refusing any id another plugin already claims."""
         if not isinstance(plugin, Plugin):
             raise PluginError(f"entry point {source or '?'} must give a zoo.Plugin, got {type(plugin).__name__}")
+        check_plugin(plugin, source)  # before anything is registered: a bad plugin leaves no half of itself
         if plugin.name in self.plugins:
             raise PluginError(f"two plugins are named '{plugin.name}' ({source}); uninstall one of them")
         self.plugins[plugin.name] = plugin
@@ -94,6 +95,24 @@ class Registry:
         owners = ", ".join(sorted(self.conflicts[key]))
         return PluginError(f"'{key}' is claimed by several plugins ({owners}); zoo refuses to pick one. "
                            "Uninstall all but one, or choose with ZOO_LOAD_PLUGINS=name")
+
+
+def check_plugin(plugin: Plugin, source: str = "") -> None:
+    """Refuse a Plugin whose fields have the wrong types: a str name and version, architectures mapping names to
+    zoo.Model subclasses, cards_dir a path or None."""
+    from .model import Model
+    where = f"plugin '{plugin.name}' ({source or '?'})" if isinstance(plugin.name, str) else f"entry point {source}"
+    if not isinstance(plugin.name, str) or not plugin.name or not isinstance(plugin.version, str):
+        raise PluginError(f"{where}: name and version must be non-empty strings, got {plugin.name!r}, "
+                          f"{plugin.version!r}")
+    if not isinstance(plugin.architectures, dict):
+        raise PluginError(f"{where}: architectures must be a dict of name -> zoo.Model subclass, got "
+                          f"{type(plugin.architectures).__name__}")
+    for arch, cls in plugin.architectures.items():
+        if not isinstance(arch, str) or not (isinstance(cls, type) and issubclass(cls, Model)):
+            raise PluginError(f"{where}: architecture {arch!r} must name a zoo.Model subclass, got {cls!r}")
+    if plugin.cards_dir is not None and not isinstance(plugin.cards_dir, (str, os.PathLike)):
+        raise PluginError(f"{where}: cards_dir must be a folder path or None, got {type(plugin.cards_dir).__name__}")
 
 
 def allowed_plugins() -> set[str] | None:

@@ -40,6 +40,10 @@ def check_images(images: torch.Tensor, image_shape: tuple[int, ...], what: str =
     if tuple(images.shape[1:]) != tuple(image_shape):
         raise InputError(f"{what} have shape {tuple(images.shape)}, but this model works on "
                          f"(N, {', '.join(map(str, image_shape))}) images")
+    if images.shape[0] == 0:
+        raise InputError(f"{what}: the batch is empty (shape {tuple(images.shape)}); pass at least one image")
+    if images.is_meta:
+        raise InputError(f"{what} are on the 'meta' device and hold no values")
     if images.dtype == torch.uint8:
         return images.float() / 255.0
     if not images.is_floating_point():

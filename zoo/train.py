@@ -117,7 +117,10 @@ def save_checkpoint(out: Path, model: Model, opt: torch.optim.Optimizer, progres
     sha = save_weights(tensors, out / name)
     state = dict(progress, checkpoint=name, checkpoint_sha256=sha, optimizer=opt_meta)
     tmp = out / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=1))
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(state, indent=1))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, out / STATE_FILE)
     for old in out.glob("checkpoint-*.safetensors"):
         if old.name != name:
@@ -126,8 +129,16 @@ def save_checkpoint(out: Path, model: Model, opt: torch.optim.Optimizer, progres
 
 def load_checkpoint(out: Path, model: Model, opt: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore model and optimizer from the run folder's last good checkpoint; returns the progress."""
-    state = json.loads((out / STATE_FILE).read_text())
-    tensors = load_weights(out / state["checkpoint"], state["checkpoint_sha256"])
+    try:
+        state = json.loads((out / STATE_FILE).read_text(encoding="utf-8"))
+        name, sha = state["checkpoint"], state["checkpoint_sha256"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ZooError(f"{out / STATE_FILE}: unreadable run state ({type(e).__name__}: {e}); nothing in {out} was "
+                       "changed. Restore the file, or start a new run in another --out") from None
+    if not isinstance(name, str) or Path(name).name != name or not name.startswith("checkpoint-"):
+        raise ZooError(f"{out / STATE_FILE}: names the checkpoint {name!r}, which is not a checkpoint file of this "
+                       "run folder")
+    tensors = load_weights(out / name, sha)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
     _restore_optimizer(opt, {k: v for k, v in tensors.items() if k.startswith("optim.")}, state["optimizer"])
     return state

@@ -46,8 +46,10 @@ def hub_endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
 
 
-def hub_download(repo_id: str, filename: str, revision: str | None = None) -> Path:
-    """Download (or reuse from the cache) one file of a Hub repo; clear errors for every failure."""
+def hub_download(repo_id: str, filename: str, revision: str | None = None, force: bool = False) -> Path:
+    """Download (or reuse from the cache) one file of a Hub repo; clear errors for every failure.
+
+    `force` downloads again even when the cache has the file (to replace a corrupt copy)."""
     try:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError,
@@ -59,7 +61,8 @@ def hub_download(repo_id: str, filename: str, revision: str | None = None) -> Pa
     where = f"hf://{repo_id}{'@' + revision if revision else ''}/{filename}"
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=hub_cache_dir(),
-                                    endpoint=hub_endpoint(), local_files_only=hub_offline()))
+                                    endpoint=hub_endpoint(), local_files_only=hub_offline(),
+                                    force_download=force and not hub_offline()))
     except RevisionNotFoundError:
         raise WeightsError(f"{where}: revision '{revision}' not found on the Hub") from None
     except LocalEntryNotFoundError:  # before EntryNotFoundError: it is a subclass of it
@@ -73,6 +76,16 @@ def hub_download(repo_id: str, filename: str, revision: str | None = None) -> Pa
                            "log in with `hf auth login`)") from None
     except Exception as e:  # network errors, HTTP 5xx
         raise WeightsError(f"{where}: download failed: {type(e).__name__}: {e}") from None
+
+
+def verified_hub_file(repo_id: str, filename: str, revision: str | None, sha256: str) -> Path:
+    """A Hub file whose sha256 is `sha256`. A cached copy that does not match (a crash or a disk error left it
+    corrupt) is never trusted: it is downloaded once more; if that copy does not match either, `load_weights`
+    refuses it with an error naming the file."""
+    path = hub_download(repo_id, filename, revision)
+    if sha256_file(path) != sha256 and not hub_offline():
+        path = hub_download(repo_id, filename, revision, force=True)
+    return path
 
 
 def hub_cached(repo_id: str, filename: str, revision: str | None = None) -> Path | None:
@@ -99,15 +112,18 @@ def resolve_weights(card: Card, explicit: str | Path | None = None) -> Path:
         if not path.is_file():
             raise WeightsError(f"{path}: weights file not found")
         return path
+    cached = None
     if card.hub_repo:
         cached = hub_cached(card.hub_repo, card.weights_file, card.hub_revision)
-        if cached is not None:
+        if cached is not None and sha256_file(cached) == card.sha256:
             return cached
+        # a cached copy that does not match the card (corrupt) is not trusted: the bundled copy or a new
+        # download replaces it
     bundled = card.weights_path()
     if bundled is not None and bundled.is_file():
         return bundled
     if card.hub_repo:
-        return hub_download(card.hub_repo, card.weights_file, card.hub_revision)
+        return hub_download(card.hub_repo, card.weights_file, card.hub_revision, force=cached is not None)
     raise WeightsError(f"{card.id}: weights '{card.weights_file}' are neither bundled "
                        f"({bundled}) nor published on the Hub; pass an explicit weights path")
 
@@ -172,8 +188,10 @@ def save_weights(state: dict[str, torch.Tensor], path: str | Path, metadata: dic
     return sha256_file(path)
 
 
-def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load a state dict strictly: missing, unexpected or mis-shaped tensors are an error naming the file."""
+def check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse a state dict that does not fit the model: missing, unexpected or mis-shaped tensors, a dtype of
+    another kind (integer where the model has floats), or parameters that are NaN or infinite. The model may be
+    on the 'meta' device (nothing allocated), so a card's config is checked against its file before it is built."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -188,4 +206,19 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: st
         if wrong:
             parts.append(f"wrong shapes {wrong[:5]}")
         raise WeightsError(f"{source}: weights do not match the model's config: " + "; ".join(parts))
+    kinds = [f"{k}: file {state[k].dtype} vs model {own[k].dtype}" for k in own
+             if (state[k].is_floating_point(), state[k].is_complex()) != (own[k].is_floating_point(),
+                                                                         own[k].is_complex())]
+    if kinds:
+        raise WeightsError(f"{source}: tensors of the wrong kind of dtype: {kinds[:5]}")
+    params = {name for name, _ in model.named_parameters()}
+    bad = [k for k in sorted(params & set(state))
+           if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all())]
+    if bad:
+        raise WeightsError(f"{source}: parameters with NaN or infinite values: {bad[:5]}; the file is corrupt")
+
+
+def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a state dict strictly: missing, unexpected or mis-shaped tensors are an error naming the file."""
+    check_state(model, state, source)
     model.load_state_dict(state, strict=True)

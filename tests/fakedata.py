@@ -1,0 +1,38 @@
+"""Small data the tests make themselves: IDX files in torchvision's MNIST layout (never the real dataset)."""
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as an (optionally gzipped) IDX file, the MNIST format."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if path.suffix == ".gz":
+        data = gzip.compress(data)
+    path.write_bytes(data)
+
+
+def fake_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n 28x28 'digits': a bright bar at a label-dependent position on a dark background, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    images = (rng.random((n, 28, 28)) * 40).astype(np.uint8)
+    for i, y in enumerate(labels):
+        images[i, 4:24, 2 + 2 * y: 5 + 2 * y] = 230
+    return images, labels.astype(np.uint8)
+
+
+def make_mnist(root: Path, n_train: int = 5200, n_test: int = 200) -> Path:
+    """A data root in torchvision's MNIST layout (the train split is n_train - 5,000 images)."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for part, n in (("train", n_train), ("t10k", n_test)):
+        images, labels = fake_digits(n, seed=1 if part == "train" else 2)
+        write_idx(raw / f"{part}-images-idx3-ubyte.gz", images)
+        write_idx(raw / f"{part}-labels-idx1-ubyte.gz", labels)
+    return root
