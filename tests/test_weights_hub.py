@@ -25,21 +25,9 @@ from zoo.errors import InputError, WeightsError  # noqa: E402
 pytest.importorskip("huggingface_hub")
 from hub_server import HubServer  # noqa: E402
 
-TINY = dict(image_shape=[1, 3, 3], levels=2, hidden=[8], num_masks=1)
+from reliability import TINY, WFILE, tiny_model  # noqa: E402  (one home for the tiny test model)
+
 REPO = "org/made-tiny"
-WFILE = "made-tiny.safetensors"
-
-
-# ---- helpers ------------------------------------------------------------------------------------------------
-
-def tiny_model(seed: int = 1, **overrides) -> zoo.Model:
-    """A tiny MADE whose weights are set from `seed` (so they differ from a freshly created model)."""
-    model = zoo.create("made", **{**TINY, **overrides})
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g))
-    return model.eval()
 
 
 def all_images(shape=(1, 3, 3)) -> torch.Tensor:

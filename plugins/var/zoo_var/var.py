@@ -151,11 +151,7 @@ class VAR(Model):
         vq = self.vqvae
         f_hat, parts = 0, []
         for k in range(len(vq.scales) - 1):
-            s = vq.scales[k]
-            h = codes[k].transpose(1, 2).reshape(codes[k].shape[0], vq.latent_dim, s, s)
-            if s != vq.latent_size:
-                h = F.interpolate(h, size=(vq.latent_size,) * 2, mode="bicubic", align_corners=False)
-            f_hat = f_hat + vq.phis[k](h)
+            f_hat = f_hat + vq.refine(codes[k], k)
             parts.append(vq.next_input(f_hat, k))
         return torch.cat(parts, 1)
 
@@ -236,10 +232,9 @@ class ScaleStepper:
     def advance(self, t: int, tokens: torch.Tensor) -> None:
         if not self.naive and self.cached_steps <= t:
             self.logits(t)  # a fully observed scale was not predicted: its keys and values still go in the cache
-        if self.guided:
-            tokens = torch.cat([tokens, tokens])
         vq = self.m.vqvae
-        self.f_hat = self.f_hat + vq.embed_scale(tokens, t)
+        h = vq.embed_scale(tokens, t)
+        self.f_hat = self.f_hat + (torch.cat([h, h]) if self.guided else h)  # both halves share the tokens
         if t + 1 < self.num_steps:
             self.inputs = torch.cat([self.inputs, vq.next_input(self.f_hat, t)], 1)
 

@@ -112,8 +112,12 @@ class VQVAE(Model):
 
     def embed_scale(self, idx: torch.Tensor, k: int) -> torch.Tensor:
         """Code map of scale k, (N, s*s) token ids -> its refined contribution to f_hat (N, D, h, h)."""
+        return self.refine(self.codebook(idx), k)
+
+    def refine(self, codes: torch.Tensor, k: int) -> torch.Tensor:
+        """Code vectors of scale k (N, s*s, D) -> upsampled to the latent size and refined by phi_k."""
         s = self.scales[k]
-        h = self.codebook(idx).transpose(1, 2).reshape(idx.shape[0], self.latent_dim, s, s)
+        h = codes.transpose(1, 2).reshape(codes.shape[0], self.latent_dim, s, s)
         if s != self.latent_size:
             h = F.interpolate(h, size=(self.latent_size,) * 2, mode="bicubic", align_corners=False)
         return self.phis[k](h)
