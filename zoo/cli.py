@@ -247,11 +247,15 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card)
         t3 = prog.add_task(f"reference statistics of {d.name} {split}", total=hi - lo)
         ref = zfid.reference_stats(d.name, split, net, data_dir, progress=lambda b: prog.advance(t3, b),
                                    distributed=True)
+    if not zdist.is_main():
+        return  # the statistics are complete on every rank: rank 0 alone computes the distance and reports it
     r = zfid.fid(fake, ref)
     procs = f", {zdist.world_size()} processes" if zdist.world_size() > 1 else ""
     _say(f"{model_id}: {r}  [samples seed {seed}{procs} vs {ref.source}]", highlight=False, markup=False)
-    if write_card and zdist.is_main():
-        cmd = f"zoo eval {model_id} --fid -n {n} --seed {seed}" + (f" --split {split}" if split != "test" else "")
+    if write_card:
+        # W processes draw other samples than one (each rank has its own seed): the command says how many
+        launch = f"torchrun --nproc-per-node {zdist.world_size()} -m zoo.cli" if zdist.world_size() > 1 else "zoo"
+        cmd = f"{launch} eval {model_id} --fid -n {n} --seed {seed}" + (f" --split {split}" if split != "test" else "")
         card = with_metric(read_card(write_card), Metric("fid", round(r.value, 3), "FID", split, n, cmd,
                                                          f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}"))
         save_card(card, write_card)
