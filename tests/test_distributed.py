@@ -189,3 +189,58 @@ def test_accumulators_merge_and_single_process_helpers_are_identities():
     assert not zdist.is_initialized() and zdist.world_size() == 1 and zdist.is_main()
     t = torch.arange(3)
     assert zdist.all_reduce_sum(t) is t and zdist.gather_cat(t) is t
+
+
+RECIPE = """id = "tiny-made"
+plugin = "made"
+architecture = "made"
+description = "a tiny MADE for the torchrun test"
+
+[data]
+dataset = "mnist-bin"
+
+[config]
+image_shape = [1, 28, 28]
+levels = 2
+hidden = [8]
+num_masks = 2
+seed = 0
+
+[training]
+epochs = 1
+batch_size = 25
+lr = 0.01
+seed = 0
+"""
+
+
+def test_the_readme_torchrun_command_trains_like_one_process(tmp_path, mnist_dir):
+    """`torchrun --standalone --nproc-per-node 2 -m zoo.cli train ...` (the README's command) on the tests'
+    small data: rank 0 writes one card and the weights of the 1-process command."""
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    import zoo_made
+    from zoo.cli import main
+    recipe = tmp_path / "tiny-made.toml"
+    recipe.write_text(RECIPE)
+    args = ["train", str(recipe), "--data-dir", str(mnist_dir), "--max-steps", "3", "--no-test"]
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(Path(zoo.__file__).parents[1]), str(Path(zoo_made.__file__).parents[1]),
+                                           os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "zoo.cli", *args, "--out", str(tmp_path / "two"), "--threads", "1"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("best val NLL") == 1 and "(2 processes)" in done.stdout
+    one = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "one")], catch_exceptions=False)
+    assert one.exit_code == 0, one.output
+    # Adam turns float rounding in tiny gradients into steps of up to lr; 3 steps of lr 0.01 move weights ~3e-2
+    assert_same_weights(load_weights(tmp_path / "two" / "tiny-made.safetensors"),
+                        load_weights(tmp_path / "one" / "tiny-made.safetensors"), atol=1e-5)
+    card = zoo.read_card(tmp_path / "two" / "card.toml")
+    assert card.training["run"]["processes"] == 2
+    assert card.metric("val_nll").value == pytest.approx(zoo.read_card(tmp_path / "one" / "card.toml")
+                                                         .metric("val_nll").value, abs=1e-3)
