@@ -214,6 +214,7 @@ seed = 0
 """
 
 
+@pytest.mark.slow
 def test_the_readme_torchrun_command_trains_like_one_process(tmp_path, mnist_dir):
     """`torchrun --standalone --nproc-per-node 2 -m zoo.cli train ...` (the README's command) on the tests'
     small data: rank 0 writes one card and the weights of the 1-process command."""
