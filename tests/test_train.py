@@ -87,3 +87,14 @@ def test_cosine_schedule_and_bad_settings():
     assert cfg.lr_at(110, 110) == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(zoo.InputError, match="unknown training setting"):
         TrainConfig.from_dict({"epochs": 1, "learning_rate": 3})
+
+
+def test_amp_on_cpu_trains_in_bfloat16_close_to_float32(tmp_path):
+    train, val = tiny_data(60, "train", True), tiny_data(20, "val", False)
+    cfg = TrainConfig(**{**CFG, "epochs": 1})
+    full = fit(model(), train, val, cfg, tmp_path / "fp32", progress=False)
+    mixed = fit(model(), train, val, cfg, tmp_path / "amp", progress=False, amp=True)
+    a, b = weights_of(tmp_path / "fp32"), weights_of(tmp_path / "amp")
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # autocast really changed the arithmetic
+    assert all(torch.allclose(a[k], b[k], atol=0.02) for k in a)
+    assert mixed.best_val_nll == pytest.approx(full.best_val_nll, rel=0.01)

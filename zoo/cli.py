@@ -13,7 +13,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from . import api, data as zdata, grid, masks as zmasks
+from . import api, data as zdata, distributed as zdist, grid, masks as zmasks
 from .cards import Metric, read_card, with_metric, write_card as save_card
 from .errors import ZooError
 from .plugins import registry
@@ -25,6 +25,18 @@ err = Console(stderr=True)
 def _threads(n: int | None) -> None:
     if n:
         torch.set_num_threads(n)
+
+
+def _say(*args, **kwargs) -> None:
+    """Print on rank 0 only (every process of a torchrun job runs the same command)."""
+    if zdist.is_main():
+        console.print(*args, **kwargs)
+
+
+def _progress():
+    """A transient progress display on stderr, shown by rank 0 only."""
+    from rich.progress import Progress
+    return Progress(console=err, transient=True, disable=not zdist.is_main())
 
 
 def _options(pairs: tuple[str, ...]) -> dict:
@@ -147,20 +159,22 @@ def info(model_id: str) -> None:
 @click.option("--threads", type=int, default=None)
 def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cls, batch_size, device, weights, naive,
            threads) -> None:
-    """Draw n images from a model and save them as a grid."""
+    """Draw n images from a model and save them as a grid (under torchrun each process draws its share)."""
     _threads(threads)
     grid.check_output(output, extra=(".pt",))  # before the work, not after it
-    m = api.load(model_id, weights=weights, device=device)
-    from rich.progress import Progress
-    with Progress(console=err, transient=True) as prog:
-        task = prog.add_task(f"sampling {model_id}", total=n)
-        x = m.sample(n, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, cfg=cfg, y=cls,
-                     batch_size=batch_size, naive=naive, progress=lambda b: prog.advance(task, b))
-    if output.endswith(".pt"):
-        torch.save(x, output)
-    else:
-        grid.save_image(grid.make_grid(x), output)
-    console.print(f"wrote {n} samples of {model_id} to {output} (seed {seed})")
+    with zdist.session(device) as dev:
+        m = api.load(model_id, weights=weights, device=dev)
+        with _progress() as prog:
+            task = prog.add_task(f"sampling {model_id}", total=zdist.shard(n)[1] - zdist.shard(n)[0])
+            x = zdist.sample(m, n, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, cfg=cfg, y=cls,
+                             batch_size=batch_size, naive=naive, progress=lambda b: prog.advance(task, b))
+        if zdist.is_main():
+            if output.endswith(".pt"):
+                torch.save(x.cpu(), output)
+            else:
+                grid.save_image(grid.make_grid(x.cpu()), output)
+        procs = f", {zdist.world_size()} processes" if zdist.world_size() > 1 else ""
+        _say(f"wrote {n} samples of {model_id} to {output} (seed {seed}{procs})")
 
 
 def _originals(model, n: int, data_dir, split: str, seed: int, download: bool = False):
@@ -235,44 +249,51 @@ def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, fid_weights, split, da
     _options(opts)  # bad options and a card we could not record in are refused before the evaluation
     if write_card:
         read_card(write_card)
-    m = api.load(model_id, device=device)
-    d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
-    if do_recon:
-        _eval_recon(m, model_id, d, n, split, batch_size, write_card)
-    if do_nll:
-        _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card)
-    if do_fid:
-        _eval_fid(m, model_id, d, n or 10_000, seed, split, data_dir, fid_weights, write_card)
+    with zdist.session(device) as dev:
+        m = api.load(model_id, device=dev)
+        d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
+        if do_recon:
+            _eval_recon(m, model_id, d, n, split, batch_size, write_card)
+        if do_nll:
+            _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card)
+        if do_fid:
+            _eval_fid(m, model_id, d, n or 10_000, seed, split, data_dir, fid_weights, write_card)
 
 
 def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card) -> None:
-    from rich.progress import Progress
-
     from . import fid as zfid
-    net = zfid.load_inception(fid_weights)
-    with Progress(console=err, transient=True) as prog:
-        t1 = prog.add_task(f"sampling {n:,} images", total=n)
-        x = m.sample(n, seed=seed, progress=lambda b: prog.advance(t1, b))
-        t2 = prog.add_task("Inception features of the samples", total=n)
-        fake = zfid.Stats.from_features(zfid.features(x, net, progress=lambda b: prog.advance(t2, b)))
-        t3 = prog.add_task(f"reference statistics of {d.name} {split}", total=len(d))
-        ref = zfid.reference_stats(d.name, split, net, data_dir, progress=lambda b: prog.advance(t3, b))
+    net = zfid.load_inception(fid_weights).to(m.device)
+    lo, hi = zdist.shard(n)
+    with _progress() as prog:
+        t1 = prog.add_task(f"sampling {hi - lo:,} images", total=hi - lo)
+        t2 = prog.add_task("Inception features of the samples", total=hi - lo)
+        fake = zfid.sample_stats(lambda k, s: m.sample(k, seed=s, progress=lambda b: prog.advance(t1, b)), n, net,
+                                 seed, progress=lambda b: prog.advance(t2, b), distributed=True)
+        lo, hi = zdist.shard(len(d))
+        t3 = prog.add_task(f"reference statistics of {d.name} {split}", total=hi - lo)
+        ref = zfid.reference_stats(d.name, split, net, data_dir, progress=lambda b: prog.advance(t3, b),
+                                   distributed=True)
+    if not zdist.is_main():
+        return  # the statistics are complete on every rank: rank 0 alone computes the distance and reports it
     r = zfid.fid(fake, ref)
-    console.print(f"{model_id}: {r}  [samples seed {seed} vs {ref.source}]", highlight=False, markup=False)
+    procs = f", {zdist.world_size()} processes" if zdist.world_size() > 1 else ""
+    _say(f"{model_id}: {r}  [samples seed {seed}{procs} vs {ref.source}]", highlight=False, markup=False)
     if write_card:
-        cmd = f"zoo eval {model_id} --fid -n {n} --seed {seed}" + (f" --split {split}" if split != "test" else "")
+        # W processes draw other samples than one (each rank has its own seed): the command says how many
+        launch = f"torchrun --nproc-per-node {zdist.world_size()} -m zoo.cli" if zdist.world_size() > 1 else "zoo"
+        cmd = f"{launch} eval {model_id} --fid -n {n} --seed {seed}" + (f" --split {split}" if split != "test" else "")
         card = with_metric(read_card(write_card), Metric("fid", round(r.value, 3), "FID", split, n, cmd,
                                                          f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}"))
         save_card(card, write_card)
-        console.print(f"recorded in {write_card}")
+        _say(f"recorded in {write_card}")
 
 
 def _eval_recon(m, model_id, d, n, split, batch_size, write_card) -> None:
-    from rich.progress import Progress
-
     from .evaluate import reconstruction
     from .train import with_recon_metrics
-    with Progress(console=err, transient=True) as prog:
+    if not zdist.is_main():
+        return  # reconstruction is cheap next to sampling: rank 0 does all of it
+    with _progress() as prog:
         task = prog.add_task(f"encode/decode {d.name} {split}", total=min(n or len(d), len(d)))
         r = reconstruction(m, d, n=n, batch_size=batch_size, progress=lambda b: prog.advance(task, b))
     console.print(f"{model_id}: {r}  [{d.describe()}]", highlight=False, markup=False)
@@ -285,15 +306,15 @@ def _eval_recon(m, model_id, d, n, split, batch_size, write_card) -> None:
 
 
 def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card) -> None:
-    from rich.progress import Progress
-
     from .evaluate import nll
     options = _options(opts)
-    with Progress(console=err, transient=True) as prog:
-        task = prog.add_task(f"NLL of {model_id} on {d.name} {split}", total=min(n or len(d), len(d)))
-        r = nll(m, d, n=n, batch_size=batch_size, progress=lambda b: prog.advance(task, b), **options)
-    console.print(f"{model_id}: NLL {r}  [{d.describe()}]", highlight=False, markup=False)
-    if write_card:
+    lo, hi = zdist.shard(min(n or len(d), len(d)))
+    with _progress() as prog:
+        task = prog.add_task(f"NLL of {model_id} on {d.name} {split}", total=hi - lo)
+        r = nll(m, d, n=n, batch_size=batch_size, progress=lambda b: prog.advance(task, b), distributed=True,
+                **options)
+    _say(f"{model_id}: NLL {r}  [{d.describe()}]", highlight=False, markup=False)
+    if write_card and zdist.is_main():
         cmd = " ".join(["zoo eval", model_id, "--nll"] + (["-n", str(n)] if n else []) +
                        ([f"--split {split}"] if split != "test" else []) + [f"-o {o}" for o in opts])
         name = "nll" if not options else "nll_" + "_".join(f"{k}{v}" for k, v in options.items())
@@ -301,8 +322,7 @@ def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card) -> None:
         card = with_metric(card, Metric(name, round(r.nats, 4), "nats/image", split, r.n, cmd,
                                         f"{r.bits_per_dim:.4f} bits/dim, stderr {r.stderr:.3f}; {d.describe()}"))
         save_card(card, write_card)
-        console.print(f"recorded in {write_card}")
-
+        _say(f"recorded in {write_card}")
 
 
 @main.command("fid")
@@ -380,9 +400,13 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, threads) 
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--no-test", is_flag=True, help="skip the test-set NLL at the end")
+@click.option("--amp", is_flag=True, help="mixed precision: bfloat16 autocast (CPU, recent GPUs) or float16 with "
+                                        "gradient scaling (older GPUs)")
+@click.option("--compile", "compile_", is_flag=True, help="run the training loss through torch.compile")
 def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time_limit, optimizer, schedule,
-          weight_decay, grad_clip, resume, data_dir, download, device, threads, no_test) -> None:
-    """Train a model described by a card (an id or a card.toml path); resumable."""
+          weight_decay, grad_clip, resume, data_dir, download, device, threads, no_test, amp, compile_) -> None:
+    """Train a model described by a card (an id or a card.toml path); resumable. Under torchrun every process
+    trains its share of each global batch (--batch-size is the global batch) with DistributedDataParallel."""
     from .train import train_card
     _threads(threads)
     card = read_card(model_id, recipe=True) if model_id.endswith(".toml") else api.get_card(model_id)
@@ -391,13 +415,14 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
                                          schedule=schedule, weight_decay=weight_decay,
                                          grad_clip=grad_clip).items() if v is not None}
     out = Path(out or f"runs/{card.id}")
-    new, result = train_card(card, out, overrides, resume=resume, data_dir=data_dir, download=download, device=device,
-                             eval_test=not no_test)
-    console.print(f"best {new.metrics[0].name} {result.best_val_nll:.4g} {new.metrics[0].unit} at epoch "
-                  f"{result.best_epoch}; "
-                  f"wrote {out / new.weights_file} and {out / 'card.toml'}")
-    for m in new.metrics:
-        console.print(f"  {m.name} = {m.value:.3f} {m.unit} ({m.split}, n={m.n})")
+    with zdist.session(device):
+        new, result = train_card(card, out, overrides, resume=resume, data_dir=data_dir, download=download,
+                                 device=device, eval_test=not no_test, amp=amp, compile=compile_)
+        procs = f" ({zdist.world_size()} processes)" if zdist.world_size() > 1 else ""
+        _say(f"best {new.metrics[0].name} {result.best_val_nll:.4g} {new.metrics[0].unit} at epoch "
+             f"{result.best_epoch}{procs}; wrote {out / new.weights_file} and {out / 'card.toml'}")
+        for m in new.metrics:
+            _say(f"  {m.name} = {m.value:.3f} {m.unit} ({m.split}, n={m.n})")
 
 
 @main.command()

@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 
+from . import distributed as zdist
 from .data import ImageData
 from .errors import InputError
 from .model import Model
@@ -38,14 +39,17 @@ class NLLResult:
 
 @torch.no_grad()
 def nll(model: Model, data: ImageData, n: int | None = None, batch_size: int = 500,
-        progress: Callable[[int], None] | None = None, **log_prob_kwargs) -> NLLResult:
-    """Exact test NLL of `model` on the first n images of `data` (all by default)."""
+        progress: Callable[[int], None] | None = None, distributed: bool = False, **log_prob_kwargs) -> NLLResult:
+    """Exact test NLL of `model` on the first n images of `data` (all by default). With distributed=True, inside
+    a torch.distributed process group, each rank scores its contiguous share and the per-image values are
+    gathered in order, so every rank gets the result of one process (every rank must call it)."""
     was_training = model.training
     model.eval()
     total = len(data) if n is None else min(n, len(data))
-    values = []
-    for start in range(0, total, batch_size):
-        idx = torch.arange(start, min(start + batch_size, total))
+    lo, hi = zdist.shard(total) if distributed else (0, total)
+    values = [torch.zeros(0, dtype=torch.float64)]
+    for start in range(lo, hi, batch_size):
+        idx = torch.arange(start, min(start + batch_size, hi))
         x, y = data.batch(idx)
         y = y.to(model.device) if model.num_classes else None
         values.append(-model.log_prob(x.to(model.device), y, **log_prob_kwargs).double().cpu())
@@ -53,23 +57,32 @@ def nll(model: Model, data: ImageData, n: int | None = None, batch_size: int = 5
             progress(len(idx))
     model.train(was_training)
     v = torch.cat(values)
+    if distributed:
+        v = zdist.gather_cat(v)
     stderr = float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")
     return NLLResult(float(v.mean()), stderr, len(v), model.num_dims, model.likelihood)
 
 
 @torch.no_grad()
-def validate(model: Model, data: ImageData, n: int | None = None, batch_size: int = 500) -> float:
-    """Mean of the model's per-image validation figure (its NLL unless the family says otherwise)."""
+def validate(model: Model, data: ImageData, n: int | None = None, batch_size: int = 500,
+             distributed: bool = False) -> float:
+    """Mean of the model's per-image validation figure (its NLL unless the family says otherwise). With
+    distributed=True each rank scores its share and the per-image values are gathered in order (every rank must
+    call it), so the figure is the one process's to float rounding."""
     was_training = model.training
     model.eval()
     total = len(data) if n is None else min(n, len(data))
-    s = 0.0
-    for start in range(0, total, batch_size):
-        x, y = data.batch(torch.arange(start, min(start + batch_size, total)))
+    lo, hi = zdist.shard(total) if distributed else (0, total)
+    values = [torch.zeros(0, dtype=torch.float64)]
+    for start in range(lo, hi, batch_size):
+        x, y = data.batch(torch.arange(start, min(start + batch_size, hi)))
         y = y.to(model.device) if model.num_classes else None
-        s += float(model.validation_losses(x.to(model.device), y).double().sum())
+        values.append(model.validation_losses(x.to(model.device), y).double().cpu())
     model.train(was_training)
-    return s / max(total, 1)
+    v = torch.cat(values)
+    if distributed:
+        v = zdist.gather_cat(v)
+    return float(v.sum()) / max(total, 1)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import distributed as zdist
 from .errors import InputError, WeightsError
 
 WEIGHTS_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
@@ -107,12 +108,14 @@ def preprocess(images: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def features(images: torch.Tensor, model: torch.jit.ScriptModule, batch_size: int = 50,
              progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """2048-d pool features of images (N, C, H, W) in [0, 1], as float64 (N, 2048)."""
+    """2048-d pool features of images (N, C, H, W) in [0, 1], as float64 (N, 2048), computed on the network's
+    device."""
     out = []
+    device = next(iter(model.parameters()), torch.empty(0)).device
     for start in range(0, images.shape[0], batch_size):
-        batch = preprocess(images[start:start + batch_size]).contiguous(memory_format=torch.channels_last)
+        batch = preprocess(images[start:start + batch_size].to(device)).contiguous(memory_format=torch.channels_last)
         f = model(batch)
-        out.append(f.reshape(f.shape[0], -1).double().numpy())
+        out.append(f.reshape(f.shape[0], -1).double().cpu().numpy())
         if progress is not None:
             progress(batch.shape[0])
     return np.concatenate(out) if out else np.zeros((0, DIMS))
@@ -131,9 +134,8 @@ class Stats:
 
     @classmethod
     def from_features(cls, feats: np.ndarray, source: str = "") -> "Stats":
-        if feats.shape[0] < 2:
-            raise InputError(f"FID needs at least 2 images, got {feats.shape[0]}")
-        return cls(feats.mean(0), np.cov(feats, rowvar=False), feats.shape[0], source)
+        """Mean and covariance (unbiased, like np.cov) of features (N, D)."""
+        return StatsAccumulator(feats.shape[1]).add(feats).stats(source)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -167,6 +169,79 @@ class Stats:
             raise InputError(f"{path}: these statistics were computed with other preprocessing or weights "
                              f"('{stats.preprocessing}', weights {stats.weights_sha256[:12]}); recompute them")
         return stats
+
+
+class StatsAccumulator:
+    """The sufficient statistics of a Gaussian fit, streamed: count, sum and sum of outer products of the
+    features, in float64. Accumulators of disjoint feature sets add up exactly (merge, or all_reduce across
+    the ranks of a process group), so statistics computed in shards equal those of one process."""
+
+    def __init__(self, dims: int = DIMS) -> None:
+        self.dims = dims
+        self.n = 0
+        self.sum = np.zeros(dims)
+        self.outer = np.zeros((dims, dims))
+
+    def add(self, feats: np.ndarray) -> "StatsAccumulator":
+        """Add a batch of features (N, dims)."""
+        feats = np.asarray(feats, dtype=np.float64)
+        if feats.ndim != 2 or feats.shape[1] != self.dims:
+            raise InputError(f"features must be (N, {self.dims}), got shape {feats.shape}")
+        self.n += feats.shape[0]
+        self.sum += feats.sum(0)
+        self.outer += feats.T @ feats
+        return self
+
+    def merge(self, other: "StatsAccumulator") -> "StatsAccumulator":
+        """Add another accumulator's features (a disjoint set) to this one."""
+        if other.dims != self.dims:
+            raise InputError(f"cannot merge statistics of {other.dims} and {self.dims} dimensions")
+        self.n += other.n
+        self.sum += other.sum
+        self.outer += other.outer
+        return self
+
+    def all_reduce(self) -> "StatsAccumulator":
+        """Sum this accumulator over the ranks of the process group, in place (no-op in one process)."""
+        if zdist.world_size() > 1:
+            self.n = int(zdist.all_reduce_sum(torch.tensor([self.n], dtype=torch.int64)))
+            self.sum = zdist.all_reduce_sum(torch.from_numpy(self.sum)).numpy()
+            self.outer = zdist.all_reduce_sum(torch.from_numpy(self.outer)).numpy()
+        return self
+
+    def stats(self, source: str = "") -> Stats:
+        """Mean and unbiased covariance of everything added."""
+        if self.n < 2:
+            raise InputError(f"FID needs at least 2 images, got {self.n}")
+        mu = self.sum / self.n
+        sigma = (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
+        return Stats(mu, (sigma + sigma.T) / 2, self.n, source)
+
+
+def image_stats(images: torch.Tensor, model: torch.jit.ScriptModule, batch_size: int = 50,
+                progress: Callable[[int], None] | None = None, source: str = "", distributed: bool = False,
+                dims: int = DIMS) -> Stats:
+    """Statistics of the features of images (N, C, H, W). With distributed=True each rank passes its own
+    share of the images and gets the statistics of all of them (every rank must call it)."""
+    acc = StatsAccumulator(dims)
+    if images.shape[0]:
+        acc.add(features(images, model, batch_size, progress))
+    if distributed:
+        acc.all_reduce()
+    return acc.stats(source)
+
+
+def sample_stats(sampler: Callable[[int, int | None], torch.Tensor], n: int, model: torch.jit.ScriptModule,
+                 seed: int | None = 0, batch_size: int = 50, progress: Callable[[int], None] | None = None,
+                 distributed: bool = False, dims: int = DIMS) -> Stats:
+    """Statistics of n generated images; `sampler(k, seed)` draws k images. With distributed=True each rank
+    draws its share with its own seed (distributed.rank_seed) and the statistics are reduced across ranks;
+    in one process it is sampler(n, seed)."""
+    lo, hi = zdist.shard(n) if distributed else (0, n)
+    x = sampler(hi - lo, zdist.rank_seed(seed) if distributed else seed) if hi > lo else torch.zeros(0)
+    source = f"{n:,} samples, seed {seed}" + (f", {zdist.world_size()} ranks" if zdist.world_size() > 1 and
+                                              distributed else "")
+    return image_stats(x, model, batch_size, progress, source, distributed, dims)
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
@@ -245,24 +320,31 @@ def stats_cache_dir() -> Path:
 
 def reference_stats(dataset: str, split: str, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
                     n: int | None = None, batch_size: int = 50,
-                    progress: Callable[[int], None] | None = None) -> Stats:
+                    progress: Callable[[int], None] | None = None, distributed: bool = False) -> Stats:
     """Statistics of a dataset split (first n images, all by default), cached as .npz and recomputed when the
-    data, n, preprocessing or weights differ."""
+    data, n, preprocessing or weights differ. With distributed=True the ranks share the work (each extracts
+    the features of its contiguous slice) and rank 0 writes the cache."""
     from .data import load_dataset
     data = load_dataset(dataset, split, data_dir)
     n = len(data) if n is None else min(n, len(data))
     source = f"{data.describe()}; first {n:,}"
     path = stats_cache_dir() / f"{dataset}-{split}-{n}.npz"
+    cached = None
     if path.is_file():
         try:
             cached = Stats.load(path)
-            if cached.source == source and cached.n == n:
-                return cached
+            if cached.source != source or cached.n != n:
+                cached = None
         except InputError:
             pass
-    x, _ = data.batch(torch.arange(n))
-    stats = Stats.from_features(features(x, model, batch_size, progress), source)
-    stats.save(path)
+    # in a process group the ranks decide together (a rank on another node may lack the cache file)
+    if zdist.all_agree(cached is not None) if distributed else cached is not None:
+        return cached
+    lo, hi = zdist.shard(n) if distributed else (0, n)
+    x, _ = data.batch(torch.arange(lo, hi))
+    stats = image_stats(x, model, batch_size, progress, source, distributed)
+    if zdist.is_main() or not distributed:
+        stats.save(path)
     return stats
 
 

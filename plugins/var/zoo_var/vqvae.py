@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo import distributed as zdist
 from zoo.errors import InputError
 from zoo.model import Model
 from zoo.tokenizers import Tokenizer, check_images
@@ -169,10 +170,13 @@ class VQVAE(Model):
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor | None = None,
                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reconstruction MSE (on [-1, 1] pixels) plus the VQ terms; tracks code usage and re-seeds dead codes."""
+        """Reconstruction MSE (on [-1, 1] pixels) plus the VQ terms; tracks code usage and re-seeds dead codes.
+        Under torchrun the counts and the re-seeding latents are those of the global batch, so every rank keeps
+        the same codebook (DDP syncs gradients, not in-place edits) and W processes follow one."""
         recon, maps, vq_loss, f = self(x)
         with torch.no_grad():
             counts = torch.bincount(torch.cat(maps, 1).flatten(), minlength=self.codebook_size).float()
+            counts = zdist.all_reduce_sum(counts)
             self.usage.mul_(self.usage_decay).add_(counts / counts.sum(), alpha=1 - self.usage_decay)
             self._reseed_dead(f.detach(), generator)
         return F.mse_loss(recon * 2 - 1, x * 2 - 1) + vq_loss
@@ -184,7 +188,7 @@ class VQVAE(Model):
         dead = (self.usage < self.dead_threshold / self.codebook_size).nonzero().flatten()
         if not len(dead):
             return
-        z = f.permute(0, 2, 3, 1).reshape(-1, self.latent_dim)
+        z = zdist.gather_cat(f).permute(0, 2, 3, 1).reshape(-1, self.latent_dim)
         pick = torch.randint(len(z), (len(dead),), generator=generator).to(z.device)
         self.codebook.weight[dead] = z[pick] + 1e-3 * torch.randn(len(dead), self.latent_dim,
                                                                   generator=generator).to(z.device)
