@@ -74,20 +74,28 @@ def test_cached_sampler_matches_naive(kind, levels, classes):
                        m.sample(4, seed=3, y=y, temperature=0.7, top_k=3, naive=True))
 
 
-def test_completion_of_raster_prefixes_only():
-    m = randomized(zoo.create("pixelcnn", image_shape=[1, 4, 4], levels=2, hidden=8, layers=2))
-    x = (torch.rand(3, 1, 4, 4) > 0.5).float()
+@pytest.mark.parametrize("kind", ["gated", "plain"])
+def test_completion_of_raster_prefixes_only(kind):
+    """Cached completion equals naive: the sampler skips the logits of observed pixels, so the cached stepper
+    must still fill their activations (and the gated vertical stack's rows) for the pixels after them."""
+    m = randomized(zoo.create("pixelcnn", image_shape=[1, 4, 4], levels=4, kind=kind, hidden=12, layers=3))
+    x = torch.randint(0, 4, (3, 1, 4, 4), generator=torch.Generator().manual_seed(0)).float() / 3
     out = m.complete(x, zoo.masks.top_half(x), seed=0)
     assert torch.equal(out[:, :, :2], x[:, :, :2])
     assert torch.equal(out, m.complete(x, zoo.masks.top_half(x), seed=0, naive=True))
-    m.complete(x, zoo.masks.first_k(x, 7), seed=0)
+    assert torch.equal(m.complete(x, zoo.masks.first_k(x, 7), seed=0),
+                       m.complete(x, zoo.masks.first_k(x, 7), seed=0, naive=True))
     with pytest.raises(zoo.InputError, match="raster prefix"):
         m.complete(x, zoo.masks.bottom_half(x), seed=0)
 
 
 def test_bad_config_and_classes():
     with pytest.raises(zoo.InputError, match="grayscale"):
-        zoo.create("pixelcnn", image_shape=[3, 8, 8])
+        zoo.create("pixelcnn", image_shape=[2, 8, 8])
+    with pytest.raises(zoo.InputError, match=r"hidden \(8\) must be a positive multiple of 3"):
+        zoo.create("pixelcnn", image_shape=[3, 8, 8], hidden=8)
+    with pytest.raises(zoo.InputError, match=r"hidden / 2 \(4\)"):
+        zoo.create("pixelcnn", image_shape=[3, 8, 8], kind="plain", hidden=9, out_hidden=6)
     with pytest.raises(zoo.InputError, match="kind"):
         zoo.create("pixelcnn", kind="wavenet")
     m = zoo.create("pixelcnn", image_shape=[1, 4, 4], hidden=8, layers=2)
@@ -96,3 +104,81 @@ def test_bad_config_and_classes():
     c = zoo.create("pixelcnn", image_shape=[1, 4, 4], hidden=8, layers=2, num_classes=10)
     with pytest.raises(zoo.InputError, match=r"\[0, 9\]"):
         c.sample(2, y=10)
+
+
+# ---- colour: R -> G -> B within a pixel ----------------------------------------------------------------------
+
+def colour(kind: str, shape=(3, 3, 3), levels: int = 4, std: float = 0.3, **kw):
+    # out_hidden 24: with 4 output units per colour group, ReLU often silences a group for every input
+    return randomized(zoo.create("pixelcnn", image_shape=list(shape), levels=levels, kind=kind, hidden=12,
+                                 out_hidden=24, **{"layers": 3, **kw}), std=std)
+
+
+@pytest.mark.parametrize("kind", ["gated", "plain"])
+def test_colour_probabilities_sum_to_one_over_all_64_images(kind):
+    m = colour(kind, shape=(3, 1, 2), levels=2)
+    every = torch.tensor(list(itertools.product([0, 1], repeat=6)), dtype=torch.float).view(-1, 3, 1, 2)
+    with torch.no_grad():
+        assert m.log_prob(every).double().exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["gated", "plain"])
+def test_colour_sub_pixel_k_leaves_logits_at_or_before_it_unchanged(kind):
+    """In generation order (pixel by pixel, R, G, B within a pixel): changing the k-th sub-pixel changes no
+    logit at or before it; and within a pixel G sees R, B sees R and G."""
+    m = colour(kind)
+    order = m.generation_order
+    assert order[:6].tolist() == [0, 9, 18, 1, 10, 19]  # tokens are laid out (C, H, W)
+    next_sees = torch.zeros(27, dtype=torch.bool)
+    for seed in range(4):  # a ReLU can hide a change for one image, not for all of them
+        tokens = torch.randint(0, 4, (1, 27), generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            base = m.logits_all(tokens)
+            for k in range(27):
+                changed = tokens.clone()
+                changed[0, order[k]] = (changed[0, order[k]] + 1) % 4
+                diff = (m.logits_all(changed) - base).abs().amax(-1)[0][order]
+                assert diff[: k + 1].max() == 0, f"sub-pixel {k} leaks into logits at or before it"
+                next_sees[k] |= bool(k < 26 and diff[k + 1] > 0)
+    within = [k for k in range(27) if k % 3 < 2]
+    assert next_sees[within].all(), f"the next channel does not see sub-pixels {(~next_sees).nonzero().tolist()}"
+
+
+def test_colour_gated_stack_sees_every_earlier_sub_pixel():
+    """No blind spot in colour either: each sub-pixel's logits depend on every earlier sub-pixel in generation
+    order (above-right pixels and the pixel's own earlier channels included) and on nothing after."""
+    m = colour("gated", shape=(3, 4, 4), layers=4)
+    x = torch.zeros(1, 3, 4, 4, requires_grad=True)
+    logits = m.out2(torch.relu(m.out1(m.features(x)))).view(1, 3, 4, 4, 4)  # (N, C, levels, H, W)
+    order = m.generation_order
+    for k in range(48):
+        c, p = divmod(int(order[k]), 16)
+        (g,) = torch.autograd.grad(logits[0, c, :, p // 4, p % 4].sum(), x, retain_graph=True)
+        seen = (g[0].flatten().abs() > 0)[order]
+        assert seen[:k].all(), f"sub-pixel {k} does not see {(~seen[:k]).nonzero().flatten().tolist()}"
+        assert not seen[k:].any()
+
+
+@pytest.mark.parametrize("kind,levels,classes", [("gated", 4, 3), ("plain", 256, 0)])
+def test_colour_cached_sampler_matches_naive(kind, levels, classes):
+    m = colour(kind, shape=(3, 5, 4), levels=levels, std=0.2, num_classes=classes)
+    y = torch.tensor([0, 1, 2, 1]) if classes else None
+    a = m.sample(4, seed=3, y=y)
+    assert a.shape == (4, 3, 5, 4)
+    assert torch.equal(a, m.sample(4, seed=3, y=y, naive=True))
+    assert torch.equal(m.sample(4, seed=3, y=y, temperature=0.7, top_k=3),
+                       m.sample(4, seed=3, y=y, temperature=0.7, top_k=3, naive=True))
+
+
+def test_colour_completion_keeps_every_channel_of_the_observed_pixels():
+    m = colour("gated", shape=(3, 4, 4))
+    x = torch.randint(0, 4, (3, 3, 4, 4)).float() / 3
+    out = m.complete(x, zoo.masks.top_half(x), seed=0)
+    assert torch.equal(out[:, :, :2], x[:, :, :2])
+    assert torch.equal(out, m.complete(x, zoo.masks.top_half(x), seed=0, naive=True))
+    assert torch.equal(m.complete(x, zoo.masks.first_k(x, 5), seed=0),
+                       m.complete(x, zoo.masks.first_k(x, 5), seed=0, naive=True))
+    only_red = torch.zeros_like(x, dtype=torch.bool)
+    only_red[:, 0] = True  # every R, no G or B: not a prefix of the generation order
+    with pytest.raises(zoo.InputError, match="raster prefix"):
+        m.complete(x, only_red, seed=0)

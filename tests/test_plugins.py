@@ -307,3 +307,16 @@ def test_unknown_model_suggests_the_close_id(fake):
         zoo.create("mad")
     out = run_cli("info", "made-mnist-bn")
     assert out.exit_code == 2 and "Did you mean 'made-mnist-bin'" in out.output and "Traceback" not in out.output
+
+
+@pytest.mark.parametrize("recipe", sorted(ROOT.glob("plugins/*/recipes/*.toml")), ids=lambda p: p.stem)
+def test_every_recipe_parses_and_builds_its_model(recipe):
+    """A recipe is what `zoo train RECIPE` reads: its card must parse and its architecture accept its config
+    (built on the meta device: no memory, no weights)."""
+    import torch
+
+    card = read_card(recipe, recipe=True)
+    assert card.training and card.dataset
+    with torch.device("meta"):
+        model = zoo.create(card.architecture, **card.config)
+    assert sum(p.numel() for p in model.parameters()) > 0

@@ -3,12 +3,20 @@
 Plain: a 7x7 mask-A convolution, residual blocks with 3x3 mask-B convolutions, 1x1 output layers.
 Gated: a vertical stack (rows above, shifted down one row) and a horizontal stack (pixels to the left)
 with tanh x sigmoid gates, v->h 1x1 links, residual and skip connections and optional class conditioning,
-so no blind spot. Outputs: a softmax over `levels` values per pixel (2 for binarized data, 256 for 8-bit).
-Grayscale (C = 1) images; colour needs channel-group masks, which this plugin does not implement yet.
+so no blind spot. Outputs: a softmax over `levels` values per sub-pixel (2 for binarized data, 256 for 8-bit).
+
+Colour (C = 3): the R -> G -> B dependency within a pixel (arXiv 1601.06759, section 3.4). Every feature map
+is split into C colour groups; at the centre tap, group g of a layer's output sees input groups < g (mask A,
+first layer) or <= g (mask B, every later layer, the 1x1 convolutions and the output layers), so R is
+predicted from the pixels before, G also from R, B from R and G. Taps at earlier pixels see every group. The
+gated model's vertical stack only ever reaches the horizontal stack from the row above, so it needs no groups.
+Generation order is pixel by pixel, channel by channel within a pixel (`generation_order`). For C = 1 the
+groups collapse and the masks are the grayscale ones.
 
 Sampling: `CachedStepper` computes, at each pixel, each layer's activation at that pixel only (and, for the
 gated model, the vertical stack one row at a time), keeping every layer's activations in a cache, so one
-sample costs about one forward pass. The naive `FullRecomputeStepper` of the core is the reference.
+sample costs about one forward pass (C passes' worth at the current pixel for colour, one per channel). The
+naive `FullRecomputeStepper` of the core is the reference.
 """
 from __future__ import annotations
 
@@ -21,18 +29,37 @@ from zoo.errors import InputError
 from zoo.sampling import FullRecomputeStepper
 
 
-class MaskedConv2d(nn.Conv2d):
-    """A k x k convolution that sees only pixels before the centre in raster order (mask A) or up to and
-    including the centre (mask B)."""
+def colour_groups(size: int, colours: int, period: int) -> torch.Tensor:
+    """The colour group (0 = R, 1 = G, 2 = B) of each of `size` channels that repeat every `period`: an image's
+    C channels (period C), a hidden map of h (period h), gate pre-activations of 2h (period h: a channel and its
+    gate share a group), output logits of C * levels (period C * levels)."""
+    return torch.arange(size) % period * colours // period
 
-    def __init__(self, cin: int, cout: int, k: int, mask_type: str) -> None:
+
+def centre_mask(cout: int, cin: int, mask_type: str, colours: int = 1, out_period: int | None = None,
+                in_period: int | None = None) -> torch.Tensor:
+    """(cout, cin) connections allowed at the centre tap: output group g sees input groups < g (mask A) or
+    <= g (mask B). With one colour: nothing (A) or everything (B)."""
+    if mask_type not in ("A", "B"):
+        raise InputError(f"mask type must be 'A' or 'B', got {mask_type!r}")
+    g_out = colour_groups(cout, colours, out_period or cout)[:, None]
+    g_in = colour_groups(cin, colours, in_period or cin)[None, :]
+    return (g_out > g_in if mask_type == "A" else g_out >= g_in).float()
+
+
+class MaskedConv2d(nn.Conv2d):
+    """A k x k convolution that sees only pixels before the centre in raster order, and at the centre the
+    colour groups that mask A (earlier groups) or mask B (earlier and the same group) allow. k = 1 gives the
+    masked 1x1 convolutions that keep colour groups apart."""
+
+    def __init__(self, cin: int, cout: int, k: int, mask_type: str, colours: int = 1,
+                 out_period: int | None = None, in_period: int | None = None) -> None:
         super().__init__(cin, cout, k, padding=k // 2)
-        if mask_type not in ("A", "B"):
-            raise InputError(f"mask type must be 'A' or 'B', got {mask_type!r}")
-        mask = torch.ones(k, k)
-        mask[k // 2, k // 2 + (mask_type == "B"):] = 0
-        mask[k // 2 + 1:] = 0
-        self.register_buffer("mask", mask[None, None].expand(cout, cin, k, k).clone(), persistent=False)
+        mask = torch.ones(cout, cin, k, k)
+        mask[:, :, k // 2, k // 2:] = 0
+        mask[:, :, k // 2 + 1:] = 0
+        mask[:, :, k // 2, k // 2] = centre_mask(cout, cin, mask_type, colours, out_period, in_period)
+        self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
@@ -47,37 +74,37 @@ class MaskedConv2d(nn.Conv2d):
 class ResidualBlock(nn.Module):
     """PixelCNN's residual block: ReLU, 1x1 to h/2, ReLU, 3x3 mask B, ReLU, 1x1 back to h, plus the input."""
 
-    def __init__(self, h: int) -> None:
+    def __init__(self, h: int, colours: int = 1) -> None:
         super().__init__()
-        self.a = nn.Conv2d(h, h // 2, 1)
-        self.b = MaskedConv2d(h // 2, h // 2, 3, "B")
-        self.c = nn.Conv2d(h // 2, h, 1)
+        self.a = MaskedConv2d(h, h // 2, 1, "B", colours)
+        self.b = MaskedConv2d(h // 2, h // 2, 3, "B", colours)
+        self.c = MaskedConv2d(h // 2, h, 1, "B", colours)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.c(F.relu(self.b(F.relu(self.a(F.relu(x))))))
 
 
 def _conv1x1_at(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    return F.linear(x, conv.weight[:, :, 0, 0], conv.bias)
+    w = conv.weight * conv.mask if isinstance(conv, MaskedConv2d) else conv.weight
+    return F.linear(x, w[:, :, 0, 0], conv.bias)
 
 
 class GatedLayer(nn.Module):
     """One gated layer: vertical stack conv over the rows above (and this row), horizontal conv over this row
     up to the pixel (excluding it in the first layer), v->h link from the row above, gates, skip and residual."""
 
-    def __init__(self, cin: int, h: int, k: int, first: bool, num_classes: int) -> None:
+    def __init__(self, cin: int, h: int, k: int, first: bool, num_classes: int, colours: int = 1) -> None:
         super().__init__()
         self.k, self.first, self.h = k, first, h
         self.v = nn.Conv2d(cin, 2 * h, (k // 2 + 1, k))
         self.hconv = nn.Conv2d(cin, 2 * h, (1, k // 2 + 1))
-        hmask = torch.ones(1, k // 2 + 1)
-        if first:
-            hmask[0, -1] = 0  # mask A: not the pixel itself
-        self.register_buffer("hmask", hmask[None, None].expand(2 * h, cin, 1, k // 2 + 1).clone(),
-                             persistent=False)
-        self.v2h = nn.Conv2d(2 * h, 2 * h, 1)
-        self.h_out = nn.Conv2d(h, h, 1)
-        self.skip = nn.Conv2d(h, h, 1)
+        hmask = torch.ones(2 * h, cin, 1, k // 2 + 1)
+        # the pixel itself: mask A (earlier colour groups only; nothing in grayscale) in the first layer, B after
+        hmask[:, :, 0, -1] = centre_mask(2 * h, cin, "A" if first else "B", colours, h, cin if first else h)
+        self.register_buffer("hmask", hmask, persistent=False)
+        self.v2h = nn.Conv2d(2 * h, 2 * h, 1)  # from the row above: every colour group may be seen
+        self.h_out = MaskedConv2d(h, h, 1, "B", colours)
+        self.skip = MaskedConv2d(h, h, 1, "B", colours)
         self.cond = nn.Embedding(num_classes, 2 * h) if num_classes else None
 
     @staticmethod
@@ -97,30 +124,40 @@ class GatedLayer(nn.Module):
 
 
 class PixelCNN(zoo.Model):
-    """A PixelCNN over pixel tokens. `kind` = "gated" (no blind spot) or "plain" (mask A/B convolutions)."""
+    """A PixelCNN over pixel tokens. `kind` = "gated" (no blind spot) or "plain" (mask A/B convolutions);
+    C = 1 (grayscale) or C = 3 (colour, R -> G -> B within a pixel)."""
 
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2, kind: str = "gated", hidden: int = 32,
                  layers: int = 8, kernel: int = 3, out_hidden: int | None = None, num_classes: int = 0) -> None:
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
-        if self.image_shape[0] != 1:
-            raise InputError("this PixelCNN models grayscale images (C = 1); colour needs channel-group masks")
+        c = self.image_shape[0]
+        if c not in (1, 3):
+            raise InputError(f"this PixelCNN models grayscale (C = 1) or colour (C = 3) images, got C = {c}")
         if kind not in ("gated", "plain"):
             raise InputError(f"kind must be 'gated' or 'plain', got {kind!r}")
         if kernel % 2 == 0 or kernel < 3:
             raise InputError(f"kernel must be odd and >= 3, got {kernel}")
+        out_hidden = out_hidden or hidden
+        widths = {"hidden": hidden, "out_hidden": out_hidden, **({"hidden / 2": hidden // 2} if kind == "plain" else {})}
+        uneven = {k: v for k, v in widths.items() if v % c or v < c}
+        if uneven:
+            raise InputError(f"a colour PixelCNN splits its feature maps into {c} colour groups, so "
+                             + ", ".join(f"{k} ({v})" for k, v in uneven.items())
+                             + f" must be a positive multiple of {c}")
         self.tokenizer = zoo.PixelTokenizer(levels, self.image_shape)
         self.levels, self.kind, self.num_classes = int(levels), kind, int(num_classes)
-        c = self.image_shape[0]
-        out_hidden = out_hidden or hidden
         if kind == "plain":
-            self.stem = MaskedConv2d(c, hidden, 7, "A")
-            self.blocks = nn.ModuleList(ResidualBlock(hidden) for _ in range(layers))
+            self.stem = MaskedConv2d(c, hidden, 7, "A", c)
+            self.blocks = nn.ModuleList(ResidualBlock(hidden, c) for _ in range(layers))
         else:
             self.gated = nn.ModuleList(GatedLayer(c if i == 0 else hidden, hidden, 7 if i == 0 else kernel, i == 0,
-                                                  self.num_classes) for i in range(layers))
-        self.out1 = nn.Conv2d(hidden, out_hidden, 1)
-        self.out2 = nn.Conv2d(out_hidden, c * levels, 1)
+                                                  self.num_classes, c) for i in range(layers))
+        self.out1 = MaskedConv2d(hidden, out_hidden, 1, "B", c)
+        self.out2 = MaskedConv2d(out_hidden, c * levels, 1, "B", c)
+        _, hh, ww = self.image_shape
+        # pixel by pixel in raster order, R, G, B within a pixel (tokens are laid out (C, H, W))
+        self.generation_order = (torch.arange(c)[None, :] * hh * ww + torch.arange(hh * ww)[:, None]).flatten()
 
     def encode_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
         return (tokens.float() / (self.levels - 1) * 2 - 1).view(-1, *self.image_shape)
@@ -152,12 +189,12 @@ class PixelCNN(zoo.Model):
     def stepper(self, n: int, *, y=None, observed_mask=None, generator=None, processor=None, naive=False):
         if observed_mask is not None:
             k = int(observed_mask.sum())
-            if not bool(observed_mask[:k].all()):
+            if not bool(observed_mask[self.generation_order][:k].all()):
                 raise InputError("PixelCNN generates in raster order, so it completes masks whose observed pixels "
                                  "are a raster prefix: top-half or first:K. For other masks use an order-agnostic "
                                  "model such as made-mnist")
         if naive:
-            return FullRecomputeStepper(lambda t: self.logits_all(t, y), torch.arange(self.num_dims), n,
+            return FullRecomputeStepper(lambda t: self.logits_all(t, y), self.generation_order, n,
                                         self.num_dims, self.device)
         return CachedStepper(self, n, y)
 
@@ -169,28 +206,28 @@ class CachedStepper:
 
     def __init__(self, model: PixelCNN, n: int, y: torch.Tensor | None) -> None:
         self.m, self.n, self.y = model, n, y
-        _, self.H, self.W = model.image_shape
-        self.num_steps = self.H * self.W
+        self.C, self.H, self.W = model.image_shape
+        self.num_steps = self.C * self.H * self.W
         dev = model.device
         zeros = lambda c, pad_h, pad_w: torch.zeros(n, c, self.H + 2 * pad_h, self.W + 2 * pad_w, device=dev)  # noqa: E731
         if model.kind == "plain":
-            self.x = zeros(1, 3, 3)                                                    # stem input, padded by 3
+            self.x = zeros(self.C, 3, 3)                                               # stem input, padded by 3
             hidden = model.stem.out_channels
             self.h = [zeros(hidden, 0, 0) for _ in range(len(model.blocks) + 1)]      # block inputs
             self.mid = [zeros(hidden // 2, 1, 1) for _ in model.blocks]               # 3x3 inputs, padded by 1
         else:
             self.cond = [layer.cond(y) if (layer.cond is not None and y is not None) else None for layer in model.gated]
             ks = [layer.k for layer in model.gated]
-            cins = [1] + [model.gated[0].h] * (len(ks) - 1)
+            cins = [self.C] + [model.gated[0].h] * (len(ks) - 1)
             # vertical-stack inputs, padded top by k//2 and left/right by k//2
             self.v_in = [torch.zeros(n, c, self.H + k // 2, self.W + 2 * (k // 2), device=dev) for c, k in zip(cins, ks)]
             self.v_pre = [torch.zeros(n, 2 * model.gated[0].h, self.H, self.W, device=dev) for _ in ks]
             # horizontal-stack inputs, padded left by k//2
             self.h_in = [torch.zeros(n, c, self.H, self.W + k // 2, device=dev) for c, k in zip(cins, ks)]
-        self.feat = None
+        self.computed = -1  # the last step whose logits computed the pixel's activations
 
     def positions(self, t: int) -> torch.Tensor:
-        return torch.tensor([t])
+        return self.m.generation_order[t:t + 1]
 
     # ---- plain ----
     def _plain_pixel(self, i: int, j: int) -> torch.Tensor:
@@ -240,20 +277,30 @@ class CachedStepper:
                 self.h_in[l_ + 1][:, :, i, j + kn // 2] = h_new
         return F.relu(skip)
 
+    def _pixel(self, i: int, j: int) -> torch.Tensor:
+        return self._plain_pixel(i, j) if self.m.kind == "plain" else self._gated_pixel(i, j)
+
     def logits(self, t: int) -> torch.Tensor:
-        i, j = divmod(t, self.W)
-        if self.m.kind == "gated" and j == 0 and i > 0:
-            self._gated_row(i - 1)
-        feat = self._plain_pixel(i, j) if self.m.kind == "plain" else self._gated_pixel(i, j)
+        # colour: the pixel's activations are recomputed for each channel, as its earlier channels arrive;
+        # after the last channel's step they are final, since no unit at a pixel sees the pixel's last channel
+        p, c = divmod(t, self.C)
+        feat = self._pixel(*divmod(p, self.W))
+        self.computed = t
         out = _conv1x1_at(self.m.out2, F.relu(_conv1x1_at(self.m.out1, feat)))
-        return out.view(self.n, 1, self.m.levels)
+        return out.view(self.n, self.C, self.m.levels)[:, c:c + 1]
 
     def advance(self, t: int, tokens: torch.Tensor) -> None:
-        i, j = divmod(t, self.W)
+        p, c = divmod(t, self.C)
+        i, j = divmod(p, self.W)
         value = tokens[:, 0].float() / (self.m.levels - 1) * 2 - 1
         if self.m.kind == "plain":
-            self.x[:, 0, i + 3, j + 3] = value
+            self.x[:, c, i + 3, j + 3] = value
         else:
             k0 = self.m.gated[0].k
-            self.v_in[0][:, 0, i + k0 // 2, j + k0 // 2] = value
-            self.h_in[0][:, 0, i, j + k0 // 2] = value
+            self.v_in[0][:, c, i + k0 // 2, j + k0 // 2] = value
+            self.h_in[0][:, c, i, j + k0 // 2] = value
+        if c == self.C - 1:
+            if self.computed != t:
+                self._pixel(i, j)  # an observed pixel (completion skips its logits): later pixels read its cache
+            if self.m.kind == "gated" and j == self.W - 1 and i + 1 < self.H:
+                self._gated_row(i)  # the row is complete: the vertical stack of the next row can see it
