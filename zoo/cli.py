@@ -419,8 +419,10 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
         new, result = train_card(card, out, overrides, resume=resume, data_dir=data_dir, download=download,
                                  device=device, eval_test=not no_test, amp=amp, compile=compile_)
         procs = f" ({zdist.world_size()} processes)" if zdist.world_size() > 1 else ""
-        _say(f"best {new.metrics[0].name} {result.best_val_nll:.4g} {new.metrics[0].unit} at epoch "
-             f"{result.best_epoch}{procs}; wrote {out / new.weights_file} and {out / 'card.toml'}")
+        when = (f"at epoch {result.best_epoch}" if result.best_epoch > 0
+                else f"after {result.global_step} steps, before the first epoch ended")
+        _say(f"best {new.metrics[0].name} {result.best_val_nll:.4g} {new.metrics[0].unit} {when}{procs}; "
+             f"wrote {out / new.weights_file} and {out / 'card.toml'}")
         for m in new.metrics:
             _say(f"  {m.name} = {m.value:.3f} {m.unit} ({m.split}, n={m.n})")
 
