@@ -144,3 +144,35 @@ def test_fid_floor_command(inception, mnist_dir, tmp_path, monkeypatch):
     assert entry["command"] == "zoo fid-floor mnist -n 6" and entry["value"] > 0
     missing = CliRunner().invoke(main, ["fid-floor", "cifar10", "-n", "6", "--data-dir", str(tmp_path)])
     assert missing.exit_code != 0 and "cifar" in missing.output.lower()
+
+
+def test_reference_stats_of_a_dynamically_binarized_split_are_reproducible(mnist_dir, tmp_path, monkeypatch):
+    """mnist-bin's train split is binarized per batch for training; its FID statistics (the floor) must not
+    depend on the global RNG: one seeded draw, named in the statistics' source."""
+    monkeypatch.setenv("ZOO_FID_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, zfid.DIMS))
+    a = zfid.reference_stats("mnist-bin", "train", net, mnist_dir, n=20)
+    for f in (tmp_path / "cache").glob("*.npz"):
+        f.unlink()
+    torch.manual_seed(123)
+    b = zfid.reference_stats("mnist-bin", "train", net, mnist_dir, n=20)
+    assert "Bernoulli draws seeded 0" in a.source
+    np.testing.assert_array_equal(a.mu, b.mu)
+
+
+def test_list_shows_the_fid_with_the_largest_n_beside_its_floor(tmp_path, monkeypatch):
+    from zoo.cards import Metric, with_metric
+    from zoo.plugins import registry
+
+    path = tmp_path / "floors.toml"
+    zfid.record_floor(path, "mnist-bin", zfid.FIDResult(1.5, 2048, 10000), "zoo fid-floor mnist-bin -n 2048", "x")
+    zfid.record_floor(path, "mnist-bin", zfid.FIDResult(0.75, 10000, 10000), "zoo fid-floor mnist-bin -n 10000", "y")
+    monkeypatch.setattr(zfid, "FLOORS_FILE", path)
+    reg = registry()
+    card = reg.cards["made-mnist-bin"]
+    for n, value in ((2048, 30.0), (10000, 12.5)):
+        card = with_metric(card, Metric("fid", value, "FID", "test", n, f"zoo eval made-mnist-bin --fid -n {n}", ""))
+    monkeypatch.setitem(reg.cards, "made-mnist-bin", card)
+    out = CliRunner().invoke(main, ["list", "made-mnist-bin"], terminal_width=200).output
+    assert "12.5 (n=10,000; floor 0.8)" in out, out

@@ -106,7 +106,9 @@ def list_cmd(pattern: str) -> None:
     reg = registry()
     for mid in api.list_models(pattern):
         c = reg.cards[mid]
-        nll, fid = c.metric("nll"), c.metric("fid")
+        nll = c.metric("nll")
+        # several FIDs (n = 2,048 and 10,000): the largest n is the least biased
+        fid = max((m for m in c.metrics if m.name == "fid"), key=lambda m: m.n, default=None)
         p = _params(c)
         table.add_row(mid, c.plugin, c.data.get("copy", c.dataset) if c.dataset.startswith("cifar") else c.dataset,
                       f"{p / 1e6:.2f}M" if p >= 0 else "?",

@@ -327,7 +327,7 @@ def reference_stats(dataset: str, split: str, model: torch.jit.ScriptModule, dat
     from .data import load_dataset
     data = load_dataset(dataset, split, data_dir)
     n = len(data) if n is None else min(n, len(data))
-    source = f"{data.describe()}; first {n:,}"
+    source = f"{data.describe()}; first {n:,}" + ("; Bernoulli draws seeded 0" if data.dynamic_binarization else "")
     path = stats_cache_dir() / f"{dataset}-{split}-{n}.npz"
     cached = None
     if path.is_file():
@@ -341,7 +341,12 @@ def reference_stats(dataset: str, split: str, model: torch.jit.ScriptModule, dat
     if zdist.all_agree(cached is not None) if distributed else cached is not None:
         return cached
     lo, hi = zdist.shard(n) if distributed else (0, n)
-    x, _ = data.batch(torch.arange(lo, hi))
+    if data.dynamic_binarization:
+        # a split binarized per batch (training data) is drawn once with seed 0, for all n images, so the
+        # statistics are reproducible and the same for any number of ranks
+        x = data.batch(torch.arange(0, hi), generator=torch.Generator().manual_seed(0))[0][lo:]
+    else:
+        x, _ = data.batch(torch.arange(lo, hi))
     stats = image_stats(x, model, batch_size, progress, source, distributed)
     if zdist.is_main() or not distributed:
         stats.save(path)
