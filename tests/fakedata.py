@@ -6,6 +6,9 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from zoo.data import ImageData
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -36,3 +39,13 @@ def make_mnist(root: Path, n_train: int = 5200, n_test: int = 200) -> Path:
         write_idx(raw / f"{part}-images-idx3-ubyte.gz", images)
         write_idx(raw / f"{part}-labels-idx1-ubyte.gz", labels)
     return root
+
+
+def tiny_data(n: int, split: str, dynamic: bool) -> ImageData:
+    """n random 3x3 binary-MNIST-like images for training tests: dynamically binarized (train) or fixed 0/255."""
+    g = torch.Generator().manual_seed(0 if split == "train" else 1)
+    images = (torch.rand(n, 1, 3, 3, generator=g) * 255).to(torch.uint8)
+    if not dynamic:
+        images = (images > 127).to(torch.uint8) * 255
+    return ImageData("mnist-bin", split, "synthetic", images, torch.zeros(n, dtype=torch.long), ("0",),
+                     "test data", dynamic_binarization=dynamic)

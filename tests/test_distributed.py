@@ -21,21 +21,14 @@ from zoo.evaluate import nll
 from zoo.train import BEST_FILE, TrainConfig, fit
 from zoo.weights import load_weights
 
+from fakedata import tiny_data  # noqa: E402  (tests/ is on sys.path: conftest)
+
 WORLD = 2
 # 46 training images in global batches of 15: the last batch has 1 image, so rank 1's share of it is empty,
 # and 15 splits unevenly (8 + 7): both need the per-rank loss weighting to match one process
 CFG = dict(epochs=2, batch_size=15, lr=0.01, checkpoint_every=3, seed=0)
 PART_STEPS = 5
 FEATURE_DIMS = 5
-
-
-def tiny_data(n: int, split: str, dynamic: bool) -> ImageData:
-    g = torch.Generator().manual_seed(0 if split == "train" else 1)
-    images = (torch.rand(n, 1, 3, 3, generator=g) * 255).to(torch.uint8)
-    if not dynamic:
-        images = (images > 127).to(torch.uint8) * 255
-    return ImageData("mnist-bin", split, "synthetic", images, torch.zeros(n, dtype=torch.long), ("0",),
-                     "test data", dynamic_binarization=dynamic)
 
 
 def model() -> zoo.Model:

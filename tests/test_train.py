@@ -7,18 +7,10 @@ import pytest
 import torch
 
 import zoo
-from zoo.data import ImageData
 from zoo.train import BEST_FILE, STATE_FILE, TrainConfig, fit
 from zoo.weights import load_weights
 
-
-def tiny_data(n: int, split: str, dynamic: bool) -> ImageData:
-    g = torch.Generator().manual_seed(0 if split == "train" else 1)
-    images = (torch.rand(n, 1, 3, 3, generator=g) * 255).to(torch.uint8)
-    if not dynamic:
-        images = (images > 127).to(torch.uint8) * 255
-    return ImageData("mnist-bin", split, "synthetic", images, torch.zeros(n, dtype=torch.long), ("0",),
-                     "test data", dynamic_binarization=dynamic)
+from fakedata import tiny_data  # noqa: E402  (tests/ is on sys.path: conftest)
 
 
 def model():
