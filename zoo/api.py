@@ -70,8 +70,7 @@ def create(architecture: str, **config: Any) -> Model:
         raise
     except (Exception, MemoryError) as e:  # a config the constructor cannot build (wrong type, size, value)
         raise InputError(f"architecture '{architecture}': bad config {config}: {type(e).__name__}: {e}") from None
-    model.config = dict(config)
-    return model
+    return model  # model.config: the constructor's arguments, defaults included (recorded by zoo.Model)
 
 
 def _card_from_ref(ref: str) -> tuple[Card, Path | None]:

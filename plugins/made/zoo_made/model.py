@@ -49,12 +49,22 @@ class Connectivity:
     uid: int = field(default_factory=itertools.count().__next__)
 
 
+@dataclass
+class MADEOptions:
+    """MADE's log_prob options (`zoo eval -o masks=1`)."""
+
+    masks: int | None = field(default=None, metadata={
+        "help": "how many masks the ensemble averages (1..num_masks); default: the card's eval_masks"})
+
+
 class MADE(zoo.Model):
     """MADE over pixel tokens: Bernoulli outputs for 2 levels, a 256-way softmax per pixel for 8-bit data.
 
     For more than 2 levels the output layer gives `features` numbers per pixel, mapped to the levels' logits by
     a linear map shared by all pixels plus a per-pixel bias (a factorized softmax, so the layer stays small).
     """
+
+    Options = MADEOptions
 
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2, hidden=(1000, 1000), num_masks: int = 1,
                  eval_masks: int | None = None, ordering: str = "natural", natural_prob: float = 0.5,
@@ -197,7 +207,8 @@ class MADE(zoo.Model):
                 return c.order
         return None
 
-    def stepper(self, n: int, *, y=None, observed_mask=None, generator=None, processor=None, naive=False):
+    def _connectivities(self, observed_mask: torch.Tensor | None) -> list[Connectivity]:
+        """The masks generation mixes over: every eval mask in the order that puts the observed dims first."""
         order = None
         if observed_mask is not None and bool(observed_mask.any()):
             order = self.completion_order(observed_mask)
@@ -210,8 +221,33 @@ class MADE(zoo.Model):
             conns = [self._fixed(k) for k in range(self.eval_masks)]
             if len({tuple(c.order.tolist()) for c in conns}) > 1:
                 conns = conns[:1]  # orderings differ: sample mask 0 (a mixture needs one shared order)
-        else:
-            conns = [self.connectivity(k, order=order) for k in range(self.eval_masks)]
+            return conns
+        return [self.connectivity(k, order=order) for k in range(self.eval_masks)]
+
+    def generation_steps(self, observed_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        return list(self._connectivities(observed_mask)[0].order.reshape(-1, 1))
+
+    def conditionals_tokens(self, tokens: torch.Tensor, y=None) -> torch.Tensor:
+        """Per-position log-probabilities in generation order. For an ensemble sharing one order, the mixture's
+        conditionals: log p(x_<=t) - log p(x_<t), each prefix probability averaged over the masks."""
+        conns = self._connectivities(None)
+        per = []
+        for c in conns:
+            logits = self.logits_all(tokens, c)
+            lp = logits.float().log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+            per.append(lp[:, c.order.to(lp.device)].cumsum(1))
+        prefix = torch.logsumexp(torch.stack(per), 0) - math.log(len(conns))  # (N, T): log p(x_<=t)
+        return torch.diff(prefix, dim=1, prepend=torch.zeros_like(prefix[:, :1]))
+
+    def stepper(self, n: int, *, y=None, observed_mask=None, generator=None, cfg=None):
+        return self._mixture(n, observed_mask, generator, naive=False)
+
+    def reference_stepper(self, n: int, *, y=None, observed_mask=None, generator=None, cfg=None):
+        """The naive reference of the mixture: each row's mask recomputes the whole network at every step."""
+        return self._mixture(n, observed_mask, generator, naive=True)
+
+    def _mixture(self, n: int, observed_mask, generator, naive: bool) -> "MixtureStepper":
+        conns = self._connectivities(observed_mask)
         # the ensemble is a mixture: each row draws its component
         comp = (torch.randint(len(conns), (n,), generator=generator, device=generator.device).cpu()
                 if len(conns) > 1 else torch.zeros(n, dtype=torch.long))

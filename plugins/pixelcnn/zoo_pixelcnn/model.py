@@ -16,7 +16,7 @@ groups collapse and the masks are the grayscale ones.
 Sampling: `CachedStepper` computes, at each pixel, each layer's activation at that pixel only (and, for the
 gated model, the vertical stack one row at a time), keeping every layer's activations in a cache, so one
 sample costs about one forward pass (C passes' worth at the current pixel for colour, one per channel). The
-naive `FullRecomputeStepper` of the core is the reference.
+naive reference the core builds from `logits_all` (`Model.reference_stepper`) is what it must match.
 """
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from torch import nn
 
 import zoo
 from zoo.errors import InputError
-from zoo.sampling import FullRecomputeStepper
 
 
 def colour_groups(size: int, colours: int, period: int) -> torch.Tensor:
@@ -186,16 +185,18 @@ class PixelCNN(zoo.Model):
         logits = self.logits_all(tokens, y)
         return -F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none").sum(1)
 
-    def stepper(self, n: int, *, y=None, observed_mask=None, generator=None, processor=None, naive=False):
+    def generation_steps(self, observed_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Raster order (R, G, B within a pixel); a completion mask must be a raster prefix."""
         if observed_mask is not None:
             k = int(observed_mask.sum())
             if not bool(observed_mask[self.generation_order][:k].all()):
                 raise InputError("PixelCNN generates in raster order, so it completes masks whose observed pixels "
                                  "are a raster prefix: top-half or first:K. For other masks use an order-agnostic "
                                  "model such as made-mnist")
-        if naive:
-            return FullRecomputeStepper(lambda t: self.logits_all(t, y), self.generation_order, n,
-                                        self.num_dims, self.device)
+        return list(self.generation_order.reshape(-1, 1))
+
+    def stepper(self, n: int, *, y=None, observed_mask=None, generator=None, cfg=None) -> "CachedStepper":
+        self.generation_steps(observed_mask)  # refuses a mask that is not a raster prefix
         return CachedStepper(self, n, y)
 
 
@@ -224,7 +225,6 @@ class CachedStepper:
             self.v_pre = [torch.zeros(n, 2 * model.gated[0].h, self.H, self.W, device=dev) for _ in ks]
             # horizontal-stack inputs, padded left by k//2
             self.h_in = [torch.zeros(n, c, self.H, self.W + k // 2, device=dev) for c, k in zip(cins, ks)]
-        self.computed = -1  # the last step whose logits computed the pixel's activations
 
     def positions(self, t: int) -> torch.Tensor:
         return self.m.generation_order[t:t + 1]
@@ -285,7 +285,6 @@ class CachedStepper:
         # after the last channel's step they are final, since no unit at a pixel sees the pixel's last channel
         p, c = divmod(t, self.C)
         feat = self._pixel(*divmod(p, self.W))
-        self.computed = t
         out = _conv1x1_at(self.m.out2, F.relu(_conv1x1_at(self.m.out1, feat)))
         return out.view(self.n, self.C, self.m.levels)[:, c:c + 1]
 
@@ -300,7 +299,5 @@ class CachedStepper:
             self.v_in[0][:, c, i + k0 // 2, j + k0 // 2] = value
             self.h_in[0][:, c, i, j + k0 // 2] = value
         if c == self.C - 1:
-            if self.computed != t:
-                self._pixel(i, j)  # an observed pixel (completion skips its logits): later pixels read its cache
             if self.m.kind == "gated" and j == self.W - 1 and i + 1 < self.H:
                 self._gated_row(i)  # the row is complete: the vertical stack of the next row can see it

@@ -74,9 +74,6 @@ class VQVAE(Model):
         self.codebook_size = int(codebook_size)
         self.latent_dim = int(latent_dim)
         self.beta, self.usage_decay, self.dead_threshold = float(beta), float(usage_decay), float(dead_threshold)
-        self.config = dict(image_shape=list(self.image_shape), channels=channels, latent_dim=latent_dim,
-                           codebook_size=codebook_size, scales=scales, beta=beta, phi_ratio=phi_ratio,
-                           usage_decay=usage_decay, dead_threshold=dead_threshold)
         ch = int(channels)
         self.encoder = nn.Sequential(
             nn.Conv2d(c, ch, 3, padding=1), ResBlock(ch),
