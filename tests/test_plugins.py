@@ -156,7 +156,7 @@ def test_example_plugin_installs_and_works(tmp_path):
     assert out.returncode == 0, out.stderr
     cells = [[c.strip() for c in re.split(r"[│|]", line)[1:-1]] for line in out.stdout.splitlines()]
     rows = {c[0]: c for c in cells if len(c) == 4}  # plugin, version, architectures, models
-    assert rows.get("hello") == ["hello", "0.1.0", "pixels", "1"], out.stdout
+    assert rows.get("hello") == ["hello", "0.2.0", "pixels", "1"], out.stdout
     assert "made" in rows and "failed" not in out.stdout and "conflict" not in out.stdout
 
     out = subprocess.run(_zoo_command() + ["list"], capture_output=True, text=True, encoding="utf-8", env=env,
@@ -169,7 +169,7 @@ def test_example_plugin_installs_and_works(tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    assert r["plugins"]["hello"] == "0.1.0" and "made" in r["plugins"] and r["failures"] == []
+    assert r["plugins"]["hello"] == "0.2.0" and "made" in r["plugins"] and r["failures"] == []
     assert r["models"] == ["hello-mnist-bin"]
     assert Path(r["card"]).is_relative_to(target)  # the installed copy, not the source tree
     assert r["module"] == "zoo_hello.model"

@@ -9,21 +9,23 @@
 from __future__ import annotations
 
 from . import masks
-from .api import create, get_card, list_architectures, list_models, load
+from .api import create, get_card, list_architectures, list_models, list_tokenizers, load
 from .cards import Card, Metric, read_card
 from .errors import (CardError, DataError, InputError, PluginError, UnknownModelError, WeightsError,
                      ZooError)
 from .logits import LogitProcessor
-from .model import Model, make_generator
+from .model import LearnedTokenizer, Model, make_generator
 from .plugins import Plugin
 from .sampling import FullRecomputeStepper, Sampler, Stepper
 from .tokenizers import PixelTokenizer, Tokenizer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "Card", "CardError", "DataError", "FullRecomputeStepper", "InputError", "LogitProcessor", "Metric", "Model",
+    "Card", "CardError", "DataError", "FullRecomputeStepper", "InputError", "LearnedTokenizer", "LogitProcessor",
+    "Metric", "Model",
     "PixelTokenizer", "Plugin", "PluginError", "Sampler", "Stepper", "Tokenizer", "UnknownModelError",
-    "WeightsError", "ZooError", "create", "get_card", "list_architectures", "list_models", "load",
+    "WeightsError", "ZooError", "create", "get_card", "list_architectures", "list_models",
+    "list_tokenizers", "load",
     "make_generator", "masks", "read_card",
 ]

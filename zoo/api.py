@@ -10,7 +10,7 @@ import torch
 
 from .cards import REPO_RE, Card, check_revision, read_card
 from .errors import InputError, UnknownModelError, ZooError
-from .model import Model
+from .model import LearnedTokenizer, Model
 from .plugins import registry
 from .weights import check_state, hub_download, load_into, load_weights, resolve_weights, verified_hub_file
 
@@ -23,8 +23,13 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def list_architectures(pattern: str = "*") -> list[str]:
-    """Names of the architectures that `create` can build."""
+    """Names of everything `create` can build: model architectures and learned tokenizers."""
     return sorted(a for a in registry().architectures if fnmatch.fnmatch(a, pattern))
+
+
+def list_tokenizers(pattern: str = "*") -> list[str]:
+    """Names of the learned tokenizers (zoo.LearnedTokenizer) that `create` can build."""
+    return sorted(a for a in registry().tokenizers if fnmatch.fnmatch(a, pattern))
 
 
 def _suggest(name: str, choices: list[str]) -> str:
@@ -54,8 +59,8 @@ def get_card(model_id: str) -> Card:
     return reg.cards[model_id]
 
 
-def create(architecture: str, **config: Any) -> Model:
-    """An untrained model of a registered architecture, built from its config."""
+def create(architecture: str, **config: Any) -> Model | LearnedTokenizer:
+    """An untrained model (or learned tokenizer) of a registered architecture, built from its config."""
     reg = registry()
     if architecture in reg.conflicts:
         raise reg.conflict_error(architecture)
@@ -91,7 +96,7 @@ def _card_from_ref(ref: str) -> tuple[Card, Path | None]:
     return get_card(ref), None
 
 
-def load(ref: str, weights: str | Path | None = None, device: str | torch.device | None = None) -> Model:
+def load(ref: str, weights: str | Path | None = None, device: str | torch.device | None = None) -> Model | LearnedTokenizer:
     """A pretrained model, weights verified and loaded, in eval mode.
 
     `ref` is a model id (`made-mnist-bin`), a Hub reference (`hf://org/name@rev`) or a folder written by

@@ -171,31 +171,69 @@ def deprecated(cls: type, message: str) -> None:
     warnings.warn(f"{cls.__module__}.{cls.__qualname__}: {message}", DeprecationWarning, stacklevel=3)
 
 
-class Model(nn.Module):
-    """Base class of every zoo model. Subclasses set `tokenizer`, `image_shape` and `num_classes`."""
+class Trainable(nn.Module):
+    """What a card can describe and `zoo train` can fit: a model or a learned tokenizer. The core records the
+    constructor's arguments (defaults included) as `config`, so it is re-created with `zoo.create(name, **config)`."""
 
-    tokenizer: Tokenizer
     image_shape: tuple[int, int, int]
     num_classes: int = 0
-    #: the card the model was loaded from (None for an untrained `zoo.create` model)
+    #: the card it was loaded from (None for an untrained `zoo.create` one)
     card: Any = None
-    #: the constructor's arguments, defaults included, recorded by the core when the model is built: the model
-    #: is re-created with `zoo.create(architecture, **model.config)` (a family never sets it)
+    #: the constructor's arguments, defaults included, recorded by the core when it is built (never set by hand)
     config: dict[str, Any]
-    #: False for a learned tokenizer shipped as its own card (it encodes/decodes, it does not sample)
+    #: True for a Model (it samples), False for a LearnedTokenizer (it encodes and decodes)
     generative: bool = True
-    #: "pixels" when log_prob is a likelihood of the image's pixels, "tokens" when it is of learned codes
-    likelihood: str = "pixels"
     #: the name and unit of the figure the training engine validates on (lower is better)
     val_metric: tuple[str, str] = ("val_nll", "nats/image")
 
-    #: the family's log_prob options (a dataclass whose fields are the options, with types and defaults), or
-    #: None when log_prob takes none. `zoo eval -o KEY=VALUE` lists and checks them.
-    Options: type | None = None
+    @classmethod
+    def check_config(cls) -> dict[str, Any] | None:
+        """A config small enough for `zoo.testing` to enumerate (vocab ** tokens at most 4096): the project's
+        tests check every installed architecture and tokenizer with it. None: the family declares none."""
+        return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         record_config(cls)
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean loss of a training batch (a scalar that `zoo train` minimises)."""
+        raise NotImplementedError
+
+    def validation_losses(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-image validation figure (N,) that training checkpoints on (lower is better)."""
+        raise NotImplementedError
+
+    def before_training(self) -> None:
+        """Called by `zoo train` on a freshly created model: a family may load pretrained parts here."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.parameters()), torch.empty(0)).device
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def num_dims(self) -> int:
+        return math.prod(self.image_shape)
+
+
+class Model(Trainable):
+    """Base class of every zoo model. Subclasses set `tokenizer`, `image_shape` and `num_classes`."""
+
+    tokenizer: Tokenizer
+    #: "pixels" when log_prob is a likelihood of the image's pixels, "tokens" when it is of learned codes
+    likelihood: str = "pixels"
+    #: True when `logits_all(tokens, None)` is the unconditional model (a null class trained with class
+    #: dropout), so classifier-free guidance (`cfg`) applies; zoo refuses `cfg` for other families
+    guidance: bool = False
+
+    #: the family's log_prob options (a dataclass whose fields are the options, with types and defaults), or
+    #: None when log_prob takes none. `zoo eval -o KEY=VALUE` lists and checks them.
+    Options: type | None = None
 
     # ---- to implement in a family -------------------------------------------------------------
     def logits_all(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -207,8 +245,12 @@ class Model(nn.Module):
     def log_prob_tokens(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log-likelihood in nats of each token sequence (N, T) -> (N,): by default the sum of the
         log-softmax of `logits_all` at the tokens. Override for mixtures or when a cheaper exact form exists."""
-        logp = self.logits_all(tokens, y).float().log_softmax(-1)
+        logp = self._logits(tokens, y).float().log_softmax(-1)
         return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).sum(1)
+
+    def _logits(self, tokens: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """logits_all, called without y when there is none (a 0.1 family may define logits_all(tokens))."""
+        return self.logits_all(tokens) if y is None else self.logits_all(tokens, y)
 
     def generation_steps(self, observed_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The token positions each generation step fills, in order (raster, one token per step, by default).
@@ -232,22 +274,7 @@ class Model(nn.Module):
         """Per-image validation figure (N,) that training minimizes and checkpoints on: the NLL by default."""
         return -self.log_prob(x, y)
 
-    def before_training(self) -> None:
-        """Called by `zoo train` on a freshly created model: a family may load pretrained parts here."""
-
     # ---- written once ---------------------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        return next(iter(self.parameters()), torch.empty(0)).device
-
-    @property
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    @property
-    def num_dims(self) -> int:
-        return math.prod(self.image_shape)
-
     def _labels(self, y: torch.Tensor | int | None, n: int) -> torch.Tensor | None:
         if y is None:
             return None
@@ -274,9 +301,9 @@ class Model(nn.Module):
         steps = self.generation_steps(observed_mask)
         if y is not None and cfg is not None:
             guide = LogitProcessor(cfg=cfg).guide
-            fn = lambda t: guide(self.logits_all(t, y), self.logits_all(t, None))  # noqa: E731
+            fn = lambda t: guide(self._logits(t, y), self._logits(t, None))  # noqa: E731
         else:
-            fn = lambda t: self.logits_all(t, y)  # noqa: E731
+            fn = lambda t: self._logits(t, y)  # noqa: E731
         return FullRecomputeStepper(fn, steps, n, self.tokenizer.num_tokens, self.device)
 
     def _legacy_stepper(self) -> bool:
@@ -335,7 +362,7 @@ class Model(nn.Module):
     def conditionals_tokens(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Log-probabilities (N, T) of each token given the tokens before it, in generation order (column i is
         the i-th position of `torch.cat(generation_steps())`). They sum to `log_prob_tokens`."""
-        logp = self.logits_all(tokens, y).float().log_softmax(-1)
+        logp = self._logits(tokens, y).float().log_softmax(-1)
         per = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         return per[:, torch.cat(self.generation_steps()).to(per.device)]
 
@@ -380,6 +407,9 @@ class Model(nn.Module):
             if not bool((observed_mask == observed_mask[:1]).all()):
                 raise InputError("a batch given to generate_tokens must share one observed mask")
             shared_mask = observed_mask[0]
+        if processor.cfg is not None and not self.guidance and not self._legacy_stepper():
+            raise InputError(f"{type(self).__name__} has no unconditional (null-class) model, so classifier-free "
+                             "guidance does not apply; drop cfg (use a VAR model for guided sampling)")
         if processor.cfg is not None and y is None and self.num_classes:
             # guidance needs a class: draw one per image, as the VAR reference sampler does
             y = torch.randint(self.num_classes, (n,), generator=generator, device=generator.device).to(self.device)
@@ -450,3 +480,38 @@ class Model(nn.Module):
                 y=None if labels is None else labels[rows], observed=tokens[rows], observed_mask=flat[rows],
                 naive=naive)
         return torch.where(mask, x, self.tokenizer.decode(out).clamp_(0, 1))
+
+
+class LearnedTokenizer(Trainable):
+    """A tokenizer with weights (the VQ-VAE that VAR builds on), shipped as its own card and trained by
+    `zoo train`. It provides `tokenizer` (a zoo.Tokenizer: encode, decode, token_mask) and its training losses;
+    it does not sample. Plugins register it under `Plugin.tokenizers`."""
+
+    tokenizer: Tokenizer
+    generative = False
+    val_metric = ("val_recon_mse", "MSE per pixel in [0, 1]")
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) in [0, 1] -> tokens (N, T)."""
+        return self.tokenizer.encode(images)
+
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (N, T) -> images (N, C, H, W) in [0, 1]."""
+        return self.tokenizer.decode(tokens)
+
+    def _not_generative(self, what: str):
+        name = self.card.id if self.card is not None else type(self).__name__
+        raise InputError(f"{name} is a tokenizer, not a generative model: it cannot {what}. Use a model built on "
+                         "it (see `zoo list`), or its encode/decode methods")
+
+    def sample(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        self._not_generative("sample")
+
+    def complete(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        self._not_generative("complete images")
+
+    def log_prob(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        self._not_generative("compute a likelihood")
+
+    def conditionals(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        self._not_generative("compute conditionals")

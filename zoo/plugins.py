@@ -1,7 +1,7 @@
 """Plugin discovery through the entry-point group `zoo.plugins`.
 
-A plugin is one `Plugin` object: its name, version, the model architectures it provides and the folder
-of cards it ships. The core never imports a family itself. A plugin that fails to load is recorded with its
+A plugin is one `Plugin` object: its name, version, the model architectures and learned tokenizers it
+provides, and the folders of the cards and bundled weights it ships. The core never imports a family itself. A plugin that fails to load is recorded with its
 error (shown by `zoo plugins`) and every other plugin still works. Two plugins claiming one id is refused.
 Set `ZOO_LOAD_PLUGINS` to a comma-separated allow-list (empty: no plugins) to choose which load.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -22,13 +23,17 @@ GROUP = "zoo.plugins"
 
 @dataclass
 class Plugin:
-    """What a plugin hands the core. `architectures` maps a name to a zoo.Model subclass."""
+    """What a plugin hands the core. `architectures` maps a name to a zoo.Model subclass, `tokenizers` a name to
+    a zoo.LearnedTokenizer subclass (cards name either as their `architecture`). `cards_dir` holds the cards it
+    ships, `weights_dir` their bundled weights files (before 0.2 the core guessed `cards_dir/../weights`)."""
 
     name: str
     version: str
     architectures: dict[str, type] = field(default_factory=dict)
     cards_dir: Path | None = None
     description: str = ""
+    tokenizers: dict[str, type] = field(default_factory=dict)
+    weights_dir: Path | None = None
 
     def card_paths(self) -> list[Path]:
         """The TOML files of the cards the plugin ships."""
@@ -53,7 +58,8 @@ class Registry:
 
     plugins: dict[str, Plugin] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
-    architectures: dict[str, tuple[Plugin, type]] = field(default_factory=dict)
+    architectures: dict[str, tuple[Plugin, type]] = field(default_factory=dict)  # models and tokenizers
+    tokenizers: dict[str, tuple[Plugin, type]] = field(default_factory=dict)     # the tokenizers alone
     cards: dict[str, Card] = field(default_factory=dict)
     conflicts: dict[str, list[str]] = field(default_factory=dict)
 
@@ -65,14 +71,24 @@ class Registry:
         if plugin.name in self.plugins:
             raise PluginError(f"two plugins are named '{plugin.name}' ({source}); uninstall one of them")
         self.plugins[plugin.name] = plugin
-        for arch, cls in plugin.architectures.items():
+        from .model import Model
+        for arch, cls in [*plugin.architectures.items(), *plugin.tokenizers.items()]:
             self._claim(self.architectures, arch, (plugin, cls), plugin.name, lambda v: v[0].name)
+            if arch in plugin.tokenizers or not (issubclass(cls, Model) and cls.generative):
+                self.tokenizers[arch] = (plugin, cls)
+        weights_dir = None if plugin.weights_dir is None else Path(plugin.weights_dir)
+        if weights_dir is None and plugin.cards_dir is not None and plugin.card_paths():
+            weights_dir = Path(plugin.cards_dir).parent / "weights"
+            warnings.warn(f"plugin '{plugin.name}': set zoo.Plugin(weights_dir=...) to the folder of its bundled "
+                          f"weights; zoo 0.2 still guesses {weights_dir} (cards_dir/../weights) through 0.x",
+                          DeprecationWarning, stacklevel=2)
         for path in plugin.card_paths():
             try:
                 card = read_card(path)
             except CardError as e:  # one broken card hides only itself
                 self.failures.append(Failure(plugin.name, source, f"card error: {e}"))
                 continue
+            card.weights_dir = weights_dir
             if card.id in self.cards and self.cards[card.id].plugin == plugin.name:
                 self.failures.append(Failure(plugin.name, source, f"{path}: id '{card.id}' is used by two of "
                                              "this plugin's cards"))
@@ -99,8 +115,10 @@ class Registry:
 
 def check_plugin(plugin: Plugin, source: str = "") -> None:
     """Refuse a Plugin whose fields have the wrong types: a str name and version, architectures mapping names to
-    zoo.Model subclasses, cards_dir a path or None."""
-    from .model import Model
+    zoo.Model subclasses, tokenizers to zoo.LearnedTokenizer subclasses, cards_dir and weights_dir paths or None.
+    A 0.1 plugin listing a tokenizer (a Model with generative = False) under architectures gets a
+    DeprecationWarning."""
+    from .model import LearnedTokenizer, Model
     where = f"plugin '{plugin.name}' ({source or '?'})" if isinstance(plugin.name, str) else f"entry point {source}"
     if not isinstance(plugin.name, str) or not plugin.name or not isinstance(plugin.version, str):
         raise PluginError(f"{where}: name and version must be non-empty strings, got {plugin.name!r}, "
@@ -108,11 +126,27 @@ def check_plugin(plugin: Plugin, source: str = "") -> None:
     if not isinstance(plugin.architectures, dict):
         raise PluginError(f"{where}: architectures must be a dict of name -> zoo.Model subclass, got "
                           f"{type(plugin.architectures).__name__}")
+    if not isinstance(plugin.tokenizers, dict):
+        raise PluginError(f"{where}: tokenizers must be a dict of name -> zoo.LearnedTokenizer subclass, got "
+                          f"{type(plugin.tokenizers).__name__}")
     for arch, cls in plugin.architectures.items():
+        if isinstance(arch, str) and isinstance(cls, type) and issubclass(cls, LearnedTokenizer):
+            warnings.warn(f"{where}: list the tokenizer {arch!r} under Plugin(tokenizers=...), not architectures "
+                          "(zoo 0.2); it still works through 0.x", DeprecationWarning, stacklevel=3)
+            continue
         if not isinstance(arch, str) or not (isinstance(cls, type) and issubclass(cls, Model)):
             raise PluginError(f"{where}: architecture {arch!r} must name a zoo.Model subclass, got {cls!r}")
-    if plugin.cards_dir is not None and not isinstance(plugin.cards_dir, (str, os.PathLike)):
-        raise PluginError(f"{where}: cards_dir must be a folder path or None, got {type(plugin.cards_dir).__name__}")
+        if not cls.generative:
+            warnings.warn(f"{where}: {arch!r} is a tokenizer written as a zoo.Model with generative = False; "
+                          "subclass zoo.LearnedTokenizer and list it under Plugin(tokenizers=...) (zoo 0.2). It "
+                          "still works through 0.x", DeprecationWarning, stacklevel=3)
+    for arch, cls in plugin.tokenizers.items():
+        if not isinstance(arch, str) or not (isinstance(cls, type) and issubclass(cls, LearnedTokenizer)):
+            raise PluginError(f"{where}: tokenizer {arch!r} must name a zoo.LearnedTokenizer subclass, got {cls!r}")
+    for name in ("cards_dir", "weights_dir"):
+        value = getattr(plugin, name)
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise PluginError(f"{where}: {name} must be a folder path or None, got {type(value).__name__}")
 
 
 def allowed_plugins() -> set[str] | None:

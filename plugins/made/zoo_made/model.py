@@ -66,6 +66,10 @@ class MADE(zoo.Model):
 
     Options = MADEOptions
 
+    @classmethod
+    def check_config(cls) -> dict:
+        return {"image_shape": [1, 3, 3], "levels": 2, "hidden": [16, 16], "num_masks": 1}
+
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2, hidden=(1000, 1000), num_masks: int = 1,
                  eval_masks: int | None = None, ordering: str = "natural", natural_prob: float = 0.5,
                  direct: bool = True, direct_features: int | None = None, features: int = 32,

@@ -126,6 +126,10 @@ class PixelCNN(zoo.Model):
     """A PixelCNN over pixel tokens. `kind` = "gated" (no blind spot) or "plain" (mask A/B convolutions);
     C = 1 (grayscale) or C = 3 (colour, R -> G -> B within a pixel)."""
 
+    @classmethod
+    def check_config(cls) -> dict:
+        return {"image_shape": [1, 3, 3], "levels": 2, "hidden": 8, "layers": 2, "num_classes": 2}
+
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2, kind: str = "gated", hidden: int = 32,
                  layers: int = 8, kernel: int = 3, out_hidden: int | None = None, num_classes: int = 0) -> None:
         super().__init__()

@@ -70,6 +70,12 @@ class VAR(Model):
     weights file) but frozen: training updates the transformer only."""
 
     likelihood = "tokens"
+    guidance = True  # the last class embedding is the null class, trained with class dropout
+
+    @classmethod
+    def check_config(cls) -> dict:
+        tok = {"image_shape": [1, 8, 8], "channels": 8, "latent_dim": 4, "codebook_size": 2, "scales": [1, 2]}
+        return {"tokenizer": tok, "num_classes": 2, "dim": 16, "depth": 1, "heads": 2}
 
     def __init__(self, tokenizer: dict[str, Any], tokenizer_card: str | None = None, num_classes: int = 0,
                  dim: int = 256, depth: int = 6, heads: int = 4, mlp_ratio: float = 4.0,

@@ -17,7 +17,7 @@ from torch import nn
 
 from zoo import distributed as zdist
 from zoo.errors import InputError
-from zoo.model import Model
+from zoo.model import LearnedTokenizer
 from zoo.tokenizers import Tokenizer, check_images
 
 
@@ -49,12 +49,13 @@ class Phi(nn.Module):
         return h.mul(1 - self.ratio) + self.conv(h).mul_(self.ratio)
 
 
-class VQVAE(Model):
+class VQVAE(LearnedTokenizer):
     """Encoder / multi-scale residual quantizer / decoder. `training_loss` is reconstruction MSE plus the
     codebook and commitment terms; codes unused for a while are re-seeded from the batch's residuals."""
 
-    generative = False
-    val_metric = ("val_recon_mse", "MSE per pixel in [0, 1]")
+    @classmethod
+    def check_config(cls) -> dict:
+        return {"image_shape": [1, 8, 8], "channels": 8, "latent_dim": 4, "codebook_size": 4, "scales": [1, 2]}
 
     def __init__(self, image_shape: Sequence[int] = (1, 28, 28), channels: int = 64, latent_dim: int = 32,
                  codebook_size: int = 512, scales: Sequence[int] = (1, 2, 3, 4, 5, 7), beta: float = 0.25,
