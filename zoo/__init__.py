@@ -14,7 +14,7 @@ from .cards import Card, Metric, read_card
 from .errors import (CardError, DataError, InputError, PluginError, UnknownModelError, WeightsError,
                      ZooError)
 from .logits import LogitProcessor
-from .model import LearnedTokenizer, Model, make_generator
+from .model import LearnedTokenizer, Model, Trainable, make_generator
 from .plugins import Plugin
 from .sampling import FullRecomputeStepper, Sampler, Stepper
 from .tokenizers import PixelTokenizer, Tokenizer
@@ -24,7 +24,7 @@ __version__ = "0.2.0"
 __all__ = [
     "Card", "CardError", "DataError", "FullRecomputeStepper", "InputError", "LearnedTokenizer", "LogitProcessor",
     "Metric", "Model",
-    "PixelTokenizer", "Plugin", "PluginError", "Sampler", "Stepper", "Tokenizer", "UnknownModelError",
+    "PixelTokenizer", "Plugin", "PluginError", "Sampler", "Stepper", "Tokenizer", "Trainable", "UnknownModelError",
     "WeightsError", "ZooError", "create", "get_card", "list_architectures", "list_models",
     "list_tokenizers", "load",
     "make_generator", "masks", "read_card",

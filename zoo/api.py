@@ -32,6 +32,18 @@ def list_tokenizers(pattern: str = "*") -> list[str]:
     return sorted(a for a in registry().tokenizers if fnmatch.fnmatch(a, pattern))
 
 
+def family_options() -> dict[str, list[tuple[str, str, Any, str]]]:
+    """The log_prob options each installed architecture declares (its `Options` dataclass): name -> a list of
+    (option, type, default, help). `zoo eval -o KEY=VALUE` help is written from it."""
+    from .model import describe_options
+    out = {}
+    for arch, (_, cls) in sorted(registry().architectures.items()):
+        fields = describe_options(getattr(cls, "Options", None))
+        if fields:
+            out[arch] = fields
+    return out
+
+
 def _suggest(name: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
     close += [c for c in choices if name and name in c and c not in close][: 3 - len(close)]

@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import api, data as zdata, distributed as zdist, grid, masks as zmasks
-from .cards import Metric, read_card, with_metric, write_card as save_card
+from .cards import read_card, write_card as save_card
+from .records import eval_command, record_fid, record_nll, record_recon, train_command
 from .errors import ZooError
 from .plugins import registry
 
@@ -50,6 +51,21 @@ def _options(pairs: tuple[str, ...]) -> dict:
         except (ValueError, SyntaxError):
             out[key] = value
     return out
+
+
+class FamilyOptionsOption(click.Option):
+    """`-o KEY=VALUE`, whose help lists each installed family's declared options with their types."""
+
+    def get_help_record(self, ctx):
+        try:
+            fams = api.family_options()
+        except Exception:  # help must never fail because a plugin does
+            fams = {}
+        listed = "; ".join(f"{arch}: " + ", ".join(f"{n}={t} (default {d!r}){': ' + h if h else ''}"
+                                                   for n, t, d, h in fields) for arch, fields in fams.items())
+        self.help = ("family option for log_prob, KEY=VALUE (VALUE a Python literal: 1, 0.5, 'text'); "
+                     + (listed or "no installed family declares any"))
+        return super().get_help_record(ctx)
 
 
 class ZooGroup(click.Group):
@@ -237,7 +253,7 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @click.option("--split", default="test", show_default=True)
 @data_options
 @click.option("--batch-size", type=int, default=500, show_default=True)
-@click.option("-o", "--option", "opts", multiple=True, help="family option for log_prob, e.g. masks=1 (MADE)")
+@click.option("-o", "--option", "opts", multiple=True, cls=FamilyOptionsOption)
 @click.option("--write-card", type=click.Path(), default=None, help="record the result in this card file")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
@@ -282,17 +298,14 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card)
     _say(f"{model_id}: {r}  [samples seed {seed}{procs} vs {ref.source}]", highlight=False, markup=False)
     if write_card:
         # W processes draw other samples than one (each rank has its own seed): the command says how many
-        launch = f"torchrun --nproc-per-node {zdist.world_size()} -m zoo.cli" if zdist.world_size() > 1 else "zoo"
-        cmd = f"{launch} eval {model_id} --fid -n {n} --seed {seed}" + (f" --split {split}" if split != "test" else "")
-        card = with_metric(read_card(write_card), Metric("fid", round(r.value, 3), "FID", split, n, cmd,
-                                                         f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}"))
+        card = record_fid(read_card(write_card), model_id, r.value, split, n, seed,
+                          f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}")
         save_card(card, write_card)
         _say(f"recorded in {write_card}")
 
 
 def _eval_recon(m, model_id, d, n, split, batch_size, write_card) -> None:
     from .evaluate import reconstruction
-    from .train import with_recon_metrics
     if not zdist.is_main():
         return  # reconstruction is cheap next to sampling: rank 0 does all of it
     with _progress() as prog:
@@ -300,9 +313,8 @@ def _eval_recon(m, model_id, d, n, split, batch_size, write_card) -> None:
         r = reconstruction(m, d, n=n, batch_size=batch_size, progress=lambda b: prog.advance(task, b))
     console.print(f"{model_id}: {r}  [{d.describe()}]", highlight=False, markup=False)
     if write_card:
-        cmd = " ".join(["zoo eval", model_id, "--recon"] + (["-n", str(n)] if n else []) +
-                       ([f"--split {split}"] if split != "test" else []))
-        card = with_recon_metrics(read_card(write_card), r, cmd, d.describe(), split)
+        card = record_recon(read_card(write_card), r, eval_command(model_id, "recon", n=n, split=split),
+                            d.describe(), split)
         save_card(card, write_card)
         console.print(f"recorded in {write_card}")
 
@@ -317,12 +329,7 @@ def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card) -> None:
                 **options)
     _say(f"{model_id}: NLL {r}  [{d.describe()}]", highlight=False, markup=False)
     if write_card and zdist.is_main():
-        cmd = " ".join(["zoo eval", model_id, "--nll"] + (["-n", str(n)] if n else []) +
-                       ([f"--split {split}"] if split != "test" else []) + [f"-o {o}" for o in opts])
-        name = "nll" if not options else "nll_" + "_".join(f"{k}{v}" for k, v in options.items())
-        card = read_card(write_card)
-        card = with_metric(card, Metric(name, round(r.nats, 4), "nats/image", split, r.n, cmd,
-                                        f"{r.bits_per_dim:.4f} bits/dim, stderr {r.stderr:.3f}; {d.describe()}"))
+        card = record_nll(read_card(write_card), model_id, r, split, n, d.describe(), options)
         save_card(card, write_card)
         _say(f"recorded in {write_card}")
 
@@ -418,8 +425,9 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
                                          grad_clip=grad_clip).items() if v is not None}
     out = Path(out or f"runs/{card.id}")
     with zdist.session(device):
+        ran = train_command(model_id, overrides, device=device, amp=amp, compile=compile_)
         new, result = train_card(card, out, overrides, resume=resume, data_dir=data_dir, download=download,
-                                 device=device, eval_test=not no_test, amp=amp, compile=compile_)
+                                 device=device, eval_test=not no_test, amp=amp, compile=compile_, command=ran)
         procs = f" ({zdist.world_size()} processes)" if zdist.world_size() > 1 else ""
         when = (f"at epoch {result.best_epoch}" if result.best_epoch > 0
                 else f"after {result.global_step} steps, before the first epoch ended")

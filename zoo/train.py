@@ -406,24 +406,28 @@ def _fmt(x: float | None) -> str:
 
 
 def with_recon_metrics(card, r, command: str, note: str, split: str = "test"):
-    """The card with a tokenizer's reconstruction figures (PSNR, codebook usage) and their command."""
-    from .cards import Metric, with_metric
-    card = with_metric(card, Metric("psnr", round(r.psnr, 3), "dB", split, r.n, command, note))
-    return with_metric(card, Metric("codebook_usage", round(r.usage, 4), "fraction of codes", split, r.n, command,
-                                    f"{r.codes_used} of {r.codebook_size} codes used"))
+    """The card with a tokenizer's reconstruction figures (kept for callers of 0.1: use zoo.records.record_recon)."""
+    import warnings
+
+    from .records import record_recon
+    warnings.warn("zoo.train.with_recon_metrics is deprecated: use zoo.records.record_recon (zoo 0.2)",
+                  DeprecationWarning, stacklevel=2)
+    return record_recon(card, r, command, note, split)
 
 
 def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False,
                data_dir: str | Path | None = None, download: bool = False, device: str = "cpu", progress: bool = True,
-               eval_test: bool = True, amp: bool = False, compile: bool = False):
+               eval_test: bool = True, amp: bool = False, compile: bool = False, command: str | None = None):
     """Train the model a card describes on its dataset; write `<id>.safetensors` and `card.toml` (with the
     validation and test NLL) into `out`. Returns (card, TrainResult). Under torchrun every rank calls it;
-    rank 0 writes the files."""
+    rank 0 writes the files. `command` is the command line that ran (default: `zoo train ID` with every
+    override and switch), recorded with the validation figure."""
     from dataclasses import replace
 
     from .api import create
     from .cards import Metric, with_metric, write_card
     from .data import load_dataset
+    from .records import eval_command, record_nll, record_recon, train_command
     from .weights import load_into
 
     recipe = {k: v for k, v in card.training.items() if k != "run"}
@@ -453,20 +457,17 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
     val_name, val_unit = model.val_metric
     new = with_metric(new, Metric(val_name, round(result.best_val_nll, 6), val_unit, "val",
                                   min(cfg.val_n or len(val), len(val)),
-                                  " ".join([f"zoo train {card.id}"] + [f"--{k.replace('_', '-')} {v:g}"
-                                                                       for k, v in stops.items()]
-                                           + ([f"--device {device}"] if str(device) != "cpu" else [])
-                                           + (["--amp"] if amp else [])),
+                                  command or train_command(card.id, overrides, device=device, amp=amp,
+                                                           compile=compile),
                                   "best epoch's validation figure"))
     if eval_test:
         test = load_dataset(card.dataset, "test", data_dir, download)
         if model.generative:
             r = nll(model.eval(), test, batch_size=cfg.eval_batch_size, distributed=True)
-            new = with_metric(new, Metric("nll", round(r.nats, 4), "nats/image", "test", r.n,
-                                          f"zoo eval {card.id} --nll", test.describe()))
+            new = record_nll(new, card.id, r, "test", None, test.describe())
         else:
-            new = with_recon_metrics(new, reconstruction(model.eval(), test, batch_size=cfg.eval_batch_size),
-                                     f"zoo eval {card.id} --recon", test.describe())
+            new = record_recon(new, reconstruction(model.eval(), test, batch_size=cfg.eval_batch_size),
+                               eval_command(card.id, "recon"), test.describe())
     if zdist.is_main():
         write_card(new, out / "card.toml")
     zdist.barrier()

@@ -1,0 +1,74 @@
+"""One home for recording a measured figure with the command that reproduces it (CLI and training alike).
+
+Every metric on a card carries its exact command: `zoo eval ...` for evaluations, the `zoo train ...` that
+actually ran (every flag, and torchrun when several processes trained) for training figures.
+"""
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from . import distributed as zdist
+from .cards import Card, Metric, with_metric
+
+
+def launcher() -> str:
+    """`zoo`, or the torchrun line that starts as many processes as this run has (their draws differ)."""
+    w = zdist.world_size()
+    return f"torchrun --nproc-per-node {w} -m zoo.cli" if w > 1 else "zoo"
+
+
+def _value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def command(*words: Any, flags: dict[str, Any] | None = None) -> str:
+    """A zoo command line: the launcher, the words, then each flag that is set (`{"--epochs": 3}`; None or
+    False: left out; True: a bare switch), quoted for a POSIX shell."""
+    parts = [str(w) for w in words]
+    for flag, v in (flags or {}).items():
+        if v is None or v is False:
+            continue
+        parts += [flag] if v is True else [flag, _value(v)]
+    return " ".join([launcher(), *(shlex.quote(p) for p in parts)])
+
+
+def eval_command(model_id: str, metric: str, *, n: int | None = None, split: str = "test", seed: int | None = None,
+                 options: dict[str, Any] | None = None) -> str:
+    """The `zoo eval` line that reproduces a figure: `metric` is nll, fid or recon."""
+    words: list[Any] = ["eval", model_id, f"--{metric}"]
+    flags = {"-n": n, "--seed": seed, "--split": split if split != "test" else None}
+    for k, v in (options or {}).items():
+        words += ["-o", f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"]
+    cmd = command(*words[:3], flags=flags)
+    return " ".join([cmd, *(shlex.quote(w) for w in words[3:])])
+
+
+def train_command(card_id: str, overrides: dict[str, Any] | None = None, *, device: str = "cpu", amp: bool = False,
+                  compile: bool = False) -> str:
+    """The `zoo train` line that ran: the card id (or recipe path) and every override, device and switch."""
+    flags: dict[str, Any] = {f"--{k.replace('_', '-')}": v for k, v in (overrides or {}).items()}
+    flags.update({"--device": str(device) if str(device) != "cpu" else None, "--amp": amp, "--compile": compile})
+    return command("train", card_id, flags=flags)
+
+
+def record_nll(card: Card, model_id: str, r: Any, split: str, n: int | None, data_note: str,
+               options: dict[str, Any] | None = None) -> Card:
+    """The card with an exact NLL (an evaluate.NLLResult), named nll or nll_<options>."""
+    name = "nll" if not options else "nll_" + "_".join(f"{k}{v}" for k, v in options.items())
+    return with_metric(card, Metric(name, round(r.nats, 4), "nats/image", split, r.n,
+                                    eval_command(model_id, "nll", n=n, split=split, options=options),
+                                    f"{r.bits_per_dim:.4f} bits/dim, stderr {r.stderr:.3f}; {data_note}"))
+
+
+def record_fid(card: Card, model_id: str, value: float, split: str, n: int, seed: int, note: str) -> Card:
+    """The card with an FID of n samples drawn with a seed."""
+    return with_metric(card, Metric("fid", round(value, 3), "FID", split, n,
+                                    eval_command(model_id, "fid", n=n, split=split, seed=seed), note))
+
+
+def record_recon(card: Card, r: Any, command: str, note: str, split: str = "test") -> Card:
+    """The card with a tokenizer's reconstruction figures (PSNR, codebook usage) and their command."""
+    card = with_metric(card, Metric("psnr", round(r.psnr, 3), "dB", split, r.n, command, note))
+    return with_metric(card, Metric("codebook_usage", round(r.usage, 4), "fraction of codes", split, r.n, command,
+                                    f"{r.codes_used} of {r.codebook_size} codes used"))
