@@ -242,3 +242,22 @@ def test_the_example_plugin_runs_the_kit():
         sys.path.remove(str(EXAMPLE))
         for name in [m for m in sys.modules if m == "zoo_hello" or m.startswith("zoo_hello.")]:
             sys.modules.pop(name)
+
+
+def test_eval_option_help_lists_each_familys_declared_options_with_types():
+    from click.testing import CliRunner
+
+    from zoo.cli import main
+    out = CliRunner().invoke(main, ["eval", "--help"])
+    assert out.exit_code == 0, out.output
+    assert "made: masks=int | None (default None)" in " ".join(out.output.split())
+
+
+def test_a_recorded_figure_carries_the_command_that_reproduces_it():
+    from zoo.records import eval_command, train_command
+    assert (eval_command("made-mnist-bin", "nll", n=100, split="val", options={"masks": 1})
+            == "zoo eval made-mnist-bin --nll -n 100 --split val -o masks=1")
+    assert eval_command("var-mnist", "fid", n=2048, seed=0) == "zoo eval var-mnist --fid -n 2048 --seed 0"
+    assert (train_command("made-mnist-bin", {"epochs": 3, "lr": 0.0005}, device="cuda", amp=True, compile=False)
+            == "zoo train made-mnist-bin --epochs 3 --lr 0.0005 --device cuda --amp")
+    assert train_command("runs/my recipe.toml") == "zoo train 'runs/my recipe.toml'"
