@@ -164,8 +164,10 @@ def parse_card(data: dict[str, Any], source: str = "<card>", recipe: bool = Fals
             unit=_get(m, "unit", str, where, source), split=_get(m, "split", str, where, source),
             n=_get(m, "n", int, where, source), command=_get(m, "command", str, where, source),
             note=_get(m, "note", str, where, source, required=False) or ""))
-        if not metrics[-1].command.startswith("zoo "):
-            raise CardError(f"{source}: field '{where}command' must be the zoo command that measured it")
+        cmd = metrics[-1].command
+        if not (cmd.startswith("zoo ") or (cmd.startswith("torchrun ") and " -m zoo.cli " in cmd)):
+            raise CardError(f"{source}: field '{where}command' must be the zoo command that measured it (`zoo ...`, "
+                            "or `torchrun ... -m zoo.cli ...` for several processes)")
     return Card(id=cid, plugin=plugin, architecture=arch, description=desc, dataset=dataset, data=dtab,
                 config=config, weights_file=wfile, sha256=sha, hub_repo=hub, hub_revision=rev,
                 training=training, metrics=metrics)
