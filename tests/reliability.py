@@ -1069,6 +1069,24 @@ CASES.append(Case("faults", "state.json write cut mid-file (process dies), then 
                   _crash_mid_write("state.json.tmp", 12), None, slow=True))
 
 
+@case("faults", "a run stopped by --max-steps, continued with a larger --max-steps and --resume", None)
+def _(ctx: Ctx) -> Any:
+    # issue 15: the continued run once reported and shipped the first stop's weights, and its card dropped flags
+    recipe, out, ref = _recipe(ctx), ctx.tmp / "run", ctx.tmp / "ref"
+    cli(*_train_cmd(recipe, out, ctx.shared.mnist, "--epochs", "2", "--max-steps", "5"))
+    first = zoo.weights.load_weights(out / "made-tiny-train.safetensors")
+    cli(*_train_cmd(recipe, out, ctx.shared.mnist, "--epochs", "2", "--max-steps", "12", "--resume"))
+    cli(*_train_cmd(recipe, ref, ctx.shared.mnist, "--epochs", "2", "--max-steps", "12"))
+    a = zoo.weights.load_weights(out / "made-tiny-train.safetensors")
+    b = zoo.weights.load_weights(ref / "made-tiny-train.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a), "the continued run does not ship the weights it trained"
+    assert any(not torch.equal(a[k], first[k]) for k in a), "the continued run shipped the first stop's weights"
+    val, val_ref = (read_card(p / "card.toml").metric("val_nll") for p in (out, ref))
+    assert val.value == val_ref.value, f"val NLL {val.value} vs {val_ref.value} of a straight 12-step run"
+    assert "--epochs 2" in val.command and "--max-steps 12 --resume" in val.command, val.command
+    ctx.notes["result"] = f"ships the step-12 weights (val NLL {val.value}); card command: {val.command}"
+
+
 def _run_with_state(ctx: Ctx) -> Path:
     """A run folder stopped by --max-steps after 3 steps."""
     out = ctx.tmp / "run"

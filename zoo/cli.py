@@ -52,8 +52,22 @@ def _options(pairs: tuple[str, ...]) -> dict:
     return out
 
 
+_ARGV: list[str] = []  # the arguments of this invocation, as typed: a card records the command that ran
+
+
+def command_line() -> str:
+    """The command line that is running, as a user would type it again (torchrun's launcher included)."""
+    import shlex
+    launch = f"torchrun --nproc-per-node {zdist.world_size()} -m zoo.cli" if zdist.world_size() > 1 else "zoo"
+    return " ".join([launch, shlex.join(_ARGV)]) if _ARGV else launch
+
+
 class ZooGroup(click.Group):
     """Print zoo's own errors as one clear line (exit 2), never a traceback."""
+
+    def main(self, args=None, *a, **k):
+        _ARGV[:] = list(sys.argv[1:] if args is None else args)
+        return super().main(args, *a, **k)
 
     def invoke(self, ctx):
         try:
@@ -392,7 +406,7 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, threads) 
 @click.option("--seed", type=int, default=None)
 @click.option("--patience", type=int, default=None, help="early stopping: epochs without improvement")
 @click.option("--max-steps", type=int, default=None)
-@click.option("--time-limit", type=float, default=None, help="stop after the epoch that passes this many seconds")
+@click.option("--time-limit", type=float, default=None, help="stop at the first checkpoint (or epoch end) after this many seconds; continue with --resume")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default=None)
 @click.option("--schedule", type=click.Choice(["cosine", "constant"]), default=None)
 @click.option("--weight-decay", type=float, default=None)
@@ -419,11 +433,10 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
     out = Path(out or f"runs/{card.id}")
     with zdist.session(device):
         new, result = train_card(card, out, overrides, resume=resume, data_dir=data_dir, download=download,
-                                 device=device, eval_test=not no_test, amp=amp, compile=compile_)
+                                 device=device, eval_test=not no_test, amp=amp, compile=compile_,
+                                 command=command_line())
         procs = f" ({zdist.world_size()} processes)" if zdist.world_size() > 1 else ""
-        when = (f"at epoch {result.best_epoch}" if result.best_epoch > 0
-                else f"after {result.global_step} steps, before the first epoch ended")
-        _say(f"best {new.metrics[0].name} {result.best_val_nll:.4g} {new.metrics[0].unit} {when}{procs}; "
+        _say(f"best {new.metrics[0].name} {result.best_val_nll:.4g} {new.metrics[0].unit} {result.when}{procs}; "
              f"wrote {out / new.weights_file} and {out / 'card.toml'}")
         for m in new.metrics:
             _say(f"  {m.name} = {m.value:.3f} {m.unit} ({m.split}, n={m.n})")

@@ -33,7 +33,8 @@ from .model import Model
 from .weights import load_weights, save_weights
 
 STATE_FILE = "state.json"
-BEST_FILE = "best.safetensors"
+BEST_FILE = "best.safetensors"  # the best epoch's weights
+STOP_FILE = "stop.safetensors"  # the weights where a run stopped mid-epoch
 
 
 @dataclass
@@ -165,13 +166,23 @@ def load_checkpoint(out: Path, model: Model, opt: torch.optim.Optimizer) -> dict
 # ---- the loop -------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
-    """What a run produced: the best validation NLL, its epoch, and the per-epoch history."""
+    """What a run produced: the validation NLL of the weights it ships, where they come from, and the per-epoch
+    history."""
 
     best_val_nll: float
-    best_epoch: int
+    best_epoch: int  # -1 when the shipped weights are those of a mid-epoch stop
     history: list[dict[str, float]] = field(default_factory=list)
     global_step: int = 0
     stopped_early: bool = False
+    weights: Path | None = None  # the file holding the weights this stop ships
+    best_step: int = 0  # the global step those weights were trained to
+
+    @property
+    def when(self) -> str:
+        """Where the shipped weights come from, in words."""
+        if self.best_epoch > 0:
+            return f"at epoch {self.best_epoch} (step {self.best_step})"
+        return f"at step {self.best_step}, where the run stopped mid-epoch"
 
 
 class _Bar:
@@ -297,8 +308,10 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
         progress_state = load_checkpoint(out, model, opt)
         if progress_state["run"] != json.loads(json.dumps(run_id)):
             raise ZooError(f"{out}: the run there used a different model, data or training config; resume it "
-                           "with the same settings (only --epochs and --patience may change), or choose another --out")
+                           "with the same settings (only --epochs, --patience, --max-steps and --time-limit may "
+                           "change), or choose another --out")
         progress_state["done"] = False
+        progress_state.pop("stop", None)  # training continues past the last stop: its figure no longer applies
     if precision.scaler is not None and progress_state.get("grad_scaler"):
         precision.scaler.load_state_dict(progress_state["grad_scaler"])
     loss_fn: nn.Module = _LossModule(model)
@@ -316,9 +329,13 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
     def run_validation() -> float:
         return validate(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size, distributed=True)
 
+    def out_of_time() -> bool:
+        # rank 0's clock decides, so that every rank stops at the same step
+        return cfg.time_limit is not None and zdist.broadcast_flag(time.time() - started > cfg.time_limit)
+
     bar = _Bar(progress and zdist.is_main(), stop_at, progress_state["global_step"])
     loss_ema = progress_state.get("loss_ema")  # kept in the checkpoint: a resumed run logs what one run would
-    stopped_early = False
+    stopped_early = timed_out = False
     started = time.time()
     try:
         while progress_state["epoch"] < cfg.epochs and progress_state["global_step"] < stop_at:
@@ -356,8 +373,13 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
                 bar.update(step + 1, f"epoch {epoch + 1}/{cfg.epochs}  loss {loss_ema:.4g}")
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
                     checkpoint()
-            if progress_state["step_in_epoch"] < steps_per_epoch:
-                break  # max_steps reached mid-epoch
+                    if b + 1 < steps_per_epoch and out_of_time():
+                        bar.log(f"time limit of {cfg.time_limit:.0f} s reached at step {step + 1} (a checkpoint, "
+                                f"mid-epoch {epoch + 1}); continue later with --resume")
+                        timed_out = True
+                        break
+            if timed_out or progress_state["step_in_epoch"] < steps_per_epoch:
+                break  # max_steps or the time limit reached mid-epoch
             val_nll = run_validation()
             model.train()
             record = {"epoch": epoch + 1, "step": progress_state["global_step"], "train_loss": loss_ema,
@@ -379,8 +401,7 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
                 stopped_early = True
                 progress_state["epoch"] = cfg.epochs
             checkpoint()
-            # rank 0's clock decides, so that every rank stops after the same epoch
-            if cfg.time_limit is not None and zdist.broadcast_flag(time.time() - started > cfg.time_limit):
+            if out_of_time():
                 bar.log(f"time limit of {cfg.time_limit:.0f} s reached after epoch {epoch + 1}; "
                         "continue later with --resume")
                 break
@@ -390,15 +411,33 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
         raise
     finally:
         bar.close()
-    if progress_state["best_val_nll"] is None and progress_state["global_step"]:
-        # stopped before the first epoch ended (max_steps): validate what we have
-        progress_state.update(best_val_nll=run_validation(), best_epoch=progress_state["epoch"])
+    step = progress_state["global_step"]
+    last_validated = progress_state["history"][-1]["step"] if progress_state["history"] else 0
+    if step > last_validated:
+        # stopped mid-epoch (max_steps, time limit): the steps since the last validation were trained, so they are
+        # validated too, and the better of these weights and the best epoch's is what this stop ships. The figure
+        # stays out of the epoch history (and out of early stopping), so a run continued later with --resume
+        # selects among its epochs exactly as a run that was never stopped.
+        val_nll = run_validation()
+        progress_state["stop"] = {"step": step, "epoch": progress_state["epoch"], "val_nll": val_nll}
         if zdist.is_main():
-            save_weights(model.state_dict(), out / BEST_FILE)
+            save_weights(model.state_dict(), out / STOP_FILE)
+        bar.log(f"stopped at step {step}, mid-epoch {progress_state['epoch'] + 1}: {model.val_metric[0]} "
+                f"{val_nll:.4g} {model.val_metric[1]}")
     checkpoint()
-    return TrainResult(progress_state["best_val_nll"] if progress_state["best_val_nll"] is not None else float("nan"),
-                       progress_state["best_epoch"], progress_state["history"], progress_state["global_step"],
-                       stopped_early)
+    return _result(progress_state, out, stopped_early)
+
+
+def _result(state: dict[str, Any], out: Path, stopped_early: bool) -> TrainResult:
+    """What a stop ships: the best epoch's weights, or the weights at the stop when it came mid-epoch and
+    validates better (or no epoch has ended yet)."""
+    best, stop = state["best_val_nll"], state.get("stop")
+    if stop is not None and (best is None or stop["val_nll"] < best):
+        return TrainResult(stop["val_nll"], -1, state["history"], state["global_step"], stopped_early,
+                           weights=out / STOP_FILE, best_step=stop["step"])
+    best_step = next((h["step"] for h in state["history"] if h["epoch"] == state["best_epoch"]), 0)
+    return TrainResult(best if best is not None else float("nan"), state["best_epoch"], state["history"],
+                       state["global_step"], stopped_early, weights=out / BEST_FILE, best_step=best_step)
 
 
 def _fmt(x: float | None) -> str:
@@ -415,10 +454,11 @@ def with_recon_metrics(card, r, command: str, note: str, split: str = "test"):
 
 def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False,
                data_dir: str | Path | None = None, download: bool = False, device: str = "cpu", progress: bool = True,
-               eval_test: bool = True, amp: bool = False, compile: bool = False):
+               eval_test: bool = True, amp: bool = False, compile: bool = False, command: str | None = None):
     """Train the model a card describes on its dataset; write `<id>.safetensors` and `card.toml` (with the
     validation and test NLL) into `out`. Returns (card, TrainResult). Under torchrun every rank calls it;
-    rank 0 writes the files."""
+    rank 0 writes the files. `command` is the command line that ran (the CLI passes it), recorded with the
+    validation figure; without it the card gets an equivalent `zoo train` line built from the arguments."""
     from dataclasses import replace
 
     from .api import create
@@ -436,28 +476,28 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
     out = Path(out)
     result = fit(model, train, val, cfg, out, resume=resume, progress=progress, device=zdist.rank_device(device),
                  amp=amp, compile=compile)
-    load_into(model, load_weights(out / BEST_FILE), str(out / BEST_FILE))
+    load_into(model, load_weights(result.weights), str(result.weights))
     weights_file = f"{card.id}.safetensors"
     sha = save_weights(model.state_dict(), out / weights_file) if zdist.is_main() else ""
     new = replace(card, weights_file=weights_file, sha256=sha, path=None, metrics=[],
                   training={k: v for k, v in asdict(cfg).items()
                             if k in recipe or (k in (overrides or {}) and k not in ("max_steps", "time_limit"))})
     stops = {k: v for k, v in (overrides or {}).items() if k in ("max_steps", "time_limit")}
-    new.training["run"] = {"device": str(device), "best_epoch": result.best_epoch, "steps": result.global_step,
-                           "epochs_done": len(result.history), **stops}
+    new.training["run"] = {"device": str(device), "best_epoch": result.best_epoch, "best_step": result.best_step,
+                           "steps": result.global_step, "epochs_done": len(result.history), **stops}
     if zdist.world_size() > 1:
         new.training["run"]["processes"] = zdist.world_size()
     if amp or compile:
         new.training["run"].update({k: True for k, on in (("amp", amp), ("compile", compile)) if on})
     new.data = {**card.data, "train": train.describe(), "val": val.describe(), "copy": train.copy}
     val_name, val_unit = model.val_metric
+    if command is None:
+        command = " ".join([f"zoo train {card.id}"] + [f"--{k.replace('_', '-')} {v:g}"
+                                                       for k, v in (overrides or {}).items()]
+                           + ([f"--device {device}"] if str(device) != "cpu" else []) + (["--amp"] if amp else []))
     new = with_metric(new, Metric(val_name, round(result.best_val_nll, 6), val_unit, "val",
-                                  min(cfg.val_n or len(val), len(val)),
-                                  " ".join([f"zoo train {card.id}"] + [f"--{k.replace('_', '-')} {v:g}"
-                                                                       for k, v in stops.items()]
-                                           + ([f"--device {device}"] if str(device) != "cpu" else [])
-                                           + (["--amp"] if amp else [])),
-                                  "best epoch's validation figure"))
+                                  min(cfg.val_n or len(val), len(val)), command,
+                                  f"validation figure of the shipped weights, {result.when}"))
     if eval_test:
         test = load_dataset(card.dataset, "test", data_dir, download)
         if model.generative:
