@@ -124,7 +124,7 @@ def test_floors_round_trip_and_show_beside_a_card_fid(tmp_path, monkeypatch):
     floors = zfid.known_floors(path)
     assert set(floors) == {("mnist-bin", 2048), ("mnist-bin", 10000)}
     assert floors[("mnist-bin", 2048)]["value"] == 1.5  # replaced, not duplicated
-    monkeypatch.setattr(zfid, "FLOORS_FILE", path)
+    monkeypatch.setattr(zoo.floors, "FLOORS_FILE", path)
     card = zoo.get_card("made-mnist-bin")
     fid_metric = card.metric("fid")
     if fid_metric is None or fid_metric.n != 2048:
@@ -168,7 +168,7 @@ def test_list_shows_the_fid_with_the_largest_n_beside_its_floor(tmp_path, monkey
     path = tmp_path / "floors.toml"
     zfid.record_floor(path, "mnist-bin", zfid.FIDResult(1.5, 2048, 10000), "zoo fid-floor mnist-bin -n 2048", "x")
     zfid.record_floor(path, "mnist-bin", zfid.FIDResult(0.75, 10000, 10000), "zoo fid-floor mnist-bin -n 10000", "y")
-    monkeypatch.setattr(zfid, "FLOORS_FILE", path)
+    monkeypatch.setattr(zoo.floors, "FLOORS_FILE", path)
     reg = registry()
     from dataclasses import replace
     card = replace(reg.cards["made-mnist-bin"], metrics=[m for m in reg.cards["made-mnist-bin"].metrics

@@ -4,15 +4,17 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .cards import REPO_RE, Card, check_revision, read_card
 from .errors import InputError, UnknownModelError, ZooError
-from .model import Model
 from .plugins import registry
 from .weights import check_state, hub_download, load_into, load_weights, resolve_weights, verified_hub_file
+
+if TYPE_CHECKING:  # torch is imported by the functions that build models, not by listing
+    import torch
+
+    from .model import Model
 
 CARD_FILE = "card.toml"
 
@@ -98,6 +100,7 @@ def load(ref: str, weights: str | Path | None = None, device: str | torch.device
     `ref` is a model id (`made-mnist-bin`), a Hub reference (`hf://org/name@rev`) or a folder written by
     `zoo export` (`local-dir:./out` or just the path). `weights` overrides the weights file.
     """
+    import torch
     card, implied = _card_from_ref(ref)
     if card.plugin not in registry().plugins:
         raise UnknownModelError(f"'{ref}' is a model of the zoo plugin '{card.plugin}', which is not installed "

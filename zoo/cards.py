@@ -59,6 +59,7 @@ class Card:
     sha256: str
     hub_repo: str | None = None
     hub_revision: str | None = None
+    params: int | None = None  # parameter count of the model the card builds ([weights] params; optional)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
     path: Path | None = None
@@ -86,6 +87,8 @@ class Card:
             out["weights"]["hub_repo"] = self.hub_repo
         if self.hub_revision:
             out["weights"]["hub_revision"] = self.hub_revision
+        if self.params is not None:
+            out["weights"]["params"] = self.params
         if self.training:
             out["training"] = self.training
         if self.metrics:
@@ -139,6 +142,9 @@ def parse_card(data: dict[str, Any], source: str = "<card>", recipe: bool = Fals
     rev = _get(wtab, "hub_revision", str, "weights.", source, required=False)
     if rev is not None:
         check_revision(rev, f"{source}: field 'weights.hub_revision'")
+    params = _get(wtab, "params", int, "weights.", source, required=False)
+    if params is not None and params < 0:
+        raise CardError(f"{source}: field 'weights.params' must be a parameter count (>= 0), got {params}")
     training = _get(data, "training", dict, "", source, required=False) or {}
     metrics = []
     for i, m in enumerate(_get(data, "metrics", list, "", source, required=False) or []):
@@ -154,7 +160,7 @@ def parse_card(data: dict[str, Any], source: str = "<card>", recipe: bool = Fals
             raise CardError(f"{source}: field '{where}command' must be the zoo command that measured it")
     return Card(id=cid, plugin=plugin, architecture=arch, description=desc, dataset=dataset, data=dtab,
                 config=config, weights_file=wfile, sha256=sha, hub_repo=hub, hub_revision=rev,
-                training=training, metrics=metrics)
+                params=params, training=training, metrics=metrics)
 
 
 def read_card(path: str | Path, recipe: bool = False) -> Card:

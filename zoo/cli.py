@@ -9,27 +9,42 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-import torch
 from rich.console import Console
 from rich.table import Table
 
-from . import api, data as zdata, distributed as zdist, grid, masks as zmasks
 from .cards import Metric, read_card, with_metric, write_card as save_card
 from .errors import ZooError
 from .plugins import registry
+
+
+class _Lazy:
+    """A module imported on first attribute access: `zoo --help`, `list`, `info` and `plugins` never import torch
+    (seconds on a busy machine); the commands that compute import it when they first use it."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        import importlib
+        return getattr(importlib.import_module(self._name), attr)
+
+
+torch = _Lazy("torch")
+api, zdata, zdist = _Lazy("zoo.api"), _Lazy("zoo.data"), _Lazy("zoo.distributed")
+grid, zmasks = _Lazy("zoo.grid"), _Lazy("zoo.masks")
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
 
 
 def _threads(n: int | None) -> None:
-    if n:
-        torch.set_num_threads(n)
+    from .threads import set_threads
+    set_threads(n)
 
 
 def _say(*args, **kwargs) -> None:
     """Print on rank 0 only (every process of a torchrun job runs the same command)."""
-    if zdist.is_main():
+    if "zoo.distributed" not in sys.modules or zdist.is_main():
         console.print(*args, **kwargs)
 
 
@@ -87,16 +102,19 @@ def main() -> None:
 
 
 def _params(card) -> int:
+    """The card's recorded parameter count, else the values in its local weights file (header only), else -1."""
+    if card.params is not None:
+        return card.params
+    from .weights import tensor_count
+    path = card.weights_path()
     try:
-        with torch.device("meta"):
-            return api.create(card.architecture, **card.config).num_params
-    except Exception:
+        return tensor_count(path) if path is not None and path.is_file() else -1
+    except ZooError:
         return -1
 
 
 def _nll_text(m, card) -> str:
-    arch = registry().architectures.get(card.architecture)
-    if arch is not None and getattr(arch[1], "likelihood", "pixels") == "tokens":
+    if "token" in m.unit:
         return f"{m.value:.2f} nats (tokens)"
     dims = math.prod(card.config.get("image_shape", [1]))
     bpd = f" ({m.value / (dims * math.log(2)):.2f} bpd)" if card.dataset != "mnist-bin" else ""
@@ -104,7 +122,7 @@ def _nll_text(m, card) -> str:
 
 
 def _fid_text(m, card) -> str:
-    from .fid import known_floors
+    from .floors import known_floors
     floor = known_floors().get((card.dataset, m.n))
     return f"{m.value:.1f} (n={m.n:,}" + (f"; floor {floor['value']:.1f})" if floor else ")")
 
@@ -148,7 +166,7 @@ def info(model_id: str) -> None:
         console.print(f"[bold]training[/]: {json.dumps(c.training)}")
     for m in c.metrics:
         if m.name == "fid":
-            from .fid import known_floors
+            from .floors import known_floors
             floor = known_floors().get((c.dataset, m.n))
             if floor:
                 m = replace(m, note=f"{m.note}\n    real-vs-real floor at n={m.n:,}: {floor['value']:g} "
@@ -335,7 +353,7 @@ def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card) -> None:
                        ([f"--split {split}"] if split != "test" else []) + [f"-o {o}" for o in opts])
         name = "nll" if not options else "nll_" + "_".join(f"{k}{v}" for k, v in options.items())
         card = read_card(write_card)
-        card = with_metric(card, Metric(name, round(r.nats, 4), "nats/image", split, r.n, cmd,
+        card = with_metric(card, Metric(name, round(r.nats, 4), r.unit, split, r.n, cmd,
                                         f"{r.bits_per_dim:.4f} bits/dim, stderr {r.stderr:.3f}; {d.describe()}"))
         save_card(card, write_card)
         _say(f"recorded in {write_card}")

@@ -353,7 +353,7 @@ def reference_stats(dataset: str, split: str, model: torch.jit.ScriptModule, dat
     return stats
 
 
-FLOORS_FILE = Path(__file__).with_name("fid_floors.toml")
+from .floors import FLOORS_FILE, known_floors  # noqa: E402,F401  (one home, readable without torch)
 
 
 def real_floor(dataset: str, n: int, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
@@ -362,16 +362,6 @@ def real_floor(dataset: str, n: int, model: torch.jit.ScriptModule, data_dir: st
     same comparison a model's n samples get. A model FID near it is as good as FID can tell at that n."""
     train = reference_stats(dataset, "train", model, data_dir, n=n, progress=progress)
     return fid(train, reference_stats(dataset, "test", model, data_dir, progress=progress))
-
-
-def known_floors(path: str | Path | None = None) -> dict[tuple[str, int], dict]:
-    """Measured floors shipped with zoo, keyed by (dataset, n): value, command, note."""
-    import tomllib
-    path = Path(path or FLOORS_FILE)
-    if not path.is_file():
-        return {}
-    entries = tomllib.loads(path.read_text(encoding="utf-8")).get("floor", [])
-    return {(e["dataset"], int(e["n"])): e for e in entries}
 
 
 def record_floor(path: str | Path, dataset: str, r: FIDResult, command: str, note: str) -> None:

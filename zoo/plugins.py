@@ -7,7 +7,9 @@ Set `ZOO_LOAD_PLUGINS` to a comma-separated allow-list (empty: no plugins) to ch
 """
 from __future__ import annotations
 
+import importlib
 import os
+import re
 import traceback
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -22,7 +24,9 @@ GROUP = "zoo.plugins"
 
 @dataclass
 class Plugin:
-    """What a plugin hands the core. `architectures` maps a name to a zoo.Model subclass."""
+    """What a plugin hands the core. `architectures` maps a name to a zoo.Model subclass, or to a
+    "package.module:Class" string that the core imports on first use (so that listing cards never imports a
+    family's code, or torch)."""
 
     name: str
     version: str
@@ -47,13 +51,56 @@ class Failure:
     detail: str = ""
 
 
+def resolve_ref(ref: Any, where: str) -> type:
+    """The class an architecture entry names: the class itself, or "module:attr" imported now."""
+    if not isinstance(ref, str):
+        return ref
+    from .model import Model
+    module, _, attr = ref.partition(":")
+    try:
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (Exception, SystemExit) as e:
+        raise PluginError(f"{where}: cannot import {ref!r} ({type(e).__name__}: {e}); reinstall the plugin or "
+                          "check its architectures") from None
+    if not (isinstance(obj, type) and issubclass(obj, Model)):
+        raise PluginError(f"{where}: {ref!r} is not a zoo.Model subclass (got {obj!r})")
+    return obj
+
+
+class Architectures(dict):
+    """name -> (plugin, class). Entries given as "module:Class" are imported on first access and kept."""
+
+    def __getitem__(self, name: str) -> tuple[Plugin, type]:
+        plugin, ref = super().__getitem__(name)
+        if isinstance(ref, str):
+            ref = resolve_ref(ref, f"plugin '{plugin.name}', architecture '{name}'")
+            super().__setitem__(name, (plugin, ref))
+        return plugin, ref
+
+    def get(self, name, default=None):
+        return self[name] if name in self else default
+
+    def values(self):
+        return [self[k] for k in self]
+
+    def items(self):
+        return [(k, self[k]) for k in self]
+
+    def pop(self, name, *default):
+        value = self[name] if name in self else None
+        super().pop(name, *default)
+        return value if value is not None else (default[0] if default else None)
+
+
 @dataclass
 class Registry:
     """Everything the installed plugins provide, keyed for lookup."""
 
     plugins: dict[str, Plugin] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
-    architectures: dict[str, tuple[Plugin, type]] = field(default_factory=dict)
+    architectures: Architectures = field(default_factory=Architectures)
     cards: dict[str, Card] = field(default_factory=dict)
     conflicts: dict[str, list[str]] = field(default_factory=dict)
 
@@ -99,8 +146,7 @@ class Registry:
 
 def check_plugin(plugin: Plugin, source: str = "") -> None:
     """Refuse a Plugin whose fields have the wrong types: a str name and version, architectures mapping names to
-    zoo.Model subclasses, cards_dir a path or None."""
-    from .model import Model
+    zoo.Model subclasses (or "module:Class" strings), cards_dir a path or None."""
     where = f"plugin '{plugin.name}' ({source or '?'})" if isinstance(plugin.name, str) else f"entry point {source}"
     if not isinstance(plugin.name, str) or not plugin.name or not isinstance(plugin.version, str):
         raise PluginError(f"{where}: name and version must be non-empty strings, got {plugin.name!r}, "
@@ -109,8 +155,14 @@ def check_plugin(plugin: Plugin, source: str = "") -> None:
         raise PluginError(f"{where}: architectures must be a dict of name -> zoo.Model subclass, got "
                           f"{type(plugin.architectures).__name__}")
     for arch, cls in plugin.architectures.items():
-        if not isinstance(arch, str) or not (isinstance(cls, type) and issubclass(cls, Model)):
-            raise PluginError(f"{where}: architecture {arch!r} must name a zoo.Model subclass, got {cls!r}")
+        if isinstance(cls, str):
+            ok = re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", cls) is not None
+        else:  # a class: its plugin imported torch already
+            from .model import Model
+            ok = isinstance(cls, type) and issubclass(cls, Model)
+        if not isinstance(arch, str) or not ok:
+            raise PluginError(f"{where}: architecture {arch!r} must name a zoo.Model subclass or a "
+                              f"'package.module:Class' string, got {cls!r}")
     if plugin.cards_dir is not None and not isinstance(plugin.cards_dir, (str, os.PathLike)):
         raise PluginError(f"{where}: cards_dir must be a folder path or None, got {type(plugin.cards_dir).__name__}")
 

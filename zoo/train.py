@@ -479,7 +479,7 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
     load_into(model, load_weights(result.weights), str(result.weights))
     weights_file = f"{card.id}.safetensors"
     sha = save_weights(model.state_dict(), out / weights_file) if zdist.is_main() else ""
-    new = replace(card, weights_file=weights_file, sha256=sha, path=None, metrics=[],
+    new = replace(card, weights_file=weights_file, sha256=sha, path=None, metrics=[], params=model.num_params,
                   training={k: v for k, v in asdict(cfg).items()
                             if k in recipe or (k in (overrides or {}) and k not in ("max_steps", "time_limit"))})
     stops = {k: v for k, v in (overrides or {}).items() if k in ("max_steps", "time_limit")}
@@ -502,7 +502,7 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
         test = load_dataset(card.dataset, "test", data_dir, download)
         if model.generative:
             r = nll(model.eval(), test, batch_size=cfg.eval_batch_size, distributed=True)
-            new = with_metric(new, Metric("nll", round(r.nats, 4), "nats/image", "test", r.n,
+            new = with_metric(new, Metric("nll", round(r.nats, 4), r.unit, "test", r.n,
                                           f"zoo eval {card.id} --nll", test.describe()))
         else:
             new = with_recon_metrics(new, reconstruction(model.eval(), test, batch_size=cfg.eval_batch_size),
