@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +34,13 @@ torch = _Lazy("torch")
 api, zdata, zdist = _Lazy("zoo.api"), _Lazy("zoo.data"), _Lazy("zoo.distributed")
 grid, zmasks = _Lazy("zoo.grid"), _Lazy("zoo.masks")
 
-console = Console(width=None if sys.stdout.isatty() else 150)
+def _width() -> int | None:
+    """Output width: $COLUMNS when set, the terminal's width, else 150 columns (a log file or a pipe)."""
+    cols = os.environ.get("COLUMNS", "")
+    return int(cols) if cols.isdigit() and int(cols) > 0 else (None if sys.stdout.isatty() else 150)
+
+
+console = Console(width=_width())
 err = Console(stderr=True)
 
 
@@ -82,6 +89,7 @@ class ZooGroup(click.Group):
 
     def main(self, args=None, *a, **k):
         _ARGV[:] = list(sys.argv[1:] if args is None else args)
+        console.width = _width() or Console().width  # per invocation: a test runner may change $COLUMNS
         return super().main(args, *a, **k)
 
     def invoke(self, ctx):
@@ -96,7 +104,7 @@ class ZooGroup(click.Group):
 
 
 @click.group(cls=ZooGroup)
-@click.version_option(package_name="zoo")
+@click.version_option(package_name="ar-zoo")
 def main() -> None:
     """A zoo of autoregressive image models: sample, complete, evaluate, train and share them."""
 
@@ -121,65 +129,128 @@ def _nll_text(m, card) -> str:
     return f"{m.value:.2f} nats{bpd}"
 
 
-def _fid_text(m, card) -> str:
+def _dataset_text(card) -> str:
+    """The dataset a card names, marked when it was measured on a stand-in copy (cifar10-jpeg)."""
+    copy = str(card.data.get("copy", ""))
+    return f"{card.dataset}*" if "jpeg" in copy.lower() else card.dataset
+
+
+def _fid_text(m, card, short: bool = False) -> str:
     from .floors import known_floors
     floor = known_floors().get((card.dataset, m.n))
+    if short:
+        return f"{m.value:.1f} ({m.n:,}" + (f"; {floor['value']:.1f})" if floor else ")")
     return f"{m.value:.1f} (n={m.n:,}" + (f"; floor {floor['value']:.1f})" if floor else ")")
+
+
+def _nll_short(m, card) -> str:
+    if "token" in m.unit:
+        return f"{m.value:.1f} tok"
+    dims = math.prod(card.config.get("image_shape", [1]))
+    return f"{m.value:.2f}" if card.dataset == "mnist-bin" else f"{m.value / (dims * math.log(2)):.2f} bpd"
 
 
 @main.command("list")
 @click.argument("pattern", default="*")
 def list_cmd(pattern: str) -> None:
-    """Table of pretrained models (id, family, dataset, params, NLL, FID, weights)."""
+    """Table of pretrained models (id, family, dataset, params, NLL, FID, weights). Below 110 columns the table
+    is compact (no family or params; NLL in bits/dim for 8-bit data) so that every row fits on one line."""
+    from rich import box
+
+    from .api import list_models
     from .weights import weight_status
-    table = Table(title="zoo models")
-    for col in ("id", "family", "dataset", "params", "NLL (test)", "FID", "weights"):
-        table.add_column(col, no_wrap=col in ("id", "dataset"))
+    narrow = console.width < 110
+    table = Table(title="zoo models", box=None if narrow else box.HEAVY_HEAD, pad_edge=not narrow,
+                  padding=(0, 1), show_edge=not narrow)
+    cols = (("id", "dataset", "NLL", "FID (n; floor)", "weights") if narrow else
+            ("id", "family", "dataset", "params", "NLL (test)", "FID", "weights"))
+    for col in cols:
+        table.add_column(col, no_wrap=True)
     reg = registry()
-    for mid in api.list_models(pattern):
+    marked = False
+    for mid in list_models(pattern):
         c = reg.cards[mid]
         nll = c.metric("nll")
         # several FIDs (n = 2,048 and 10,000): the largest n is the least biased
         fid = max((m for m in c.metrics if m.name == "fid"), key=lambda m: m.n, default=None)
+        marked = marked or _dataset_text(c).endswith("*")
+        if narrow:
+            table.add_row(mid, _dataset_text(c), _nll_short(nll, c) if nll else "-",
+                          _fid_text(fid, c, short=True) if fid else "-", weight_status(c))
+            continue
         p = _params(c)
-        table.add_row(mid, c.plugin, c.data.get("copy", c.dataset) if c.dataset.startswith("cifar") else c.dataset,
-                      f"{p / 1e6:.2f}M" if p >= 0 else "?",
-                      _nll_text(nll, c) if nll else "-",
-                      _fid_text(fid, c) if fid else "-", weight_status(c))
+        table.add_row(mid, c.plugin, _dataset_text(c), f"{p / 1e6:.2f}M" if p >= 0 else "?",
+                      _nll_text(nll, c) if nll else "-", _fid_text(fid, c) if fid else "-", weight_status(c))
     console.print(table)
+    notes = ["NLL on the test split: nats/image (binarized), bits/dim (8-bit), tok: nats/image of a tokenizer's "
+             "codes; FID: n samples vs the test split, floor: real-vs-real at the same n"] if narrow else []
+    if marked:
+        notes.append("*: measured on cifar10-jpeg, a JPEG re-encoded copy of CIFAR-10 (not comparable with "
+                     "published CIFAR-10 figures)")
+    for note in notes:
+        console.print(note, highlight=False, soft_wrap=False)
     if reg.failures:
         err.print(f"[yellow]{len(reg.failures)} plugin(s) failed to load: see `zoo plugins`[/]")
+
+
+def _print_table(title: str, values: dict, indent: str = "  ") -> None:
+    """One section of `zoo info`: a heading, then `key  value` lines (nested tables indented), no JSON."""
+    console.print(f"[bold]{title}[/]")
+    width = max((len(str(k)) for k in values), default=0)
+    for k, v in values.items():
+        if isinstance(v, dict):
+            console.print(f"{indent}{k}", highlight=False)
+            for kk, vv in v.items():
+                console.print(f"{indent}  {kk}: {_value_text(vv)}", highlight=False)
+        else:
+            console.print(f"{indent}{str(k):<{width}}  {_value_text(v)}", highlight=False)
+
+
+def _value_text(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value_text(x) for x in v) + "]"
+    if isinstance(v, int):
+        return f"{v:,}" if abs(v) >= 10_000 else str(v)
+    return str(v)
 
 
 @main.command()
 @click.argument("model_id")
 def info(model_id: str) -> None:
-    """Show a model's card: config, data, weights and how each metric was measured."""
+    """Show a model's card: data, config, weights, training, and how each metric was measured."""
+    from .api import get_card
+    from .floors import known_floors
     from .weights import weight_status
-    c = api.get_card(model_id)
-    console.print(f"[bold]{c.id}[/]  ({c.plugin} / {c.architecture})\n{c.description}\n")
-    console.print(f"[bold]data[/]: {json.dumps(c.data, indent=1)}")
-    console.print(f"[bold]config[/]: {json.dumps(c.config)}")
-    console.print(f"[bold]weights[/]: {c.weights_file} sha256 {c.sha256} ({weight_status(c)}"
-                  f"{', hub ' + c.hub_repo if c.hub_repo else ''})")
+    c = get_card(model_id)
+    console.print(f"[bold]{c.id}[/]  ({c.plugin} / {c.architecture})", highlight=False)
+    console.print(f"{c.description}\n", highlight=False)
+    _print_table("data", c.data)
+    _print_table("config", c.config)
+    weights = {"file": c.weights_file, "sha256": c.sha256, "status": weight_status(c)}
+    if c.params is not None:
+        weights["params"] = c.params
+    if c.hub_repo:
+        weights["hub"] = c.hub_repo + (f"@{c.hub_revision}" if c.hub_revision else "")
+    _print_table("weights", weights)
     if c.training:
-        console.print(f"[bold]training[/]: {json.dumps(c.training)}")
+        _print_table("training", c.training)
+    console.print("[bold]metrics[/]")
     for m in c.metrics:
-        if m.name == "fid":
-            from .floors import known_floors
-            floor = known_floors().get((c.dataset, m.n))
-            if floor:
-                m = replace(m, note=f"{m.note}\n    real-vs-real floor at n={m.n:,}: {floor['value']:g} "
-                                    f"({floor['command']})")
-        console.print(f"[bold]{m.name}[/] = {m.value:g} {m.unit} on {m.split} (n={m.n:,})\n    "
-                      f"reproduce: [cyan]{m.command}[/]{chr(10) + '    ' + m.note if m.note else ''}",
-                      highlight=False)
+        console.print(f"  {m.name} = {m.value:g} {m.unit} on {m.split} (n={m.n:,})\n"
+                      f"    reproduce: [cyan]{m.command}[/]" + (f"\n    {m.note}" if m.note else ""), highlight=False)
+        floor = known_floors().get((c.dataset, m.n)) if m.name == "fid" else None
+        if floor:
+            console.print(f"    real-vs-real floor at n={m.n:,}: {floor['value']:g} ({floor['command']})",
+                          highlight=False)
 
 
 @main.command()
 @click.argument("model_id")
 @click.option("-n", "--num", "n", default=64, show_default=True, help="number of images")
-@click.option("-o", "--output", default="samples.png", show_default=True, help="PNG grid (or .pt for tensors)")
+@click.option("-o", "--output", default=None,
+              help="PNG grid (or .pt for tensors); default samples.png, or samples-1.png, ... if that exists")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--top-k", type=int, default=None)
@@ -195,6 +266,7 @@ def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cls, batch
            threads) -> None:
     """Draw n images from a model and save them as a grid (under torchrun each process draws its share)."""
     _threads(threads)
+    output = output or _free_name("samples.png")
     grid.check_output(output, extra=(".pt",))  # before the work, not after it
     with zdist.session(device) as dev:
         m = api.load(model_id, weights=weights, device=dev)
@@ -211,15 +283,26 @@ def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cls, batch
         _say(f"wrote {n} samples of {model_id} to {output} (seed {seed}{procs})")
 
 
-def _originals(model, n: int, data_dir, split: str, seed: int, download: bool = False):
-    card = model.card
-    try:
-        d = zdata.load_dataset(card.dataset, split, data_dir, download=download)
-        x, _ = d.batch(torch.arange(min(n, len(d))))
-        return x, f"{d.describe()}, first {len(x)}"
-    except ZooError as e:
-        err.print(f"[yellow]note:[/] {e}\n  -> completing the model's own samples instead", highlight=False)
-        return model.sample(n, seed=seed + 1), "model samples (dataset not available)"
+def _free_name(default: str) -> str:
+    """The default output name, or the first free `stem-K.suffix` beside it: a default never overwrites a file
+    (an explicit -o does, as asked)."""
+    path = Path(default)
+    k = 0
+    while path.exists():
+        k += 1
+        path = Path(f"{Path(default).stem}-{k}{Path(default).suffix}")
+    return str(path)
+
+
+def _originals(model, n: int, data_dir, split: str, seed: int, download: bool = False,
+               from_samples: bool = False):
+    """The images to complete: the first n of the card's dataset split, or, asked for explicitly, the model's own
+    samples (a missing dataset is the same clear error `zoo eval` gives)."""
+    if from_samples:
+        return model.sample(n, seed=seed + 1), f"{n} samples of the model (seed {seed + 1})"
+    d = zdata.load_dataset(model.card.dataset, split, data_dir, download=download)
+    x, _ = d.batch(torch.arange(min(n, len(d))))
+    return x, f"{d.describe()}, first {len(x)}"
 
 
 def data_options(fn):
@@ -234,21 +317,25 @@ def data_options(fn):
 @click.option("--mask", "mask_spec", default="top-half", show_default=True,
               help="top-half, bottom-half, left-half, right-half, center, first:K, random:F[:SEED], box:T,L,H,W")
 @click.option("-n", "--num", "n", default=16, show_default=True)
-@click.option("-o", "--output", default="completion.png", show_default=True)
+@click.option("-o", "--output", default=None,
+              help="PNG grid; default completion.png, or completion-1.png, ... if that exists")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--top-k", type=int, default=None)
 @click.option("--split", default="test", show_default=True)
 @data_options
+@click.option("--from-samples", is_flag=True, help="complete the model's own samples instead of dataset images "
+                                                   "(no dataset needed)")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
-def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, data_dir, download, device,
-             threads) -> None:
-    """Complete masked test images: rows of original | observed | completed."""
+def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, data_dir, download, from_samples,
+             device, threads) -> None:
+    """Complete masked images of the card's dataset (--data-dir): rows of original | observed | completed."""
     _threads(threads)
+    output = output or _free_name("completion.png")
     grid.check_output(output)
     m = api.load(model_id, device=device)
-    x, source = _originals(m, n, data_dir, split, seed, download)
+    x, source = _originals(m, n, data_dir, split, seed, download, from_samples)
     mask = zmasks.parse_mask(mask_spec, x)
     done = m.complete(x, mask, seed=seed, temperature=temperature, top_k=top_k)
     shown = grid.show_masked(x, mask.expand_as(x) if mask.dim() == 3 else mask)
@@ -265,6 +352,8 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @click.option("-n", "--num", "n", type=int, default=None,
               help="NLL: number of test images (default all); FID: number of samples (default 10,000)")
 @click.option("--seed", type=int, default=0, show_default=True, help="sampling seed for --fid")
+@click.option("--ref-n", type=int, default=None,
+              help="FID: compare with the first N images of the split (default all; cached once computed)")
 @click.option("--fid-weights", type=click.Path(), default=None, help="Inception weights file")
 @click.option("--split", default="test", show_default=True)
 @data_options
@@ -273,13 +362,15 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @click.option("--write-card", type=click.Path(), default=None, help="record the result in this card file")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
-def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, fid_weights, split, data_dir, download, batch_size, opts,
-             write_card, device, threads) -> None:
+def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, ref_n, fid_weights, split, data_dir, download, batch_size,
+             opts, write_card, device, threads) -> None:
     """Evaluate a model: exact NLL, FID, reconstruction on a dataset split (optionally recorded in a card with
     its command)."""
     _threads(threads)
     if not (do_nll or do_fid or do_recon):
         raise click.UsageError("choose a metric: --nll, --fid and/or --recon")
+    if ref_n is not None and (ref_n < 2 or not do_fid):
+        raise click.UsageError("--ref-n goes with --fid and needs at least 2 reference images")
     _options(opts)  # bad options and a card we could not record in are refused before the evaluation
     if write_card:
         read_card(write_card)
@@ -291,21 +382,38 @@ def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, fid_weights, split, da
         if do_nll:
             _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card)
         if do_fid:
-            _eval_fid(m, model_id, d, n or 10_000, seed, split, data_dir, fid_weights, write_card)
+            _eval_fid(m, model_id, d, n or 10_000, seed, split, data_dir, fid_weights, write_card, ref_n)
 
 
-def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card) -> None:
+def _announce_fid(net, n: int, dataset: str, split: str, data_dir, ref_n: int | None, shape) -> None:
+    """Say what an FID run is about to do and what it will cost, before the work (the reference statistics of a
+    whole split are the long part the first time)."""
+    from . import fid as zfid
+    cached, count, path = zfid.reference_cached(dataset, split, data_dir, ref_n)
+    images = n + (0 if cached else count)
+    rate = zfid.images_per_second(net, tuple(shape))
+    ref = (f"the cached statistics of {count:,} {dataset} {split} images ({path})" if cached else
+           f"the statistics of {count:,} {dataset} {split} images, computed first and cached in {path}")
+    err.print(f"FID: Inception features of {n:,} samples, against {ref}: {images:,} images at about "
+              f"{rate:.1f} images/s here, about {images / rate / 60:.0f} min, plus sampling."
+              + ("" if cached or ref_n else " Use --ref-n N for fewer reference images, or precompute them once "
+                 f"with `zoo fid-stats {dataset}`."), highlight=False)
+
+
+def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card, ref_n=None) -> None:
     from . import fid as zfid
     net = zfid.load_inception(fid_weights).to(m.device)
+    if zdist.is_main():
+        _announce_fid(net, n, d.name, split, data_dir, ref_n, m.image_shape)
     lo, hi = zdist.shard(n)
     with _progress() as prog:
         t1 = prog.add_task(f"sampling {hi - lo:,} images", total=hi - lo)
         t2 = prog.add_task("Inception features of the samples", total=hi - lo)
         fake = zfid.sample_stats(lambda k, s: m.sample(k, seed=s, progress=lambda b: prog.advance(t1, b)), n, net,
                                  seed, progress=lambda b: prog.advance(t2, b), distributed=True)
-        lo, hi = zdist.shard(len(d))
+        lo, hi = zdist.shard(min(ref_n or len(d), len(d)))
         t3 = prog.add_task(f"reference statistics of {d.name} {split}", total=hi - lo)
-        ref = zfid.reference_stats(d.name, split, net, data_dir, progress=lambda b: prog.advance(t3, b),
+        ref = zfid.reference_stats(d.name, split, net, data_dir, n=ref_n, progress=lambda b: prog.advance(t3, b),
                                    distributed=True)
     if not zdist.is_main():
         return  # the statistics are complete on every rank: rank 0 alone computes the distance and reports it
@@ -315,7 +423,8 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card)
     if write_card:
         # W processes draw other samples than one (each rank has its own seed): the command says how many
         launch = f"torchrun --nproc-per-node {zdist.world_size()} -m zoo.cli" if zdist.world_size() > 1 else "zoo"
-        cmd = f"{launch} eval {model_id} --fid -n {n} --seed {seed}" + (f" --split {split}" if split != "test" else "")
+        cmd = (f"{launch} eval {model_id} --fid -n {n} --seed {seed}" + (f" --split {split}" if split != "test" else "")
+               + (f" --ref-n {ref_n}" if ref_n else ""))
         card = with_metric(read_card(write_card), Metric("fid", round(r.value, 3), "FID", split, n, cmd,
                                                          f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}"))
         save_card(card, write_card)
@@ -387,6 +496,34 @@ def fid_cmd(path_a, path_b, batch_size, fid_weights, save_stats, threads) -> Non
     if save_stats:
         stats[0].save(save_stats)
     console.print(str(zfid.fid(*stats)), highlight=False)
+
+
+@main.command("fid-stats")
+@click.argument("datasets", nargs=-1, required=True)
+@click.option("--split", default="test", show_default=True)
+@click.option("--ref-n", type=int, default=None, help="first N images of the split (default all)")
+@click.option("--fid-weights", type=click.Path(), default=None, help="Inception weights file")
+@data_options
+@click.option("--threads", type=int, default=None)
+def fid_stats(datasets, split, ref_n, fid_weights, data_dir, download, threads) -> None:
+    """Precompute the FID reference statistics of datasets' splits once (the slow part of a first `zoo eval --fid`);
+    they are cached in $ZOO_FID_CACHE (default ~/.cache/zoo/fid) for every later evaluation."""
+    from rich.progress import Progress
+
+    from . import fid as zfid
+    _threads(threads)
+    for name in datasets:  # every dataset is checked before any work
+        zdata.load_dataset(name, split, data_dir, download=download)
+    net = zfid.load_inception(fid_weights)
+    for name in datasets:
+        cached, count, path = zfid.reference_cached(name, split, data_dir, ref_n)
+        if cached:
+            console.print(f"{name} {split}: {count:,} images, cached already in {path}", highlight=False)
+            continue
+        with Progress(console=err, transient=True) as prog:
+            task = prog.add_task(f"Inception features of {name} {split}", total=count)
+            zfid.reference_stats(name, split, net, data_dir, n=ref_n, progress=lambda b: prog.advance(task, b))
+        console.print(f"{name} {split}: {count:,} images, statistics cached in {path}", highlight=False)
 
 
 @main.command("fid-floor")
@@ -466,11 +603,16 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
 @click.option("--repo", default=None, help="Hub repo id to record in the card (org/name)")
 @click.option("--overwrite", is_flag=True)
 def export(model_id, out, repo, overwrite) -> None:
-    """Write a folder ready to upload to the Hugging Face Hub (card.toml, weights, README.md)."""
+    """Write a folder ready to upload to the Hugging Face Hub (card.toml, weights, README.md).
+
+    MODEL_ID is a card id, or your own trained model: a `zoo train` run folder (runs/mine, or local-dir:runs/mine),
+    which holds its card.toml and weights. Then: `hf upload ORG/NAME OUT` and zoo.load("hf://ORG/NAME").
+    """
     from .export import export as do_export
     path = do_export(model_id, out, repo=repo, overwrite=overwrite)
-    console.print(f"exported {model_id} to {path}; upload with `hf upload ORG/NAME {path}`, then load with "
-                  f"zoo.load('hf://ORG/NAME')")
+    target = repo or "ORG/NAME"
+    console.print(f"exported {model_id} to {path}; upload with `hf upload {target} {path}`, then load with "
+                  f"zoo.load('hf://{target}')", highlight=False)
 
 
 @main.command()

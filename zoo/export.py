@@ -8,7 +8,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from .api import CARD_FILE, get_card
+from .api import CARD_FILE
 from .cards import Card, dump_card
 from .errors import InputError
 from .weights import load_weights, resolve_weights, sha256_file
@@ -18,7 +18,7 @@ def hub_readme(card: Card) -> str:
     """A Hub model card (YAML front matter + markdown) generated from a zoo card."""
     lines = ["---", "library_name: zoo", "tags:", "- autoregressive", "- image-generation", f"- {card.plugin}",
              f"- {card.dataset}", "---", "", f"# {card.id}", "", card.description, "",
-             f"Load it with `zoo.load(\"hf://{card.hub_repo or 'ORG/NAME'}\")` after `pip install zoo` "
+             f"Load it with `zoo.load(\"hf://{card.hub_repo or 'ORG/NAME'}\")` after `pip install ar-zoo` "
              f"(needs the `{card.plugin}` plugin).", "", "## Data", ""]
     lines += [f"- **{k}**: {v}" for k, v in card.data.items()]
     if card.metrics:
@@ -28,14 +28,17 @@ def hub_readme(card: Card) -> str:
 
 
 def export(model_id: str, out: str | Path, repo: str | None = None, overwrite: bool = False) -> Path:
-    """Write card.toml, the verified weights file and README.md into `out`."""
-    card = get_card(model_id)
+    """Write card.toml, the verified weights file and README.md into `out`. `model_id` is a card id, or a folder
+    holding a card.toml and its weights, such as a `zoo train` run folder (`runs/made` or `local-dir:runs/made`)."""
+    from .api import _card_from_ref
+    card, src = _card_from_ref(model_id)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out} is not empty; choose an empty folder or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    src = resolve_weights(card)
+    if src is None:
+        src = resolve_weights(card)
     load_weights(src, card.sha256)  # verify before publishing
+    out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, out / card.weights_file)
     new = dataclasses.replace(card, hub_repo=repo or card.hub_repo, hub_revision=None, path=None)
     new.sha256 = sha256_file(out / card.weights_file)

@@ -318,6 +318,42 @@ def stats_cache_dir() -> Path:
     return Path(os.environ.get("ZOO_FID_CACHE") or Path(cache) / "zoo" / "fid")
 
 
+def _reference_key(data, dataset: str, split: str, n: int | None) -> tuple[int, Path, str]:
+    """(n, cache file, source description) of the reference statistics of a split's first n images."""
+    n = len(data) if n is None else min(n, len(data))
+    source = f"{data.describe()}; first {n:,}" + ("; Bernoulli draws seeded 0" if data.dynamic_binarization else "")
+    return n, stats_cache_dir() / f"{dataset}-{split}-{n}.npz", source
+
+
+def _cached(path: Path, source: str, n: int) -> "Stats | None":
+    if not path.is_file():
+        return None
+    try:
+        cached = Stats.load(path)
+    except InputError:
+        return None
+    return cached if cached.source == source and cached.n == n else None
+
+
+def reference_cached(dataset: str, split: str, data_dir: str | Path | None = None,
+                     n: int | None = None) -> tuple[bool, int, Path]:
+    """Whether the statistics `reference_stats` would use are cached already: (cached, n, cache file)."""
+    from .data import load_dataset
+    n, path, source = _reference_key(load_dataset(dataset, split, data_dir), dataset, split, n)
+    return _cached(path, source, n) is not None, n, path
+
+
+def images_per_second(model: torch.jit.ScriptModule, shape: tuple[int, ...] = (1, 28, 28), k: int = 8) -> float:
+    """Inception's throughput on this machine now, from one timed batch of k images after a warm-up: what a
+    long FID job will cost, said before it starts."""
+    import time
+    x = torch.rand(k, *shape)
+    features(x[:2], model, 2)
+    t = time.perf_counter()
+    features(x, model, k)
+    return k / max(time.perf_counter() - t, 1e-9)
+
+
 def reference_stats(dataset: str, split: str, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
                     n: int | None = None, batch_size: int = 50,
                     progress: Callable[[int], None] | None = None, distributed: bool = False) -> Stats:
@@ -326,17 +362,8 @@ def reference_stats(dataset: str, split: str, model: torch.jit.ScriptModule, dat
     the features of its contiguous slice) and rank 0 writes the cache."""
     from .data import load_dataset
     data = load_dataset(dataset, split, data_dir)
-    n = len(data) if n is None else min(n, len(data))
-    source = f"{data.describe()}; first {n:,}" + ("; Bernoulli draws seeded 0" if data.dynamic_binarization else "")
-    path = stats_cache_dir() / f"{dataset}-{split}-{n}.npz"
-    cached = None
-    if path.is_file():
-        try:
-            cached = Stats.load(path)
-            if cached.source != source or cached.n != n:
-                cached = None
-        except InputError:
-            pass
+    n, path, source = _reference_key(data, dataset, split, n)
+    cached = _cached(path, source, n)
     # in a process group the ranks decide together (a rank on another node may lack the cache file)
     if zdist.all_agree(cached is not None) if distributed else cached is not None:
         return cached

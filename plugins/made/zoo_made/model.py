@@ -49,6 +49,13 @@ class Connectivity:
     uid: int = field(default_factory=itertools.count().__next__)
 
 
+def _agnostic_models() -> str:
+    """The installed MADE cards that complete any mask (ordering = 'agnostic'), read from the registry."""
+    ids = [i for i in zoo.list_models() if zoo.get_card(i).architecture == "made"
+           and zoo.get_card(i).config.get("ordering") == "agnostic"]
+    return ", ".join(ids) if ids else "none installed; train one with ordering = 'agnostic'"
+
+
 class MADE(zoo.Model):
     """MADE over pixel tokens: Bernoulli outputs for 2 levels, a 256-way softmax per pixel for 8-bit data.
 
@@ -205,7 +212,7 @@ class MADE(zoo.Model):
                 raise InputError(
                     f"this MADE was trained with {self.ordering} ordering(s): it completes masks whose observed "
                     "pixels come first in one of its orderings (top-half, first:K). For any other mask use a "
-                    "model trained with ordering = 'agnostic' (made-mnist, made-cifar10-gray)")
+                    f"model trained with ordering = 'agnostic' ({_agnostic_models()})")
         if order is None:
             conns = [self._fixed(k) for k in range(self.eval_masks)]
             if len({tuple(c.order.tolist()) for c in conns}) > 1:
