@@ -11,6 +11,7 @@ from __future__ import annotations
 from . import masks
 from .api import create, get_card, list_architectures, list_models, load
 from .cards import Card, Metric, read_card
+from .datasets import Dataset, list_datasets
 from .errors import (CardError, DataError, InputError, PluginError, UnknownModelError, WeightsError,
                      ZooError)
 from .logits import LogitProcessor
@@ -22,8 +23,8 @@ from .tokenizers import PixelTokenizer, Tokenizer
 __version__ = "0.1.0"
 
 __all__ = [
-    "Card", "CardError", "DataError", "FullRecomputeStepper", "InputError", "LogitProcessor", "Metric", "Model",
+    "Card", "CardError", "DataError", "Dataset", "FullRecomputeStepper", "InputError", "LogitProcessor", "Metric", "Model",
     "PixelTokenizer", "Plugin", "PluginError", "Sampler", "Stepper", "Tokenizer", "UnknownModelError",
-    "WeightsError", "ZooError", "create", "get_card", "list_architectures", "list_models", "load",
+    "WeightsError", "ZooError", "create", "get_card", "list_architectures", "list_datasets", "list_models", "load",
     "make_generator", "masks", "read_card",
 ]

@@ -215,12 +215,43 @@ def to_gray(images: np.ndarray) -> np.ndarray:
 
 def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None,
                  download: bool = False) -> ImageData:
-    """One split of a named dataset as uint8 tensors, read from the data root's standard layouts."""
-    if name not in NAMES:
-        raise DataError(f"unknown dataset '{name}'; zoo knows {', '.join(NAMES)}")
-    if split not in SPLITS:
-        raise DataError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
-    root = data_root(data_dir)
+    """One split of a named dataset (any installed plugin's, the four built-ins included) as uint8 tensors,
+    read from the data root."""
+    from .datasets import get_dataset
+    ds = get_dataset(name)
+    if split not in ds.splits:
+        raise DataError(f"unknown split '{split}' of {name}; use one of {', '.join(ds.splits)}")
+    data = ds.load(split, data_root(data_dir), download)
+    if not isinstance(data, ImageData) or data.images.dtype != torch.uint8 or data.image_shape != ds.image_shape:
+        got = (f"{tuple(data.images.shape)} {data.images.dtype}" if isinstance(data, ImageData)
+               else type(data).__name__)
+        raise DataError(f"dataset '{name}' ({split}) gave {got}; its plugin must return zoo.data.ImageData with "
+                        f"uint8 images of shape (N, {', '.join(map(str, ds.image_shape))})")
+    return data
+
+
+DESCRIPTIONS = {"mnist": "MNIST digits, 8-bit, 10 classes",
+                "mnist-bin": "MNIST digits binarized: dynamic Bernoulli (train), seeded (val 1, test 0)",
+                "cifar10": "CIFAR-10, colour, 10 classes (or its JPEG copy, labelled cifar10-jpeg)",
+                "cifar10-gray": "CIFAR-10 as ITU-R 601 luma, 10 classes"}
+
+
+def mnist_present(root: Path) -> bool:
+    """Whether the MNIST IDX files (train and test) are under the data root."""
+    raw = Path(root) / "MNIST" / "raw"
+    return all(_find(raw, s) for stems in MNIST_FILES.values() for s in stems)
+
+
+def cifar_present(root: Path) -> bool:
+    """Whether one of the CIFAR-10 layouts (train and test) is under the data root."""
+    root = Path(root)
+    return (root / "cifar-10-batches-py").is_dir() or any(
+        all((root / sub / part).is_dir() for part in ("train", "test")) for sub in ("cifar10", "cifar10-jpeg"))
+
+
+def load_builtin(name: str, split: str, root: Path, download: bool = False) -> ImageData:
+    """One split of a built-in dataset (mnist, mnist-bin, cifar10, cifar10-gray) from the data root."""
+    root = Path(root)
     part = "test" if split == "test" else "train"
     order = ""
     if name.startswith("mnist"):

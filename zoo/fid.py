@@ -318,17 +318,24 @@ def stats_cache_dir() -> Path:
     return Path(os.environ.get("ZOO_FID_CACHE") or Path(cache) / "zoo" / "fid")
 
 
-def reference_stats(dataset: str, split: str, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
+def reference_stats(dataset, split: str, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
                     n: int | None = None, batch_size: int = 50,
                     progress: Callable[[int], None] | None = None, distributed: bool = False) -> Stats:
     """Statistics of a dataset split (first n images, all by default), cached as .npz and recomputed when the
-    data, n, preprocessing or weights differ. With distributed=True the ranks share the work (each extracts
-    the features of its contiguous slice) and rank 0 writes the cache."""
-    from .data import load_dataset
-    data = load_dataset(dataset, split, data_dir)
+    data, n, preprocessing or weights differ. `dataset` is a dataset name, or the ImageData of an image folder's
+    split (zoo.image_folder.load_folder), whose statistics are cached under its content hash. With
+    distributed=True the ranks share the work (each extracts the features of its contiguous slice) and rank 0
+    writes the cache."""
+    from .data import ImageData, load_dataset
+    if isinstance(dataset, ImageData):
+        data, key = dataset, dataset.extra.get("cache_key")
+        if not key:
+            raise InputError("reference statistics of in-memory data need a cache key (data.extra['cache_key'])")
+    else:
+        data, key = load_dataset(dataset, split, data_dir), f"{dataset}-{split}"
     n = len(data) if n is None else min(n, len(data))
     source = f"{data.describe()}; first {n:,}" + ("; Bernoulli draws seeded 0" if data.dynamic_binarization else "")
-    path = stats_cache_dir() / f"{dataset}-{split}-{n}.npz"
+    path = stats_cache_dir() / f"{key}-{n}.npz"
     cached = None
     if path.is_file():
         try:

@@ -1,7 +1,8 @@
 """Plugin discovery through the entry-point group `zoo.plugins`.
 
-A plugin is one `Plugin` object: its name, version, the model architectures it provides and the folder
-of cards it ships. The core never imports a family itself. A plugin that fails to load is recorded with its
+A plugin is one `Plugin` object: its name, version, the model architectures it provides, the folder
+of cards it ships and the named datasets it reads (zoo's own four come from the first-party plugin `zoo`,
+added first and always). The core never imports a family itself. A plugin that fails to load is recorded with its
 error (shown by `zoo plugins`) and every other plugin still works. Two plugins claiming one id is refused.
 Set `ZOO_LOAD_PLUGINS` to a comma-separated allow-list (empty: no plugins) to choose which load.
 """
@@ -29,6 +30,8 @@ class Plugin:
     architectures: dict[str, type] = field(default_factory=dict)
     cards_dir: Path | None = None
     description: str = ""
+    #: named datasets the plugin ships (name -> zoo.Dataset): readers and layouts, found by `load_dataset`
+    datasets: dict[str, Any] = field(default_factory=dict)
 
     def card_paths(self) -> list[Path]:
         """The TOML files of the cards the plugin ships."""
@@ -56,6 +59,7 @@ class Registry:
     architectures: dict[str, tuple[Plugin, type]] = field(default_factory=dict)
     cards: dict[str, Card] = field(default_factory=dict)
     conflicts: dict[str, list[str]] = field(default_factory=dict)
+    datasets: dict[str, tuple[Plugin, Any]] = field(default_factory=dict)
 
     def add(self, plugin: Plugin, source: str = "") -> None:
         """Register a plugin's architectures and cards, refusing any id another plugin already claims."""
@@ -67,6 +71,8 @@ class Registry:
         self.plugins[plugin.name] = plugin
         for arch, cls in plugin.architectures.items():
             self._claim(self.architectures, arch, (plugin, cls), plugin.name, lambda v: v[0].name)
+        for name, ds in plugin.datasets.items():
+            self._claim(self.datasets, name, (plugin, ds), plugin.name, lambda v: v[0].name)
         for path in plugin.card_paths():
             try:
                 card = read_card(path)
@@ -113,6 +119,12 @@ def check_plugin(plugin: Plugin, source: str = "") -> None:
             raise PluginError(f"{where}: architecture {arch!r} must name a zoo.Model subclass, got {cls!r}")
     if plugin.cards_dir is not None and not isinstance(plugin.cards_dir, (str, os.PathLike)):
         raise PluginError(f"{where}: cards_dir must be a folder path or None, got {type(plugin.cards_dir).__name__}")
+    if not isinstance(plugin.datasets, dict):
+        raise PluginError(f"{where}: datasets must be a dict of name -> zoo.Dataset, got "
+                          f"{type(plugin.datasets).__name__}")
+    from .datasets import check_dataset
+    for name, ds in plugin.datasets.items():
+        check_dataset(name, ds, where)
 
 
 def allowed_plugins() -> set[str] | None:
@@ -126,6 +138,8 @@ def allowed_plugins() -> set[str] | None:
 def discover() -> Registry:
     """Load every entry point in `zoo.plugins` (subject to ZOO_LOAD_PLUGINS) into a new Registry."""
     reg = Registry()
+    from .datasets import builtin_plugin
+    reg.add(builtin_plugin(), source="zoo.datasets:builtin_plugin")  # zoo's own datasets, the same path
     allow = allowed_plugins()
     for ep in sorted(entry_points(group=GROUP), key=lambda e: (e.name, e.value)):
         if allow is not None and ep.name not in allow:
