@@ -246,6 +246,11 @@ def test_walkthrough_grey_flat_folder(tmp_path, monkeypatch):
     assert f.sha256[:16] in refused and (tmp_path / "runs/mine/state.json").read_bytes() == state
     # without --data, a folder model says what to pass
     assert "pass the folder with --data DIR" in invoke("eval", "local-dir:runs/mine", "--nll", code=2)
+    assert "pass the folder with --data DIR" in invoke("train", "runs/mine/card.toml", "--out", "runs/again", code=2)
+    # its card is a recipe too: retrained on a folder, it keeps the original card's name
+    invoke("train", "runs/mine/card.toml", "--data", "my-images", "--out", "runs/again", "--max-steps", 1)
+    again = read_card("runs/again/card.toml")
+    assert again.id == "made-tiny-my-images" and again.data["trained_from"] == "made-tiny"
 
 
 def test_walkthrough_colour_classes_conditional(tmp_path, monkeypatch):

@@ -446,9 +446,11 @@ def _folder_card(card, folder: str | Path):
             "labels_used": bool(model.num_classes), "content_sha256": f.sha256,
             "preprocessing": f"{PREPROCESSING}; fitted to {shape[0]}x{shape[1]}x{shape[2]}, {quant}",
             "trained_from": card.id}
-    new = replace(card, id=f"{card.id}-{slug(f.name)}"[:100].rstrip("-._"), dataset=FOLDER_DATASET, data=data,
-                  config=config, description=f"{card.architecture} of {card.id} trained on the image folder "
-                                             f"'{f.name}' ({len(f.files):,} images)")
+    base = card.data.get("trained_from", card.id) if card.dataset == FOLDER_DATASET else card.id
+    data["trained_from"] = base
+    new = replace(card, id=f"{base}-{slug(f.name)}"[:100].rstrip("-._"), dataset=FOLDER_DATASET, data=data,
+                  config=config, description=f"the {card.architecture} architecture of {base}, trained on the image "
+                                             f"folder '{f.name}' ({len(f.files):,} images)")
     return new, model, train, val
 
 
