@@ -364,9 +364,10 @@ def fresh_registry():
 def test_builtin_datasets_come_from_the_first_party_plugin(fresh_registry, monkeypatch):
     assert {n: p.name for n, (p, _) in fresh_registry.datasets.items()} == {
         "mnist": "zoo", "mnist-bin": "zoo", "cifar10": "zoo", "cifar10-gray": "zoo"}
+    assert "zoo" not in fresh_registry.plugins  # part of zoo, not an installed plugin
     monkeypatch.setenv("ZOO_LOAD_PLUGINS", "")  # no installed plugin: zoo's own datasets stay
     zoo.plugins.reset()
-    assert "mnist" in zoo.plugins.registry().datasets
+    assert "mnist" in zoo.plugins.registry().datasets and zoo.plugins.registry().plugins == {}
     assert get_dataset("cifar10").image_shape == (3, 32, 32)
 
 

@@ -3,7 +3,8 @@
 
 The built-ins (`mnist`, `mnist-bin`, `cifar10`, `cifar10-gray`) are the datasets of zoo's own first-party
 plugin, `zoo`, which the registry adds through the same `Registry.add` as any installed plugin (before them,
-and whatever ZOO_LOAD_PLUGINS says): a third-party dataset has exactly their standing.
+whatever ZOO_LOAD_PLUGINS says, and without listing it as an installed plugin): a third-party dataset has
+exactly their standing.
 """
 from __future__ import annotations
 
