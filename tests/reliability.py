@@ -147,6 +147,7 @@ def run_case(c: Case, tmp: Path, shared: Shared) -> Outcome:
     t0 = time.time()
     with environ(HF_HOME=str(tmp / "hf"), HF_HUB_CACHE=None, HF_HUB_OFFLINE="1", HF_ENDPOINT=None,
                  ZOO_DATA_DIR=str(tmp / "no-data"), XDG_CACHE_HOME=str(tmp / "cache"), ZOO_FID_CACHE=None,
+                 ZOO_FOLDER_CACHE=None,
                  ZOO_LOAD_PLUGINS="made,pixelcnn"):
         zoo.plugins.reset()
         try:
@@ -935,6 +936,125 @@ def _(ctx: Ctx) -> Any:
         return zoo.get_card("twin-b")
 
 
+# ---- 8b. image folders as data (zoo train / zoo eval --data DIR) -------------------------------------------------
+FOLDER_MADE = {"image_shape": [1, 6, 6], "levels": 2, "hidden": [8], "num_masks": 1}
+FOLDER_PIXELCNN = {"image_shape": [1, 6, 6], "levels": 256, "hidden": 4, "layers": 1, "num_classes": 10}
+
+
+def _folder_recipe(ctx: Ctx, conditional: bool = False) -> Path:
+    """A tiny recipe to train on a folder: MADE, or a class-conditional PixelCNN."""
+    data = card_data()
+    del data["weights"], data["metrics"]
+    data.update(id="folder-tiny", plugin="pixelcnn" if conditional else "made",
+                architecture="pixelcnn" if conditional else "made",
+                config=FOLDER_PIXELCNN if conditional else FOLDER_MADE,
+                training={"epochs": 1, "batch_size": 8, "eval_batch_size": 16})
+    path = ctx.tmp / "recipe.toml"
+    path.write_text(toml_text(data), encoding="utf-8")
+    return path
+
+
+def _images(ctx: Ctx, name: str = "imgs", classes: tuple[str, ...] | None = None, n: int = 6) -> Path:
+    from fakedata import make_image_folder
+    return make_image_folder(ctx.tmp / name, classes=classes, n=n)
+
+
+def _train_on(ctx: Ctx, folder: Path, *extra: Any, conditional: bool = False) -> str:
+    return cli("train", _folder_recipe(ctx, conditional), "--data", folder, "--out", ctx.tmp / "run", "--threads", 1,
+               *extra)
+
+
+def _no_run(ctx: Ctx) -> None:
+    assert not (ctx.tmp / "run").exists(), "the run folder was created although the run could not start"
+
+
+def _empty_folder(ctx: Ctx) -> Path:
+    (ctx.tmp / "imgs").mkdir()
+    (ctx.tmp / "imgs" / "notes.txt").write_text("no images")
+    return ctx.tmp / "imgs"
+
+
+def _broken_files(ctx: Ctx) -> Path:
+    d = _images(ctx, classes=("a", "b"))
+    good = (d / "a" / "img000.png").read_bytes()
+    (d / "a" / "cut.png").write_bytes(good[: len(good) // 2])
+    (d / "b" / "text.jpg").write_text("not a jpeg")
+    (d / "b" / "empty.png").write_bytes(b"")
+    return d
+
+
+def _dangling_link(ctx: Ctx) -> Path:
+    d = _images(ctx, classes=("a", "b"))
+    (d / "a" / "gone.png").symlink_to(ctx.tmp / "nowhere.png")
+    return d
+
+
+def _mixed_layout(ctx: Ctx) -> Path:
+    d = _images(ctx, classes=("a", "b"))
+    (d / "stray.png").write_bytes((d / "a" / "img000.png").read_bytes())
+    return d
+
+
+def _lonely_class(ctx: Ctx) -> Path:
+    d = _images(ctx, classes=("a", "b"))
+    for p in sorted((d / "b").iterdir())[1:]:
+        p.unlink()
+    return d
+
+
+def _resume_other_folder(ctx: Ctx) -> None:
+    _train_on(ctx, _images(ctx, "first"), "--max-steps", 1)
+    ctx.notes["state"] = (ctx.tmp / "run" / "state.json").read_bytes()
+    _train_on(ctx, _images(ctx, "second", n=7), "--resume")
+
+
+def _state_kept(ctx: Ctx) -> None:
+    assert (ctx.tmp / "run" / "state.json").read_bytes() == ctx.notes["state"], "the run's state changed"
+
+
+def _folder_model(ctx: Ctx, conditional: bool = False) -> Path:
+    classes = ("cats", "dogs") if conditional else None
+    _train_on(ctx, _images(ctx, classes=classes), "--max-steps", 1, conditional=conditional)
+    return ctx.tmp / "run"
+
+
+add("folders", "zoo train --data: an empty folder (only a text file)", lambda ctx: _train_on(ctx, _empty_folder(ctx)),
+    CliError, "no images found", _no_run)
+add("folders", "zoo train --data: the folder does not exist", lambda ctx: _train_on(ctx, ctx.tmp / "nowhere"),
+    CliError, "does not exist", _no_run)
+add("folders", "zoo train --data: a file, not a folder",
+    lambda ctx: _train_on(ctx, (p := ctx.tmp / "x.png", p.write_bytes(b"x"))[0]), CliError, "it is a file", _no_run)
+add("folders", "zoo train --data: undecodable files (cut PNG, text .jpg, empty file), all named",
+    lambda ctx: _train_on(ctx, _broken_files(ctx)), CliError, "3 file(s) cannot be decoded as images", _no_run)
+add("folders", "zoo train --data: an unreadable file (dangling link)", lambda ctx: _train_on(ctx, _dangling_link(ctx)),
+    CliError, "cannot be read", _no_run)
+add("folders", "zoo train --data: images at the top level and in class subfolders",
+    lambda ctx: _train_on(ctx, _mixed_layout(ctx)), CliError, "and class subfolders", _no_run)
+add("folders", "zoo train --data: a class of one image", lambda ctx: _train_on(ctx, _lonely_class(ctx)), CliError,
+    "only one image", _no_run)
+add("folders", "zoo train --data: one class for a class-conditional model",
+    lambda ctx: _train_on(ctx, _images(ctx, classes=("only",)), conditional=True), CliError,
+    "one class subfolder ('only')", _no_run)
+add("folders", "zoo train --data: a flat folder for a class-conditional model",
+    lambda ctx: _train_on(ctx, _images(ctx), conditional=True), CliError, "no class subfolders", _no_run)
+add("folders", "zoo train --data: together with --data-dir",
+    lambda ctx: _train_on(ctx, _images(ctx), "--data-dir", ctx.shared.mnist), CliError, "give one or the other",
+    _no_run)
+add("folders", "zoo train --data --resume: another folder (refused, the run untouched)", _resume_other_folder,
+    CliError, "it trained on folder:first", _state_kept)
+add("folders", "zoo eval: a folder-trained model without --data",
+    lambda ctx: cli("eval", f"local-dir:{_folder_model(ctx)}", "--nll"), CliError, "pass the folder with --data")
+add("folders", "zoo eval --data: with --split test",
+    lambda ctx: cli("eval", "made-mnist-bin", "--nll", "--data", _images(ctx), "--split", "test"), CliError,
+    "held-out share")
+add("folders", "zoo eval --data: other classes than the model's",
+    lambda ctx: cli("eval", f"local-dir:{_folder_model(ctx, conditional=True)}", "--nll", "--data",
+                    _images(ctx, "birds", classes=("owls", "gulls", "crows"), n=3)), CliError,
+    "class-conditional with the classes cats, dogs")
+add("folders", "zoo eval --data: an empty folder", lambda ctx: cli("eval", "made-mnist-bin", "--nll", "--data",
+                                                                   _empty_folder(ctx)), CliError, "no images found")
+
+
 # ---- 9. faults: training killed, checkpoint writes interrupted, downloads interrupted ----------------------------
 RECIPE = dict(epochs=2, batch_size=10, lr=0.003, checkpoint_every=1, val_n=40, eval_batch_size=40, seed=0,
               schedule="cosine")
@@ -1296,6 +1416,29 @@ def prop_image_folder(arrays: list[np.ndarray], tmp: Path) -> None:
     assert float(x.min()) >= 0 and float(x.max()) <= 1
 
 
+def prop_training_folder(arrays: list[np.ndarray], tmp: Path) -> None:
+    """zoo train --data's folder loader on the same hostile images (in two class subfolders): a DataError, or
+    both splits fitted to (1, 5, 5) uint8 with every image in exactly one of them."""
+    from zoo.errors import DataError
+    from zoo.image_folder import load_folder
+    prop_image_folder(arrays, tmp)  # writes tmp/imgs (and checks zoo fid's loader on it)
+    import shutil
+    d = tmp / "imgs"
+    for i, p in enumerate(sorted(d.glob("*.png"))):
+        (d / ("a" if i % 2 else "b")).mkdir(exist_ok=True)
+        p.rename(d / ("a" if i % 2 else "b") / p.name)
+    with environ(ZOO_FOLDER_CACHE=str(tmp / "folder-cache")):
+        try:
+            train, val = (load_folder(d, split, (1, 5, 5), levels=256) for split in ("train", "val"))
+        except DataError:
+            return
+        finally:
+            for sub in ("a", "b"):
+                shutil.rmtree(d / sub, ignore_errors=True)
+    assert train.images.shape[1:] == (1, 5, 5) and train.images.dtype == torch.uint8
+    assert len(train) + len(val) == len(arrays) and len(val) >= 1
+
+
 def prop_safetensors_bytes(data: bytes, tmp: Path) -> None:
     """load_weights on any bytes: a WeightsError or a dict of tensors."""
     path = tmp / "fuzz.safetensors"
@@ -1308,7 +1451,7 @@ def prop_safetensors_bytes(data: bytes, tmp: Path) -> None:
 
 
 FUZZ_NAMES = ("card parser (data)", "card parser (TOML text)", "mask specs", "image tensors", "image folders",
-              "safetensors reader")
+              "training folders", "safetensors reader")
 
 
 def fuzz_targets() -> dict[str, tuple[Any, Callable[[Any, Path], None]]]:
@@ -1363,6 +1506,7 @@ def fuzz_targets() -> dict[str, tuple[Any, Callable[[Any, Path], None]]]:
             "mask specs": (specs, lambda v, tmp: prop_mask_spec(v)),
             "image tensors": (tensors, lambda v, tmp: prop_check_images(v)),
             "image folders": (images, prop_image_folder),
+            "training folders": (images, prop_training_folder),
             "safetensors reader": (blobs, prop_safetensors_bytes)}
 
 

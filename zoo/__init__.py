@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .cards import Card, Metric, read_card
+from .datasets import Dataset, list_datasets
 from .errors import (CardError, DataError, InputError, PluginError, UnknownModelError, WeightsError,
                      ZooError)
 from .plugins import Plugin
@@ -56,8 +57,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "Card", "CardError", "DataError", "FullRecomputeStepper", "InputError", "LogitProcessor", "Metric", "Model",
+    "Card", "CardError", "DataError", "Dataset", "FullRecomputeStepper", "InputError", "LogitProcessor", "Metric", "Model",
     "PixelTokenizer", "Plugin", "PluginError", "Sampler", "Stepper", "Tokenizer", "UnknownModelError",
-    "WeightsError", "ZooError", "create", "get_card", "list_architectures", "list_models", "load",
+    "WeightsError", "ZooError", "create", "get_card", "list_architectures", "list_datasets", "list_models", "load",
     "make_generator", "masks", "read_card",
 ]

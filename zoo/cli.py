@@ -355,14 +355,17 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @click.option("--ref-n", type=int, default=None,
               help="FID: compare with the first N images of the split (default all; cached once computed)")
 @click.option("--fid-weights", type=click.Path(), default=None, help="Inception weights file")
-@click.option("--split", default="test", show_default=True)
+@click.option("--split", default=None, help="dataset split (default test; with --data the held-out share, val)")
 @data_options
+@click.option("--data", "folder", type=click.Path(), default=None,
+              help="an image folder: evaluate on its held-out share, fitted to the model (see zoo train --data)")
 @click.option("--batch-size", type=int, default=500, show_default=True)
 @click.option("-o", "--option", "opts", multiple=True, help="family option for log_prob, e.g. masks=1 (MADE)")
 @click.option("--write-card", type=click.Path(), default=None, help="record the result in this card file")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
-def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, ref_n, fid_weights, split, data_dir, download, batch_size,
+def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, ref_n, fid_weights, split, data_dir, download, folder,
+             batch_size,
              opts, write_card, device, threads) -> None:
     """Evaluate a model: exact NLL, FID, reconstruction on a dataset split (optionally recorded in a card with
     its command)."""
@@ -374,37 +377,64 @@ def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, ref_n, fid_weights, sp
     _options(opts)  # bad options and a card we could not record in are refused before the evaluation
     if write_card:
         read_card(write_card)
+    if folder and (data_dir or download or split not in (None, "val")):
+        raise click.UsageError("--data evaluates on the folder's held-out share: leave out --data-dir, --download "
+                               "and --split")
     with zdist.session(device) as dev:
         m = api.load(model_id, device=dev)
-        d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
+        if folder:
+            import warnings
+
+            from .image_folder import model_split
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                d = model_split(m, folder)
+            for w in caught:
+                err.print(f"[yellow]note:[/] {w.message}", highlight=False)
+            split, flag = "val", f" --data {_shell(Path(folder).name)}"
+        else:
+            split, flag = split or "test", ""
+            d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
         if do_recon:
-            _eval_recon(m, model_id, d, n, split, batch_size, write_card)
+            _eval_recon(m, model_id, d, n, split, batch_size, write_card, flag)
         if do_nll:
-            _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card)
+            _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card, flag)
         if do_fid:
-            _eval_fid(m, model_id, d, n or 10_000, seed, split, data_dir, fid_weights, write_card, ref_n)
+            _eval_fid(m, model_id, d, n or (len(d) if folder else 10_000), seed, split, data_dir, fid_weights,
+                      write_card, flag, ref_n)
 
 
-def _announce_fid(net, n: int, dataset: str, split: str, data_dir, ref_n: int | None, shape) -> None:
+def _shell(s: str) -> str:
+    import shlex
+    return shlex.quote(s)
+
+
+def _split_flag(split: str, flag: str) -> str:
+    """The command-line flags that select this evaluation data (--data replaces --split)."""
+    return flag if flag else (f" --split {split}" if split != "test" else "")
+
+
+def _announce_fid(net, n: int, data, split: str, data_dir, ref_n: int | None, shape) -> None:
     """Say what an FID run is about to do and what it will cost, before the work (the reference statistics of a
-    whole split are the long part the first time)."""
+    whole split are the long part the first time). `data` is a dataset name or an image folder's split."""
     from . import fid as zfid
-    cached, count, path = zfid.reference_cached(dataset, split, data_dir, ref_n)
+    cached, count, path = zfid.reference_cached(data, split, data_dir, ref_n)
     images = n + (0 if cached else count)
     rate = zfid.images_per_second(net, tuple(shape))
-    ref = (f"the cached statistics of {count:,} {dataset} {split} images ({path})" if cached else
-           f"the statistics of {count:,} {dataset} {split} images, computed first and cached in {path}")
+    name = data if isinstance(data, str) else data.name
+    ref = (f"the cached statistics of {count:,} {name} {split} images ({path})" if cached else
+           f"the statistics of {count:,} {name} {split} images, computed first and cached in {path}")
     err.print(f"FID: Inception features of {n:,} samples, against {ref}: {images:,} images at about "
               f"{rate:.1f} images/s here, about {images / rate / 60:.0f} min, plus sampling."
-              + ("" if cached or ref_n else " Use --ref-n N for fewer reference images, or precompute them once "
-                 f"with `zoo fid-stats {dataset}`."), highlight=False)
+              + ("" if cached or ref_n or not isinstance(data, str) else " Use --ref-n N for fewer reference "
+                 f"images, or precompute them once with `zoo fid-stats {name}`."), highlight=False)
 
 
-def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card, ref_n=None) -> None:
+def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card, flag="", ref_n=None) -> None:
     from . import fid as zfid
     net = zfid.load_inception(fid_weights).to(m.device)
     if zdist.is_main():
-        _announce_fid(net, n, d.name, split, data_dir, ref_n, m.image_shape)
+        _announce_fid(net, n, d if flag else d.name, split, data_dir, ref_n, m.image_shape)
     lo, hi = zdist.shard(n)
     with _progress() as prog:
         t1 = prog.add_task(f"sampling {hi - lo:,} images", total=hi - lo)
@@ -413,8 +443,8 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card,
                                  seed, progress=lambda b: prog.advance(t2, b), distributed=True)
         lo, hi = zdist.shard(min(ref_n or len(d), len(d)))
         t3 = prog.add_task(f"reference statistics of {d.name} {split}", total=hi - lo)
-        ref = zfid.reference_stats(d.name, split, net, data_dir, n=ref_n, progress=lambda b: prog.advance(t3, b),
-                                   distributed=True)
+        ref = zfid.reference_stats(d if flag else d.name, split, net, data_dir, n=ref_n,
+                                   progress=lambda b: prog.advance(t3, b), distributed=True)
     if not zdist.is_main():
         return  # the statistics are complete on every rank: rank 0 alone computes the distance and reports it
     r = zfid.fid(fake, ref)
@@ -423,7 +453,7 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card,
     if write_card:
         # W processes draw other samples than one (each rank has its own seed): the command says how many
         launch = f"torchrun --nproc-per-node {zdist.world_size()} -m zoo.cli" if zdist.world_size() > 1 else "zoo"
-        cmd = (f"{launch} eval {model_id} --fid -n {n} --seed {seed}" + (f" --split {split}" if split != "test" else "")
+        cmd = (f"{launch} eval {model_id} --fid -n {n} --seed {seed}" + _split_flag(split, flag)
                + (f" --ref-n {ref_n}" if ref_n else ""))
         card = with_metric(read_card(write_card), Metric("fid", round(r.value, 3), "FID", split, n, cmd,
                                                          f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}"))
@@ -431,7 +461,7 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card,
         _say(f"recorded in {write_card}")
 
 
-def _eval_recon(m, model_id, d, n, split, batch_size, write_card) -> None:
+def _eval_recon(m, model_id, d, n, split, batch_size, write_card, flag="") -> None:
     from .evaluate import reconstruction
     from .train import with_recon_metrics
     if not zdist.is_main():
@@ -441,14 +471,13 @@ def _eval_recon(m, model_id, d, n, split, batch_size, write_card) -> None:
         r = reconstruction(m, d, n=n, batch_size=batch_size, progress=lambda b: prog.advance(task, b))
     console.print(f"{model_id}: {r}  [{d.describe()}]", highlight=False, markup=False)
     if write_card:
-        cmd = " ".join(["zoo eval", model_id, "--recon"] + (["-n", str(n)] if n else []) +
-                       ([f"--split {split}"] if split != "test" else []))
+        cmd = " ".join(["zoo eval", model_id, "--recon"] + (["-n", str(n)] if n else [])) + _split_flag(split, flag)
         card = with_recon_metrics(read_card(write_card), r, cmd, d.describe(), split)
         save_card(card, write_card)
         console.print(f"recorded in {write_card}")
 
 
-def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card) -> None:
+def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card, flag="") -> None:
     from .evaluate import nll
     options = _options(opts)
     lo, hi = zdist.shard(min(n or len(d), len(d)))
@@ -459,7 +488,8 @@ def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card) -> None:
     _say(f"{model_id}: NLL {r}  [{d.describe()}]", highlight=False, markup=False)
     if write_card and zdist.is_main():
         cmd = " ".join(["zoo eval", model_id, "--nll"] + (["-n", str(n)] if n else []) +
-                       ([f"--split {split}"] if split != "test" else []) + [f"-o {o}" for o in opts])
+                       ([_split_flag(split, flag).strip()] if _split_flag(split, flag) else []) +
+                       [f"-o {o}" for o in opts])
         name = "nll" if not options else "nll_" + "_".join(f"{k}{v}" for k, v in options.items())
         card = read_card(write_card)
         card = with_metric(card, Metric(name, round(r.nats, 4), r.unit, split, r.n, cmd,
@@ -568,6 +598,8 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, threads) 
 @click.option("--grad-clip", type=float, default=None, help="max gradient norm (0: no clipping)")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @data_options
+@click.option("--data", "folder", type=click.Path(), default=None,
+              help="train on this image folder instead of the card's dataset (flat, or one subfolder per class)")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--no-test", is_flag=True, help="skip the test-set NLL at the end")
@@ -575,7 +607,8 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, threads) 
                                         "gradient scaling (older GPUs)")
 @click.option("--compile", "compile_", is_flag=True, help="run the training loss through torch.compile")
 def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time_limit, optimizer, schedule,
-          weight_decay, grad_clip, resume, data_dir, download, device, threads, no_test, amp, compile_) -> None:
+          weight_decay, grad_clip, resume, data_dir, download, folder, device, threads, no_test, amp,
+          compile_) -> None:
     """Train a model described by a card (an id or a card.toml path); resumable. Under torchrun every process
     trains its share of each global batch (--batch-size is the global batch) with DistributedDataParallel."""
     from .train import train_card
@@ -586,9 +619,12 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
                                          schedule=schedule, weight_decay=weight_decay,
                                          grad_clip=grad_clip).items() if v is not None}
     out = Path(out or f"runs/{card.id}")
+    if folder:
+        _say(f"training {card.id}'s architecture on the image folder {folder} (--data wins over the card's "
+             f"dataset, {card.dataset})", highlight=False)
     with zdist.session(device):
         new, result = train_card(card, out, overrides, resume=resume, data_dir=data_dir, download=download,
-                                 device=device, eval_test=not no_test, amp=amp, compile=compile_,
+                                 device=device, eval_test=not no_test, amp=amp, compile=compile_, data=folder,
                                  command=command_line())
         procs = f" ({zdist.world_size()} processes)" if zdist.world_size() > 1 else ""
         _say(f"best {new.metrics[0].name} {result.best_val_nll:.4g} {new.metrics[0].unit} {result.when}{procs}; "
@@ -626,10 +662,39 @@ def plugins() -> None:
         n = sum(1 for c in reg.cards.values() if c.plugin == p.name)
         table.add_row(p.name, p.version, ", ".join(p.architectures), str(n))
     console.print(table)
+    shipped = {p.name: ", ".join(p.datasets) for p in reg.plugins.values() if p.datasets}
+    for name, names in shipped.items():  # the datasets themselves: `zoo datasets`
+        console.print(f"{name} ships datasets: {names}", highlight=False)
     for f in reg.failures:
         console.print(f"[red]failed[/] {f.name} ({f.source}): {f.error}", highlight=False)
     for key, owners in reg.conflicts.items():
         console.print(f"[red]conflict[/] '{key}' claimed by {', '.join(owners)}: refused", highlight=False)
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="dataset root (default: $ZOO_DATA_DIR or ~/.cache/zoo/data)")
+def datasets(data_dir) -> None:
+    """Installed datasets (zoo's own and plugins'), and whether each is present under the data root."""
+    from .datasets import list_datasets
+    root = zdata.data_root(data_dir)
+    table = Table(title=f"zoo datasets (data root {root})")
+    for col in ("dataset", "plugin", "images", "classes", "on disk", "layout under the data root"):
+        table.add_column(col, no_wrap=col in ("dataset", "on disk"))
+    for plugin, ds in list_datasets():
+        try:
+            present = "yes" if ds.present(root) else "no"
+        except Exception as e:  # a plugin's check must not break the listing
+            present = f"error: {type(e).__name__}"
+        table.add_row(ds.name, plugin, "x".join(map(str, ds.image_shape)), str(len(ds.classes)), present,
+                      ds.layout)
+    console.print(table)
+    console.print("Any image folder is data too: zoo train ID --data DIR (see the README).", highlight=False)
+    reg = registry()
+    names = {d for p in reg.plugins.values() for d in p.datasets}
+    for key, owners in reg.conflicts.items():
+        if key in names:
+            err.print(f"[red]conflict[/] '{key}' claimed by {', '.join(owners)}: refused", highlight=False)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ def hub_readme(card: Card) -> str:
     """A Hub model card (YAML front matter + markdown) generated from a zoo card."""
     lines = ["---", "library_name: zoo", "tags:", "- autoregressive", "- image-generation", f"- {card.plugin}",
              f"- {card.dataset}", "---", "", f"# {card.id}", "", card.description, "",
-             f"Load it with `zoo.load(\"hf://{card.hub_repo or 'ORG/NAME'}\")` after `pip install ar-zoo` "
+             f"Load it with `zoo.load(\"hf://{card.hub_repo or 'ORG/NAME'}\")` after `pip install zoo` "
              f"(needs the `{card.plugin}` plugin).", "", "## Data", ""]
     lines += [f"- **{k}**: {v}" for k, v in card.data.items()]
     if card.metrics:
@@ -28,16 +28,17 @@ def hub_readme(card: Card) -> str:
 
 
 def export(model_id: str, out: str | Path, repo: str | None = None, overwrite: bool = False) -> Path:
-    """Write card.toml, the verified weights file and README.md into `out`. `model_id` is a card id, or a folder
-    holding a card.toml and its weights, such as a `zoo train` run folder (`runs/made` or `local-dir:runs/made`)."""
+    """Write card.toml, the verified weights file and README.md into `out`. `model_id` is an id or any reference
+    `zoo.load` takes (a run folder of `zoo train`: `local-dir:runs/mine`)."""
     from .api import _card_from_ref
-    card, src = _card_from_ref(model_id)
+    card, implied = _card_from_ref(model_id)
     out = Path(out)
+    if implied is not None and implied.parent.resolve() == out.resolve():
+        raise InputError(f"{out} is where {model_id} already lives; export it to another folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out} is not empty; choose an empty folder or pass --overwrite")
-    if src is None:
-        src = resolve_weights(card)
-    load_weights(src, card.sha256)  # verify before publishing
+    src = implied if implied is not None else resolve_weights(card)
+    load_weights(src, card.sha256)  # verify before publishing (and before creating anything)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, out / card.weights_file)
     new = dataclasses.replace(card, hub_repo=repo or card.hub_repo, hub_revision=None, path=None)

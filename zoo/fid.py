@@ -318,11 +318,22 @@ def stats_cache_dir() -> Path:
     return Path(os.environ.get("ZOO_FID_CACHE") or Path(cache) / "zoo" / "fid")
 
 
-def _reference_key(data, dataset: str, split: str, n: int | None) -> tuple[int, Path, str]:
+def _reference_data(dataset, split: str, data_dir):
+    """(data, cache key) of a named dataset's split, or of an image folder's split given as ImageData."""
+    from .data import ImageData, load_dataset
+    if isinstance(dataset, ImageData):
+        key = dataset.extra.get("cache_key")
+        if not key:
+            raise InputError("reference statistics of in-memory data need a cache key (data.extra['cache_key'])")
+        return dataset, key
+    return load_dataset(dataset, split, data_dir), f"{dataset}-{split}"
+
+
+def _reference_key(data, key: str, n: int | None) -> tuple[int, Path, str]:
     """(n, cache file, source description) of the reference statistics of a split's first n images."""
     n = len(data) if n is None else min(n, len(data))
     source = f"{data.describe()}; first {n:,}" + ("; Bernoulli draws seeded 0" if data.dynamic_binarization else "")
-    return n, stats_cache_dir() / f"{dataset}-{split}-{n}.npz", source
+    return n, stats_cache_dir() / f"{key}-{n}.npz", source
 
 
 def _cached(path: Path, source: str, n: int) -> "Stats | None":
@@ -335,11 +346,11 @@ def _cached(path: Path, source: str, n: int) -> "Stats | None":
     return cached if cached.source == source and cached.n == n else None
 
 
-def reference_cached(dataset: str, split: str, data_dir: str | Path | None = None,
+def reference_cached(dataset, split: str, data_dir: str | Path | None = None,
                      n: int | None = None) -> tuple[bool, int, Path]:
     """Whether the statistics `reference_stats` would use are cached already: (cached, n, cache file)."""
-    from .data import load_dataset
-    n, path, source = _reference_key(load_dataset(dataset, split, data_dir), dataset, split, n)
+    data, key = _reference_data(dataset, split, data_dir)
+    n, path, source = _reference_key(data, key, n)
     return _cached(path, source, n) is not None, n, path
 
 
@@ -354,15 +365,16 @@ def images_per_second(model: torch.jit.ScriptModule, shape: tuple[int, ...] = (1
     return k / max(time.perf_counter() - t, 1e-9)
 
 
-def reference_stats(dataset: str, split: str, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
+def reference_stats(dataset, split: str, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
                     n: int | None = None, batch_size: int = 50,
                     progress: Callable[[int], None] | None = None, distributed: bool = False) -> Stats:
     """Statistics of a dataset split (first n images, all by default), cached as .npz and recomputed when the
-    data, n, preprocessing or weights differ. With distributed=True the ranks share the work (each extracts
-    the features of its contiguous slice) and rank 0 writes the cache."""
-    from .data import load_dataset
-    data = load_dataset(dataset, split, data_dir)
-    n, path, source = _reference_key(data, dataset, split, n)
+    data, n, preprocessing or weights differ. `dataset` is a dataset name, or the ImageData of an image folder's
+    split (zoo.image_folder.load_folder), whose statistics are cached under its content hash. With
+    distributed=True the ranks share the work (each extracts the features of its contiguous slice) and rank 0
+    writes the cache."""
+    data, key = _reference_data(dataset, split, data_dir)
+    n, path, source = _reference_key(data, key, n)
     cached = _cached(path, source, n)
     # in a process group the ranks decide together (a rank on another node may lack the cache file)
     if zdist.all_agree(cached is not None) if distributed else cached is not None:

@@ -1,8 +1,10 @@
 """Plugin discovery through the entry-point group `zoo.plugins`.
 
-A plugin is one `Plugin` object: its name, version, the model architectures it provides and the folder
-of cards it ships. The core never imports a family itself. A plugin that fails to load is recorded with its
-error (shown by `zoo plugins`) and every other plugin still works. Two plugins claiming one id is refused.
+A plugin is one `Plugin` object: its name, version, the model architectures it provides, the folder
+of cards it ships and the named datasets it reads (zoo's own four come from its built-in plugin `zoo`,
+added first, always, through the same `Registry.add`, but not listed among the installed plugins). The
+core never imports a family itself. A plugin that fails to load is recorded with its error (shown by
+`zoo plugins`) and every other plugin still works. Two plugins claiming one id is refused.
 Set `ZOO_LOAD_PLUGINS` to a comma-separated allow-list (empty: no plugins) to choose which load.
 """
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Plugin:
     architectures: dict[str, type] = field(default_factory=dict)
     cards_dir: Path | None = None
     description: str = ""
+    #: named datasets the plugin ships (name -> zoo.Dataset): readers and layouts, found by `load_dataset`
+    datasets: dict[str, Any] = field(default_factory=dict)
 
     def card_paths(self) -> list[Path]:
         """The TOML files of the cards the plugin ships."""
@@ -103,17 +107,22 @@ class Registry:
     architectures: Architectures = field(default_factory=Architectures)
     cards: dict[str, Card] = field(default_factory=dict)
     conflicts: dict[str, list[str]] = field(default_factory=dict)
+    datasets: dict[str, tuple[Plugin, Any]] = field(default_factory=dict)
 
-    def add(self, plugin: Plugin, source: str = "") -> None:
-        """Register a plugin's architectures and cards, refusing any id another plugin already claims."""
+    def add(self, plugin: Plugin, source: str = "", listed: bool = True) -> None:
+        """Register a plugin's architectures, cards and datasets, refusing any id another plugin already claims.
+        listed=False registers zoo's own built-in plugin without listing it among the installed plugins."""
         if not isinstance(plugin, Plugin):
             raise PluginError(f"entry point {source or '?'} must give a zoo.Plugin, got {type(plugin).__name__}")
         check_plugin(plugin, source)  # before anything is registered: a bad plugin leaves no half of itself
         if plugin.name in self.plugins:
             raise PluginError(f"two plugins are named '{plugin.name}' ({source}); uninstall one of them")
-        self.plugins[plugin.name] = plugin
+        if listed:
+            self.plugins[plugin.name] = plugin
         for arch, cls in plugin.architectures.items():
             self._claim(self.architectures, arch, (plugin, cls), plugin.name, lambda v: v[0].name)
+        for name, ds in plugin.datasets.items():
+            self._claim(self.datasets, name, (plugin, ds), plugin.name, lambda v: v[0].name)
         for path in plugin.card_paths():
             try:
                 card = read_card(path)
@@ -165,6 +174,12 @@ def check_plugin(plugin: Plugin, source: str = "") -> None:
                               f"'package.module:Class' string, got {cls!r}")
     if plugin.cards_dir is not None and not isinstance(plugin.cards_dir, (str, os.PathLike)):
         raise PluginError(f"{where}: cards_dir must be a folder path or None, got {type(plugin.cards_dir).__name__}")
+    if not isinstance(plugin.datasets, dict):
+        raise PluginError(f"{where}: datasets must be a dict of name -> zoo.Dataset, got "
+                          f"{type(plugin.datasets).__name__}")
+    from .datasets import check_dataset
+    for name, ds in plugin.datasets.items():
+        check_dataset(name, ds, where)
 
 
 def allowed_plugins() -> set[str] | None:
@@ -178,6 +193,10 @@ def allowed_plugins() -> set[str] | None:
 def discover() -> Registry:
     """Load every entry point in `zoo.plugins` (subject to ZOO_LOAD_PLUGINS) into a new Registry."""
     reg = Registry()
+    from .datasets import builtin_plugin
+    # zoo's own datasets, through the same checks and claims as any plugin's; part of zoo, so not listed as an
+    # installed plugin and not subject to ZOO_LOAD_PLUGINS
+    reg.add(builtin_plugin(), source="zoo.datasets:builtin_plugin", listed=False)
     allow = allowed_plugins()
     for ep in sorted(entry_points(group=GROUP), key=lambda e: (e.name, e.value)):
         if allow is not None and ep.name not in allow:

@@ -29,6 +29,7 @@ from . import distributed as zdist
 from .data import ImageData
 from .errors import InputError, ZooError
 from .evaluate import nll, reconstruction, validate
+from .image_folder import SPLIT_RULE
 from .model import Model
 from .weights import load_weights, save_weights
 
@@ -307,8 +308,12 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
                            "another --out")
         progress_state = load_checkpoint(out, model, opt)
         if progress_state["run"] != json.loads(json.dumps(run_id)):
-            raise ZooError(f"{out}: the run there used a different model, data or training config; resume it "
-                           "with the same settings (only --epochs, --patience, --max-steps and --time-limit may "
+            before, now = progress_state["run"], json.loads(json.dumps(run_id))
+            changed = [k for k in now if before.get(k) != now[k]]
+            detail = (f": it trained on {before.get('train')}, this run would train on {now['train']}"
+                      if "train" in changed else f" (changed: {', '.join(changed)})")
+            raise ZooError(f"{out}: the run there used a different model, data or training config{detail}; resume "
+                           "it with the same settings (only --epochs, --patience, --max-steps and --time-limit may "
                            "change), or choose another --out")
         progress_state["done"] = False
         progress_state.pop("stop", None)  # training continues past the last stop: its figure no longer applies
@@ -440,6 +445,53 @@ def _result(state: dict[str, Any], out: Path, stopped_early: bool) -> TrainResul
                        state["global_step"], stopped_early, weights=out / BEST_FILE, best_step=best_step)
 
 
+def _quote(s: str) -> str:
+    import shlex
+    return shlex.quote(s)
+
+
+def _folder_card(card, folder: str | Path):
+    """The card, model and splits for training a card's architecture on an image folder: the model keeps the
+    card's image shape and levels; a class-conditional one gets the folder's classes. The card is renamed
+    `<id>-<folder>` and its [data] describes the folder (name, images, classes, preprocessing, content hash).
+    Every image is decoded here, before any run folder is touched."""
+    from dataclasses import replace
+
+    from .api import create
+    from .datasets import FOLDER_DATASET
+    from .errors import DataError
+    from .image_folder import PREPROCESSING, load_folder, scan, slug
+
+    model = create(card.architecture, **card.config)
+    f = scan(folder)
+    config = dict(card.config)
+    if model.num_classes:
+        if not f.conditional or len(f.classes) < 2:
+            got = f"one class subfolder ('{f.classes[0]}')" if f.classes else "no class subfolders"
+            raise DataError(f"{card.id} is class-conditional ({model.num_classes} classes), but {f.root} has {got}; "
+                            "give it one subfolder per class (at least 2), or train an unconditional card")
+        if "num_classes" not in config:
+            raise DataError(f"{card.id} is class-conditional but its config has no num_classes to set to the "
+                            f"folder's {len(f.classes)} classes")
+        config["num_classes"] = len(f.classes)
+        model = create(card.architecture, **config)
+    levels = int(getattr(model.tokenizer, "levels", 256))
+    shape = tuple(int(s) for s in model.image_shape)
+    train = load_folder(f, "train", shape, levels)
+    val = load_folder(f, "val", shape, levels)
+    quant = {2: "binarized (Bernoulli, as mnist-bin)", 256: "8-bit"}.get(levels, f"quantized to {levels} levels")
+    data = {"dataset": FOLDER_DATASET, "folder": f.name, "images": len(f.files), "classes": list(f.classes),
+            "labels_used": bool(model.num_classes), "content_sha256": f.sha256,
+            "preprocessing": f"{PREPROCESSING}; fitted to {shape[0]}x{shape[1]}x{shape[2]}, {quant}",
+            "trained_from": card.id}
+    base = card.data.get("trained_from", card.id) if card.dataset == FOLDER_DATASET else card.id
+    data["trained_from"] = base
+    new = replace(card, id=f"{base}-{slug(f.name)}"[:100].rstrip("-._"), dataset=FOLDER_DATASET, data=data,
+                  config=config, description=f"the {card.architecture} architecture of {base}, trained on the image "
+                                             f"folder '{f.name}' ({len(f.files):,} images)")
+    return new, model, train, val
+
+
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
@@ -454,11 +506,13 @@ def with_recon_metrics(card, r, command: str, note: str, split: str = "test"):
 
 def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False,
                data_dir: str | Path | None = None, download: bool = False, device: str = "cpu", progress: bool = True,
-               eval_test: bool = True, amp: bool = False, compile: bool = False, command: str | None = None):
-    """Train the model a card describes on its dataset; write `<id>.safetensors` and `card.toml` (with the
-    validation and test NLL) into `out`. Returns (card, TrainResult). Under torchrun every rank calls it;
-    rank 0 writes the files. `command` is the command line that ran (the CLI passes it), recorded with the
-    validation figure; without it the card gets an equivalent `zoo train` line built from the arguments."""
+               eval_test: bool = True, amp: bool = False, compile: bool = False, data: str | Path | None = None,
+               command: str | None = None):
+    """Train the model a card describes on its dataset, or with `data` on that image folder instead (see
+    zoo.image_folder); write `<id>.safetensors` and `card.toml` (with the validation and test NLL) into `out`.
+    Returns (card, TrainResult). Under torchrun every rank calls it; rank 0 writes the files. `command` is the
+    command line that ran (the CLI passes it), recorded with the validation figure; without it the card gets an
+    equivalent `zoo train` line built from the arguments."""
     from dataclasses import replace
 
     from .api import create
@@ -469,10 +523,17 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
     recipe = {k: v for k, v in card.training.items() if k != "run"}
     cfg = TrainConfig.from_dict({**recipe, **(overrides or {})})
     torch.manual_seed(cfg.seed)
-    model = create(card.architecture, **card.config)
+    source = card.id
+    if data is not None:
+        if data_dir is not None or download:
+            raise InputError("--data DIR trains on that image folder; --data-dir and --download are for named "
+                             "datasets: give one or the other")
+        card, model, train, val = _folder_card(card, data)
+    else:
+        model = create(card.architecture, **card.config)
+        train = load_dataset(card.dataset, "train", data_dir, download)
+        val = load_dataset(card.dataset, "val", data_dir, download)
     model.before_training()
-    train = load_dataset(card.dataset, "train", data_dir, download)
-    val = load_dataset(card.dataset, "val", data_dir, download)
     out = Path(out)
     result = fit(model, train, val, cfg, out, resume=resume, progress=progress, device=zdist.rank_device(device),
                  amp=amp, compile=compile)
@@ -490,23 +551,30 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
     if amp or compile:
         new.training["run"].update({k: True for k, on in (("amp", amp), ("compile", compile)) if on})
     new.data = {**card.data, "train": train.describe(), "val": val.describe(), "copy": train.copy}
+    if data is not None:
+        new.data["split"] = SPLIT_RULE
     val_name, val_unit = model.val_metric
     if command is None:
-        command = " ".join([f"zoo train {card.id}"] + [f"--{k.replace('_', '-')} {v:g}"
-                                                       for k, v in (overrides or {}).items()]
+        command = " ".join([f"zoo train {source}"] + ([f"--data {_quote(str(data))}"] if data is not None else [])
+                           + [f"--{k.replace('_', '-')} {v:g}" for k, v in (overrides or {}).items()]
                            + ([f"--device {device}"] if str(device) != "cpu" else []) + (["--amp"] if amp else []))
     new = with_metric(new, Metric(val_name, round(result.best_val_nll, 6), val_unit, "val",
                                   min(cfg.val_n or len(val), len(val)), command,
-                                  f"validation figure of the shipped weights, {result.when}"))
+                                  f"validation figure of the shipped weights, {result.when}"
+                                  + (f"; {val.describe()}; the held-out share also chose the best epoch"
+                                     if data is not None else "")))
     if eval_test:
-        test = load_dataset(card.dataset, "test", data_dir, download)
+        # an image folder has no test split: its figures are on the held-out share, by `zoo eval --data`
+        split, ref = ("val", f"local-dir:{_quote(str(out))}") if data is not None else ("test", card.id)
+        test = val if data is not None else load_dataset(card.dataset, "test", data_dir, download)
+        extra = f" --data {_quote(Path(data).name)}" if data is not None else ""
         if model.generative:
             r = nll(model.eval(), test, batch_size=cfg.eval_batch_size, distributed=True)
-            new = with_metric(new, Metric("nll", round(r.nats, 4), r.unit, "test", r.n,
-                                          f"zoo eval {card.id} --nll", test.describe()))
+            new = with_metric(new, Metric("nll", round(r.nats, 4), r.unit, split, r.n,
+                                          f"zoo eval {ref} --nll{extra}", test.describe()))
         else:
             new = with_recon_metrics(new, reconstruction(model.eval(), test, batch_size=cfg.eval_batch_size),
-                                     f"zoo eval {card.id} --recon", test.describe())
+                                     f"zoo eval {ref} --recon{extra}", test.describe(), split)
     if zdist.is_main():
         write_card(new, out / "card.toml")
     zdist.barrier()
