@@ -208,3 +208,21 @@ def test_naive_sampler_multiplies_each_masks_weights_once():
         m.out.bias.add_(1.0)                     # new weights: new products, never stale ones
     m.sample(30, seed=0, naive=True)
     assert all(key[1] == m._weights_key() for key in list(cache)[-3:])
+
+
+def test_sampling_caches_do_not_outlive_a_fused_optimizer_step():
+    """Fused Adam updates weights without bumping their version counters: the caches drop on train()."""
+    m = zoo.create("made", image_shape=[1, 3, 3], levels=2, hidden=[8], num_masks=2, seed=1)
+    x = ALL_3x3[:16]
+    m.sample(8, seed=0)
+    m.sample(8, seed=0, naive=True)
+    m.train()
+    opt = torch.optim.Adam(m.parameters(), lr=0.1, fused=True)
+    m.training_loss(x).backward()
+    opt.step()
+    m.eval()
+    tokens = m.tokenizer.encode(x)
+    with torch.no_grad():
+        cached = m.logits_all(tokens)
+    assert torch.allclose(cached, m.logits_all(tokens).detach())   # with grad: fresh products
+    assert torch.equal(m.sample(8, seed=0), m.sample(8, seed=0, naive=True))

@@ -124,6 +124,13 @@ class MADE(zoo.Model):
             layer.mask.copy_(mask)
         self._current = key
 
+    def train(self, mode: bool = True) -> "MADE":
+        """Also drops the sampling caches: an optimizer may update weights without bumping their version
+        counters (fused Adam does not), so products cached before training must not outlive it."""
+        for name in ("_masked_cache", "_plan_cache"):
+            self.__dict__.pop(name, None)
+        return super().train(mode)
+
     def _weights_key(self) -> tuple:
         return tuple((p.data_ptr(), p._version) for p in self.parameters())
 
