@@ -5,8 +5,9 @@ forward pass gives every conditional p(x_d | x_<d). Several masks (orderings x c
 at once (connectivity-agnostic training) and ensembled at evaluation by averaging *probabilities*
 (log-mean-exp of per-mask log-likelihoods).
 
-Read top to bottom: masks, the network, exact log-likelihood, and the incremental sampler that computes every
-hidden unit exactly once per image (a unit of degree m becomes final when the input of rank m is set).
+Read top to bottom: masks, the network, exact log-likelihood, and the incremental sampler that costs about one
+forward pass per image (a unit of degree m becomes final when the input of rank m is set; it gets the finished
+blocks' part of its input once, and its own block's part at each of that block's steps).
 """
 from __future__ import annotations
 
