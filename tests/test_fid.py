@@ -29,6 +29,19 @@ def test_frechet_distance_equals_pytorch_fid(d, n):
     assert zfid.frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0, abs=1e-4)
 
 
+@pytest.mark.parametrize("d,n", [(256, 1000), (256, 100), (8, 3)])  # full rank, singular, rank 2 of 8
+def test_frechet_distance_by_eigh_equals_the_sqrtm_reference(d, n):
+    mu1, s1 = random_stats(d, n, 2)
+    mu2, s2 = random_stats(d, n, 3)
+    fast = zfid.frechet_distance(mu1, s1, mu2, s2)
+    assert fast == pytest.approx(zfid.frechet_distance_sqrtm(mu1, s1, mu2, s2), rel=1e-6)
+    assert fast > 0
+    with pytest.warns(DeprecationWarning, match="frechet_distance_sqrtm"):
+        assert zfid.frechet_distance(mu1, s1, mu2, s2, eps=1e-6) == fast
+    with pytest.raises(zoo.InputError, match="dimensions"):
+        zfid.frechet_distance(mu1, s1, mu2[:-1], s2[:-1, :-1])
+
+
 def test_preprocessing_gray_to_rgb_299_tf_range():
     x = torch.rand(2, 1, 28, 28)
     p = zfid.preprocess(x)

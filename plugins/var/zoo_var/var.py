@@ -37,7 +37,14 @@ class Attention(nn.Module):
                 cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         n, length, dim = x.shape
         q, k, v = self.qkv(x).view(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        if cache is not None:
+        if cache is not None and "k_buf" in cache:  # preallocated for the whole sequence: append in place
+            start = cache["len"]
+            end = start + length
+            cache["k_buf"][:, :, start:end] = k
+            cache["v_buf"][:, :, start:end] = v
+            cache["len"] = end
+            k, v = cache["k_buf"][:, :, :end], cache["v_buf"][:, :, :end]
+        elif cache is not None:
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
             cache["k"], cache["v"] = k, v
@@ -209,7 +216,12 @@ class ScaleStepper:
         vq = model.vqvae
         self.f_hat = torch.zeros(batch, vq.latent_dim, vq.latent_size, vq.latent_size, device=model.device)
         self.inputs = torch.zeros(batch, 0, vq.latent_dim, device=model.device)  # inputs of positions 1..end
-        self.caches: list[dict[str, torch.Tensor]] = [{} for _ in model.blocks]
+        total, dim = model.tokenizer.num_tokens, model.pos.shape[-1]
+        # every block's keys and values for the whole sequence, appended in place (no copy of the prefix per step)
+        self.caches: list[dict[str, Any]] = [
+            {"k_buf": torch.empty(batch, blk.attn.heads, total, dim // blk.attn.heads, device=model.device),
+             "v_buf": torch.empty(batch, blk.attn.heads, total, dim // blk.attn.heads, device=model.device),
+             "len": 0} for blk in model.blocks]
         self.cached_steps = 0  # scales whose keys and values are in the cache
 
     def positions(self, t: int) -> torch.Tensor:
