@@ -191,3 +191,25 @@ def test_list_shows_the_fid_with_the_largest_n_beside_its_floor(tmp_path, monkey
     monkeypatch.setitem(reg.cards, "made-mnist-bin", card)
     out = CliRunner().invoke(main, ["list", "made-mnist-bin"], terminal_width=200).output
     assert "12.5 (n=10,000; floor 0.8)" in out, out
+
+
+@pytest.mark.slow
+def test_eval_fid_records_the_sampling_flags_in_the_command_and_note(inception, mnist_dir, tmp_path, monkeypatch):
+    """A VAR card's FID depends on how it was sampled: the recorded command repeats the flags, the note says
+    what they resolved to (preset or not)."""
+    import shutil
+    monkeypatch.setenv("ZOO_FID_CACHE", str(tmp_path / "cache"))
+    card = tmp_path / "card.toml"
+    shutil.copy(zoo.get_card("var-mnist").path, card)
+    for flags in ([], ["--no-preset"], ["--class", "uniform", "--cfg", "2.0", "--cfg-schedule", "constant"]):
+        result = CliRunner().invoke(main, ["eval", "var-mnist", "--fid", "-n", "4", "--data-dir", str(mnist_dir),
+                                           "--write-card", str(card), *flags])
+        assert result.exit_code == 0, result.output
+    recorded = {m.command: m.note for m in zoo.read_card(card).metrics if m.n == 4}
+    base = "zoo eval var-mnist --fid -n 4 --seed 0"
+    assert set(recorded) == {base, base + " --no-preset", base + " --cfg 2.0 --cfg-schedule constant --class uniform"}
+    assert "classes uniform" in recorded[base] and "cfg 2.5 linear" in recorded[base]
+    assert "top_k 112" in recorded[base]
+    assert "classes null (unconditional)" in recorded[base + " --no-preset"]
+    assert "no guidance" in recorded[base + " --no-preset"]
+    assert "cfg 2.0 constant" in recorded[base + " --cfg 2.0 --cfg-schedule constant --class uniform"]

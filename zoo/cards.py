@@ -1,7 +1,8 @@
 """Model cards: one TOML file per pretrained model, the single source of truth about it.
 
 A card names its plugin and architecture, the constructor config, the data and preprocessing, the
-weights (file, sha256, optional Hub repo) and every metric with the `zoo eval` command that measured it.
+weights (file, sha256, optional Hub repo), every metric with the `zoo eval` command that measured it, and
+optionally a `[sampling]` preset: the recommended way to sample it (zoo/presets.py).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CardError
+from .presets import check_preset
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -63,6 +65,8 @@ class Card:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
     path: Path | None = None
+    #: the recommended sampling settings ([sampling] table; empty when the card has none)
+    sampling: dict[str, Any] = field(default_factory=dict)
 
     def metric(self, name: str) -> Metric | None:
         """The first metric with this name, or None."""
@@ -91,6 +95,8 @@ class Card:
             out["weights"]["params"] = self.params
         if self.training:
             out["training"] = self.training
+        if self.sampling:
+            out["sampling"] = self.sampling
         if self.metrics:
             out["metrics"] = [{k: v for k, v in m.__dict__.items() if not (k == "note" and not v)}
                               for m in self.metrics]
@@ -146,6 +152,7 @@ def parse_card(data: dict[str, Any], source: str = "<card>", recipe: bool = Fals
     if params is not None and params < 0:
         raise CardError(f"{source}: field 'weights.params' must be a parameter count (>= 0), got {params}")
     training = _get(data, "training", dict, "", source, required=False) or {}
+    sampling = check_preset(data["sampling"], source) if "sampling" in data else {}
     metrics = []
     for i, m in enumerate(_get(data, "metrics", list, "", source, required=False) or []):
         where = f"metrics[{i}]."
@@ -160,7 +167,7 @@ def parse_card(data: dict[str, Any], source: str = "<card>", recipe: bool = Fals
             raise CardError(f"{source}: field '{where}command' must be the zoo command that measured it")
     return Card(id=cid, plugin=plugin, architecture=arch, description=desc, dataset=dataset, data=dtab,
                 config=config, weights_file=wfile, sha256=sha, hub_repo=hub, hub_revision=rev,
-                params=params, training=training, metrics=metrics)
+                params=params, training=training, metrics=metrics, sampling=sampling)
 
 
 def read_card(path: str | Path, recipe: bool = False) -> Card:

@@ -236,6 +236,10 @@ def info(model_id: str) -> None:
     _print_table("weights", weights)
     if c.training:
         _print_table("training", c.training)
+    if c.sampling:
+        from .presets import describe
+        console.print(f"[bold]sampling preset[/] (zoo sample's and zoo eval --fid's default; flags override it, "
+                      f"--no-preset turns it off): {describe(c.sampling)}", highlight=False)
     console.print("[bold]metrics[/]")
     for m in c.metrics:
         console.print(f"  {m.name} = {m.value:g} {m.unit} on {m.split} (n={m.n:,})\n"
@@ -246,39 +250,94 @@ def info(model_id: str) -> None:
                           highlight=False)
 
 
+def sampling_options(fn):
+    """The sampling flags shared by `zoo sample` and `zoo eval --fid`; unset flags take the card's preset."""
+    opts = [
+        click.option("--temperature", type=float, default=None, help="default: the card's preset, else 1"),
+        click.option("--top-k", type=int, default=None, help="keep the k likeliest tokens (0: off)"),
+        click.option("--top-p", type=float, default=None, help="nucleus sampling mass (1: off)"),
+        click.option("--cfg", type=float, default=None,
+                     help="classifier-free guidance scale s: uncond + s * (cond - uncond); 1 is no guidance "
+                          "(the VAR reference's t is s - 1)"),
+        click.option("--cfg-schedule", type=click.Choice(["constant", "linear"]), default=None,
+                     help="guidance over the steps: constant s, or linear from 1 at the first step to s at the "
+                          "last (the VAR reference's ramp)"),
+        click.option("--class", "cls", default=None,
+                     help="a class index, 'uniform' (one per image), 'null' (the unconditional model)"
+                          + (", or 'all' (one row per class; -n a multiple of the classes)"
+                             if fn.__name__ == "sample" else "")),
+        click.option("--no-preset", is_flag=True,
+                     help="ignore the card's [sampling] preset: the model's own distribution, null class"),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _sampling_kwargs(m, n: int, temperature, top_k, top_p, cfg, cfg_schedule, cls, no_preset,
+                     allow_all: bool = False) -> tuple[dict, int | None, str]:
+    """Sample keyword arguments from the sampling flags, the grid's row width ('all': one row per class), and
+    the flags as they were given (for a recorded command)."""
+    from .errors import InputError
+    from .presets import UNSET
+    given = dict(temperature=temperature, top_k=top_k, top_p=top_p, cfg=cfg, cfg_schedule=cfg_schedule)
+    kw = {k: (UNSET if v is None else v) for k, v in given.items()}
+    if top_k == 0:
+        kw["top_k"] = None
+    nrow = None
+    y = UNSET
+    if cls is not None:
+        if cls in ("uniform", "null"):
+            y = cls
+        elif cls == "all" and allow_all:
+            if not m.num_classes or n % m.num_classes:
+                raise InputError(f"--class all needs a class-conditional model and -n a multiple of its classes "
+                                 f"({m.num_classes or 'none'}); got -n {n}")
+            nrow = n // m.num_classes
+            y = torch.arange(m.num_classes).repeat_interleave(nrow)
+        else:
+            try:
+                y = int(cls)
+            except ValueError:
+                raise InputError(f"--class must be a class index, 'uniform', 'null'"
+                                 f"{', or all' if allow_all else ''}; got {cls!r}") from None
+    flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in given.items() if v is not None)
+    flags += (f" --class {cls}" if cls is not None else "") + (" --no-preset" if no_preset else "")
+    return dict(kw, y=y, preset=not no_preset), nrow, flags
+
+
 @main.command()
 @click.argument("model_id")
 @click.option("-n", "--num", "n", default=64, show_default=True, help="number of images")
 @click.option("-o", "--output", default=None,
               help="PNG grid (or .pt for tensors); default samples.png, or samples-1.png, ... if that exists")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--temperature", type=float, default=1.0, show_default=True)
-@click.option("--top-k", type=int, default=None)
-@click.option("--top-p", type=float, default=None)
-@click.option("--cfg", type=float, default=None, help="classifier-free guidance scale (class-conditional models)")
-@click.option("--class", "cls", type=int, default=None, help="class index to condition on")
+@sampling_options
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--weights", type=click.Path(), default=None, help="explicit weights file")
 @click.option("--naive", is_flag=True, help="use the full-recompute reference sampler (slow)")
 @click.option("--threads", type=int, default=None)
-def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cls, batch_size, device, weights, naive,
-           threads) -> None:
-    """Draw n images from a model and save them as a grid (under torchrun each process draws its share)."""
+def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cfg_schedule, cls, no_preset, batch_size,
+           device, weights, naive, threads) -> None:
+    """Draw n images from a model and save them as a grid (under torchrun each process draws its share). The
+    card's sampling preset (`zoo info`) is the default; every flag overrides it."""
     _threads(threads)
     output = output or _free_name("samples.png")
     grid.check_output(output, extra=(".pt",))  # before the work, not after it
     with zdist.session(device) as dev:
         m = api.load(model_id, weights=weights, device=dev)
+        kw, nrow, _ = _sampling_kwargs(m, n, temperature, top_k, top_p, cfg, cfg_schedule, cls, no_preset,
+                                       allow_all=zdist.world_size() == 1)
         with _progress() as prog:
             task = prog.add_task(f"sampling {model_id}", total=zdist.shard(n)[1] - zdist.shard(n)[0])
-            x = zdist.sample(m, n, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, cfg=cfg, y=cls,
-                             batch_size=batch_size, naive=naive, progress=lambda b: prog.advance(task, b))
+            x = zdist.sample(m, n, seed=seed, batch_size=batch_size, naive=naive,
+                             progress=lambda b: prog.advance(task, b), **kw)
         if zdist.is_main():
             if output.endswith(".pt"):
                 torch.save(x.cpu(), output)
             else:
-                grid.save_image(grid.make_grid(x.cpu()), output)
+                grid.save_image(grid.make_grid(x.cpu(), nrow=nrow), output)
         procs = f", {zdist.world_size()} processes" if zdist.world_size() > 1 else ""
         _say(f"wrote {n} samples of {model_id} to {output} (seed {seed}{procs})")
 
@@ -362,11 +421,12 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @click.option("--batch-size", type=int, default=500, show_default=True)
 @click.option("-o", "--option", "opts", multiple=True, help="family option for log_prob, e.g. masks=1 (MADE)")
 @click.option("--write-card", type=click.Path(), default=None, help="record the result in this card file")
+@sampling_options
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
 def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, ref_n, fid_weights, split, data_dir, download, folder,
-             batch_size,
-             opts, write_card, device, threads) -> None:
+             batch_size, opts, write_card, temperature, top_k, top_p, cfg, cfg_schedule, cls, no_preset, device,
+             threads) -> None:
     """Evaluate a model: exact NLL, FID, reconstruction on a dataset split (optionally recorded in a card with
     its command)."""
     _threads(threads)
@@ -400,8 +460,10 @@ def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, ref_n, fid_weights, sp
         if do_nll:
             _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card, flag)
         if do_fid:
+            kw, _, flags = _sampling_kwargs(m, n or 10_000, temperature, top_k, top_p, cfg, cfg_schedule, cls,
+                                            no_preset)
             _eval_fid(m, model_id, d, n or (len(d) if folder else 10_000), seed, split, data_dir, fid_weights,
-                      write_card, flag, ref_n)
+                      write_card, flag, ref_n, kw, flags)
 
 
 def _shell(s: str) -> str:
@@ -430,7 +492,27 @@ def _announce_fid(net, n: int, data, split: str, data_dir, ref_n: int | None, sh
                  f"images, or precompute them once with `zoo fid-stats {name}`."), highlight=False)
 
 
-def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card, flag="", ref_n=None) -> None:
+def _sampling_note(m, kw: dict) -> str:
+    """How the FID's samples were drawn, for the card: the settings that `sample` resolved."""
+    from .presets import UNSET
+    settings = {k: v for k, v in kw.items() if k not in ("y", "preset")}
+    from . import presets
+    s = presets.resolve(m.sampling_preset if kw["preset"] else {}, **settings)
+    classes = kw["y"] if kw["y"] is not UNSET else s["classes"]
+    parts = [f"{k} {s[k]}" for k in ("temperature", "top_k", "top_p") if s[k] not in (None, 1.0)]
+    if m.num_classes:
+        parts.insert(0, "classes " + ("uniform" if classes == "uniform" else
+                                      f"{classes}" if classes not in (None, "null") else "null (unconditional)"))
+        if s["cfg"] is not None and classes not in (None, "null"):
+            parts.append(f"cfg {s['cfg']} {s['cfg_schedule']}")
+        else:
+            parts.append("no guidance")
+    return ", ".join(parts)
+
+
+def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card, flag="", ref_n=None, kw=None,
+              flags="") -> None:
+    kw = kw or {}
     from . import fid as zfid
     net = zfid.load_inception(fid_weights).to(m.device)
     if zdist.is_main():
@@ -439,8 +521,8 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card,
     with _progress() as prog:
         t1 = prog.add_task(f"sampling {hi - lo:,} images", total=hi - lo)
         t2 = prog.add_task("Inception features of the samples", total=hi - lo)
-        fake = zfid.sample_stats(lambda k, s: m.sample(k, seed=s, progress=lambda b: prog.advance(t1, b)), n, net,
-                                 seed, progress=lambda b: prog.advance(t2, b), distributed=True)
+        fake = zfid.sample_stats(lambda k, s: m.sample(k, seed=s, progress=lambda b: prog.advance(t1, b), **kw),
+                                 n, net, seed, progress=lambda b: prog.advance(t2, b), distributed=True)
         lo, hi = zdist.shard(min(ref_n or len(d), len(d)))
         t3 = prog.add_task(f"reference statistics of {d.name} {split}", total=hi - lo)
         ref = zfid.reference_stats(d if flag else d.name, split, net, data_dir, n=ref_n,
@@ -454,9 +536,11 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card,
         # W processes draw other samples than one (each rank has its own seed): the command says how many
         launch = f"torchrun --nproc-per-node {zdist.world_size()} -m zoo.cli" if zdist.world_size() > 1 else "zoo"
         cmd = (f"{launch} eval {model_id} --fid -n {n} --seed {seed}" + _split_flag(split, flag)
-               + (f" --ref-n {ref_n}" if ref_n else ""))
+               + (f" --ref-n {ref_n}" if ref_n else "") + flags)
+        note = _sampling_note(m, kw) if kw else ""
+        how = f"samples: {note}; " if note else ""
         card = with_metric(read_card(write_card), Metric("fid", round(r.value, 3), "FID", split, n, cmd,
-                                                         f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}"))
+                                                         f"{n:,} samples vs {ref.source}; {how}{zfid.PREPROCESSING}"))
         save_card(card, write_card)
         _say(f"recorded in {write_card}")
 

@@ -1,4 +1,11 @@
-"""Logit processing written once for every family: temperature, top-k, top-p, classifier-free guidance."""
+"""Logit processing written once for every family: temperature, top-k, top-p, classifier-free guidance.
+
+Guidance: zoo's `cfg = s` gives logits = uncond + s * (cond - uncond), so s = 1 is the conditional model and
+s = 0 the unconditional one. The VAR reference code writes the same thing as cond + t * (cond - uncond): its
+t is zoo's s - 1. With `cfg_schedule = "linear"` (the reference's ramp) the guidance of step k of K grows
+with k: t_k = t * k / (K - 1), i.e. s_k = 1 + (s - 1) * k / (K - 1), so the first, coarsest steps that set the
+layout are barely guided; `"constant"` uses s at every step.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InputError
+
+#: how the guidance scale varies over a sampler's steps (see the module docstring)
+CFG_SCHEDULES = ("constant", "linear")
 
 
 @dataclass(frozen=True)
@@ -16,6 +26,7 @@ class LogitProcessor:
     top_k: int | None = None
     top_p: float | None = None
     cfg: float | None = None
+    cfg_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0:
@@ -27,11 +38,23 @@ class LogitProcessor:
             raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.cfg is not None and not self.cfg >= 0:
             raise InputError(f"cfg must be >= 0, got {self.cfg}")
+        if self.cfg_schedule not in CFG_SCHEDULES:
+            raise InputError(f"cfg_schedule must be one of {', '.join(map(repr, CFG_SCHEDULES))}, "
+                             f"got {self.cfg_schedule!r}")
 
-    def guide(self, cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:
-        """Classifier-free guidance: uncond + cfg * (cond - uncond); cfg 1 is the conditional model."""
-        scale = 1.0 if self.cfg is None else self.cfg
-        return uncond + scale * (cond - uncond)
+    def guidance(self, step: int | None = None, num_steps: int | None = None) -> float:
+        """The guidance scale s_k of step `step` of `num_steps`: cfg itself when constant (or when no step is
+        given), 1 + (cfg - 1) * step / (num_steps - 1) when linear (the VAR reference's ramp)."""
+        scale = 1.0 if self.cfg is None else float(self.cfg)
+        if self.cfg_schedule == "constant" or step is None or num_steps is None or num_steps <= 1:
+            return scale
+        return 1.0 + (scale - 1.0) * step / (num_steps - 1)
+
+    def guide(self, cond: torch.Tensor, uncond: torch.Tensor, step: int | None = None,
+              num_steps: int | None = None) -> torch.Tensor:
+        """Classifier-free guidance: uncond + s * (cond - uncond) with s = `guidance(step, num_steps)`; s = 1 is
+        the conditional model (the reference's t = s - 1 = 0)."""
+        return uncond + self.guidance(step, num_steps) * (cond - uncond)
 
     def process(self, logits: torch.Tensor) -> torch.Tensor:
         """Apply temperature, top-k and top-p to logits of shape (..., V); returns new logits."""

@@ -107,9 +107,37 @@ class VAR(Model):
         self.head_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.head_ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
         self.head = nn.Linear(dim, self.vqvae.codebook_size)
-        for blk in self.blocks:  # start each block near the identity, as adaLN-zero does
-            nn.init.zeros_(blk.ada[1].weight)
-            nn.init.zeros_(blk.ada[1].bias)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self, init_adaln: float = 0.5, init_adaln_gate: float = 1e-5, init_head: float = 0.02) -> None:
+        """The VAR reference's initialisation of the transformer (the frozen VQ-VAE is left alone): truncated
+        normal with std sqrt(1 / (3 * dim)) for every linear layer and embedding (class, level, position,
+        start; biases zero), the head's weights x0.02, each block's output projections (attention and MLP)
+        divided by sqrt(2 * depth), and the adaptive norms' scale/shift weights x0.5 with their gates x1e-5,
+        so that every block starts near the identity and no embedding dominates the input."""
+        std = (1 / (3 * self.config["dim"])) ** 0.5
+        for name, mod in self.named_modules():
+            if name.startswith("vqvae"):
+                continue
+            if isinstance(mod, nn.Linear):
+                nn.init.trunc_normal_(mod.weight, std=std)
+                if mod.bias is not None:
+                    nn.init.zeros_(mod.bias)
+            elif isinstance(mod, nn.Embedding):
+                nn.init.trunc_normal_(mod.weight, std=std)
+        for p in (self.start, self.pos):
+            nn.init.trunc_normal_(p, std=std)
+        self.head.weight.mul_(init_head)
+        self.head_ada[1].weight.mul_(init_adaln)
+        depth, dim = len(self.blocks), self.config["dim"]
+        for blk in self.blocks:
+            blk.attn.proj.weight.div_((2 * depth) ** 0.5)
+            blk.mlp[2].weight.div_((2 * depth) ** 0.5)
+            w = blk.ada[1].weight.view(6, dim, dim)  # chunks: gate1, scale1, shift1, gate2, scale2, shift2
+            w.mul_(init_adaln)
+            for gate in (0, 3):
+                w[gate].mul_(init_adaln_gate / init_adaln)
 
     def before_training(self) -> None:
         """Load the trained VQ-VAE named by `tokenizer_card` (stage 1) before training the transformer."""
@@ -238,7 +266,7 @@ class ScaleStepper:
             out = self.m._run(self.m._embed(new, self.cond, sl.start), self.cond, None, self.caches)
             self.cached_steps = t + 1
         if self.guided:
-            out = self.processor.guide(out[:self.n], out[self.n:])
+            out = self.processor.guide(out[:self.n], out[self.n:], t, self.num_steps)
         return out
 
     def advance(self, t: int, tokens: torch.Tensor) -> None:
