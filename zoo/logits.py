@@ -9,10 +9,12 @@ layout are barely guided; `"constant"` uses s at every step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # torch is imported by the methods that use it: parsing a card's preset needs none
+    import torch
 
 #: how the guidance scale varies over a sampler's steps (see the module docstring)
 CFG_SCHEDULES = ("constant", "linear")
@@ -58,6 +60,7 @@ class LogitProcessor:
 
     def process(self, logits: torch.Tensor) -> torch.Tensor:
         """Apply temperature, top-k and top-p to logits of shape (..., V); returns new logits."""
+        import torch
         logits = logits.float()
         if self.temperature not in (0, 1.0):
             logits = logits / self.temperature
