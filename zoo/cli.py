@@ -5,6 +5,7 @@ import ast
 import json
 import math
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import api, data as zdata, distributed as zdist, grid, masks as zmasks
-from .cards import Metric, read_card, with_metric, write_card as save_card
-from .errors import ZooError
+from .cards import Metric, read_card, update_card, with_metric
+from .errors import UnverifiedWeightsWarning, ZooError
 from .plugins import registry
 
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -156,7 +157,8 @@ def info(model_id: str) -> None:
 @click.option("--class", "cls", type=int, default=None, help="class index to condition on")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--weights", type=click.Path(), default=None, help="explicit weights file")
+@click.option("--weights", type=click.Path(), default=None,
+              help="explicit weights file (sha256-checked: other weights than the card's are marked on the output)")
 @click.option("--naive", is_flag=True, help="use the full-recompute reference sampler (slow)")
 @click.option("--threads", type=int, default=None)
 def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cls, batch_size, device, weights, naive,
@@ -165,7 +167,9 @@ def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cls, batch
     _threads(threads)
     grid.check_output(output, extra=(".pt",))  # before the work, not after it
     with zdist.session(device) as dev:
-        m = api.load(model_id, weights=weights, device=dev)
+        with warnings.catch_warnings():  # said below, once, in the CLI's own words
+            warnings.simplefilter("ignore", UnverifiedWeightsWarning)
+            m = api.load(model_id, weights=weights, device=dev)
         with _progress() as prog:
             task = prog.add_task(f"sampling {model_id}", total=zdist.shard(n)[1] - zdist.shard(n)[0])
             x = zdist.sample(m, n, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, cfg=cfg, y=cls,
@@ -174,9 +178,15 @@ def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cls, batch
             if output.endswith(".pt"):
                 torch.save(x.cpu(), output)
             else:
-                grid.save_image(grid.make_grid(x.cpu()), output)
+                img = grid.make_grid(x.cpu())
+                # a figure from weights the card does not describe says so on itself
+                grid.save_image(grid.captioned(img, f"NOT {model_id}: {m.weights_note}") if m.weights_note
+                                else img, output)
         procs = f", {zdist.world_size()} processes" if zdist.world_size() > 1 else ""
-        _say(f"wrote {n} samples of {model_id} to {output} (seed {seed}{procs})")
+        what = f"{model_id}'s architecture with other weights" if m.weights_note else model_id
+        _say(f"wrote {n} samples of {what} to {output} (seed {seed}{procs})", highlight=False, markup=False)
+        if m.weights_note and zdist.is_main():
+            err.print(f"[yellow]warning:[/] {m.weights_note}", highlight=False)
 
 
 def _originals(model, n: int, data_dir, split: str, seed: int, download: bool = False):
@@ -269,8 +279,9 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card)
     with _progress() as prog:
         t1 = prog.add_task(f"sampling {hi - lo:,} images", total=hi - lo)
         t2 = prog.add_task("Inception features of the samples", total=hi - lo)
-        fake = zfid.sample_stats(lambda k, s: m.sample(k, seed=s, progress=lambda b: prog.advance(t1, b)), n, net,
-                                 seed, progress=lambda b: prog.advance(t2, b), distributed=True)
+        # streamed: a chunk of samples at a time goes through Inception, so memory stays flat in n
+        fake = zfid.model_sample_stats(m, n, net, seed, progress=lambda b: prog.advance(t2, b),
+                                       sample_progress=lambda b: prog.advance(t1, b), distributed=True)
         lo, hi = zdist.shard(len(d))
         t3 = prog.add_task(f"reference statistics of {d.name} {split}", total=hi - lo)
         ref = zfid.reference_stats(d.name, split, net, data_dir, progress=lambda b: prog.advance(t3, b),
@@ -284,9 +295,9 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card)
         # W processes draw other samples than one (each rank has its own seed): the command says how many
         launch = f"torchrun --nproc-per-node {zdist.world_size()} -m zoo.cli" if zdist.world_size() > 1 else "zoo"
         cmd = f"{launch} eval {model_id} --fid -n {n} --seed {seed}" + (f" --split {split}" if split != "test" else "")
-        card = with_metric(read_card(write_card), Metric("fid", round(r.value, 3), "FID", split, n, cmd,
-                                                         f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}"))
-        save_card(card, write_card)
+        metric = Metric("fid", round(r.value, 3), "FID", split, n, cmd,
+                        f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}")
+        update_card(write_card, lambda card: with_metric(card, metric))
         _say(f"recorded in {write_card}")
 
 
@@ -302,8 +313,7 @@ def _eval_recon(m, model_id, d, n, split, batch_size, write_card) -> None:
     if write_card:
         cmd = " ".join(["zoo eval", model_id, "--recon"] + (["-n", str(n)] if n else []) +
                        ([f"--split {split}"] if split != "test" else []))
-        card = with_recon_metrics(read_card(write_card), r, cmd, d.describe(), split)
-        save_card(card, write_card)
+        update_card(write_card, lambda card: with_recon_metrics(card, r, cmd, d.describe(), split))
         console.print(f"recorded in {write_card}")
 
 
@@ -320,10 +330,9 @@ def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card) -> None:
         cmd = " ".join(["zoo eval", model_id, "--nll"] + (["-n", str(n)] if n else []) +
                        ([f"--split {split}"] if split != "test" else []) + [f"-o {o}" for o in opts])
         name = "nll" if not options else "nll_" + "_".join(f"{k}{v}" for k, v in options.items())
-        card = read_card(write_card)
-        card = with_metric(card, Metric(name, round(r.nats, 4), "nats/image", split, r.n, cmd,
-                                        f"{r.bits_per_dim:.4f} bits/dim, stderr {r.stderr:.3f}; {d.describe()}"))
-        save_card(card, write_card)
+        metric = Metric(name, round(r.nats, 4), "nats/image", split, r.n, cmd,
+                        f"{r.bits_per_dim:.4f} bits/dim, stderr {r.stderr:.3f}; {d.describe()}")
+        update_card(write_card, lambda card: with_metric(card, metric))
         _say(f"recorded in {write_card}")
 
 
@@ -345,7 +354,11 @@ def fid_cmd(path_a, path_b, batch_size, fid_weights, save_stats, threads) -> Non
     with Progress(console=err, transient=True) as prog:
         for path in (path_a, path_b):
             if str(path).endswith(".npz"):
-                stats.append(zfid.Stats.load(path))
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", zfid.FIDStatsWarning)
+                    stats.append(zfid.Stats.load(path))
+                for w in caught:
+                    err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
                 continue
             x = zfid.load_image_folder(path)
             net = net or zfid.load_inception(fid_weights)
