@@ -367,7 +367,7 @@ def fid_cmd(path_a, path_b, batch_size, fid_weights, save_stats, threads) -> Non
                                                                 lambda b: prog.advance(task, b)), str(path)))
     if save_stats:
         stats[0].save(save_stats)
-    console.print(str(zfid.fid(*stats)), highlight=False)
+    console.print(str(zfid.fid(*stats)), highlight=False, markup=False)
 
 
 @main.command("fid-floor")

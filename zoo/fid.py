@@ -178,9 +178,6 @@ class Stats:
         if stats.foreign:
             if not allow_foreign:
                 raise InputError(f"{path}: statistics without their preprocessing and weights (mu and sigma only)")
-            if mu.shape[0] != DIMS:
-                raise InputError(f"{path}: statistics of {mu.shape[0]} features; zoo's FID uses Inception's "
-                                 f"{DIMS}-d pool features")
             stats.source = stats.source or f"{path} (mu, sigma only)"
             warnings.warn(FIDStatsWarning(f"{path}: mu and sigma only (a pytorch-fid .npz?): its preprocessing and "
                                           "weights are unknown, so the FID compares like with like only if it was "
