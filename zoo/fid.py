@@ -62,10 +62,13 @@ def find_weights(path: str | Path | None = None, download: bool = True) -> Path:
         if p is not None and p.is_file():
             return p
     if download:
+        from .locking import locked
         target = _cache_path()
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(WEIGHTS_URL, str(target), progress=False)
+            # one download at a time: a second process waits, then finds the file
+            with locked(target, timeout=None, purpose="downloading the FID Inception weights"):
+                if not target.is_file():
+                    torch.hub.download_url_to_file(WEIGHTS_URL, str(target), progress=False)  # temp file, renamed
             return target
         except Exception as e:
             reason = f"{type(e).__name__}: {e}"
