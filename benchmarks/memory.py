@@ -8,10 +8,12 @@ figures are the whole command's: Python, torch, the model, the dataset and the w
 
 FID at large n costs CPU time here (Inception-v3 runs at about 6 images/s per core), so `zoo eval --fid` is
 measured with a cheap STAND-IN network in Inception's place (a 2x2 average pool and a linear map to 2,048
-features, after zoo's own 299x299 preprocessing): the memory that grows with n (samples, features, reference
-images) is the same; the network's own fixed footprint is not. `--real N...` measures `zoo fid` on two folders
+features, on the 8-bit quantized images without the 299x299 resize): what grows with n (samples, features,
+reference images) is the same; the fixed costs of the real network and of one resized batch (about 50 MB) are
+not included. `--real N...` measures `zoo fid` on two folders
 of N real test images each with the real network. `--held` adds, for comparison, FID through
-`zoo.fid.sample_stats`, which holds all n samples at once (the path `zoo eval --fid` took before it streamed).
+`zoo.fid.sample_stats`, which holds all n samples at once (the path `zoo eval --fid` took before it streamed),
+at the largest n.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ if mode in ("stand-in", "held"):
         return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(),
                                    torch.nn.Linear(12, zfid.DIMS)).eval()
     zfid.load_inception = stand_in
+    # and no 299x299 resize: 8-bit quantization only (the resize's batch of 50 is a fixed ~50 MB, not a growth)
+    zfid.preprocess = lambda x: ((x.float() * 255).round() / 255).expand(-1, 3, -1, -1)
 if mode == "held":  # the pre-streaming path: all n samples drawn in one call, then their features
     def held(m, n, net, seed=0, progress=None, sample_progress=None, distributed=False, **kw):
         return zfid.sample_stats(lambda k, s: m.sample(k, seed=s), n, net, seed, progress=progress,
@@ -67,26 +71,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", nargs="+", type=int, default=[2048, 10_000], help="sizes for eval --fid and --nll")
     ap.add_argument("--sample-n", nargs="+", type=int, default=[1_000, 10_000], help="sizes for zoo sample")
     ap.add_argument("--held", action="store_true", help="also FID holding all n samples (the old path)")
+    ap.add_argument("--jobs", type=int, default=1, help="measurements run side by side")
     ap.add_argument("--real", nargs="*", type=int, default=[], help="`zoo fid` with the real network at these N")
     args = ap.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="zoo-memory-") as tmp:
-        env = {"ZOO_FID_CACHE": str(Path(tmp) / "fid-cache")}  # a fresh cache: the reference is computed
+        # every command in a fresh process with a fresh FID cache (each computes the reference, the full test
+        # split, as on a new machine); the processes run side by side (--jobs): peak RSS is per process
         common = ["--data-dir", args.data_dir, "--threads", "1"]
+        jobs = []
         for n in args.n:
-            for mode in ("stand-in", "held") if args.held else ("stand-in",):
-                env_n = {"ZOO_FID_CACHE": str(Path(tmp) / f"fid-cache-{mode}-{n}")}
+            for mode in ("stand-in", "held") if args.held and n == max(args.n) else ("stand-in",):
                 cmd = ["eval", args.model, "--fid", "-n", str(n), *common]
-                rows.append((f"zoo {' '.join(cmd[:5])}", n, mode, peak_rss(cmd, mode, env_n)))
-                print(rows[-1], flush=True)
+                label = f"zoo {' '.join(cmd[:5])}" + (" (held: pre-streaming)" if mode == "held" else "")
+                jobs.append((label, n, mode, cmd, {"ZOO_FID_CACHE": str(Path(tmp) / f"fid-{mode}-{n}")}))
         for n in args.n:
             cmd = ["eval", args.model, "--nll", "-n", str(n), *common]
-            rows.append((f"zoo {' '.join(cmd[:5])}", n, "", peak_rss(cmd, env=env)))
-            print(rows[-1], flush=True)
+            jobs.append((f"zoo {' '.join(cmd[:5])}", n, "", cmd, None))
         for n in args.sample_n:
             cmd = ["sample", args.model, "-n", str(n), "-o", str(Path(tmp) / f"s{n}.png"), "--threads", "1"]
-            rows.append((f"zoo sample {args.model} -n {n} -o grid.png", n, "", peak_rss(cmd)))
-            print(rows[-1], flush=True)
+            jobs.append((f"zoo sample {args.model} -n {n} -o grid.png", n, "", cmd, None))
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(args.jobs) as pool:
+            peaks = list(pool.map(lambda j: peak_rss(j[3], j[2] or "plain", j[4]), jobs))
+        rows += [(label, n, mode, mib) for (label, n, mode, _, _), mib in zip(jobs, peaks)]
         if args.real:
             sys.path.insert(0, str(ROOT))
             from PIL import Image
@@ -107,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(rows[-1], flush=True)
     print(f"\npeak RSS, one thread, {args.model}, MNIST from {args.data_dir} (FID vs the full test split, "
           "n = 10,000; 'stand-in' = cheap network in Inception's place, see the docstring)")
-    print(f"{'command':58s} {'n':>7s} {'network':>9s} {'peak RSS':>10s}")
+    print(f"{'command':66s} {'n':>7s} {'network':>9s} {'peak RSS':>10s}")
     for cmd, n, mode, mib in rows:
-        print(f"{cmd:58s} {n:>7,d} {mode:>9s} {mib:>7.0f} MiB")
+        print(f"{cmd:66s} {n:>7,d} {mode:>9s} {mib:>7.0f} MiB")
     return 0
 
 

@@ -22,8 +22,8 @@ from .tokenizers import PixelTokenizer, Tokenizer
 __version__ = "0.1.0"
 
 __all__ = [
-    "Card", "CardError", "DataError", "FullRecomputeStepper", "InputError", "LogitProcessor", "Metric", "Model",
-    "PixelTokenizer", "Plugin", "PluginError", "Sampler", "Stepper", "Tokenizer", "UnknownModelError",
-    "WeightsError", "ZooError", "LockedError", "UnverifiedWeightsWarning", "create", "get_card", "list_architectures", "list_models", "load",
-    "make_generator", "masks", "read_card",
+    "Card", "CardError", "DataError", "FullRecomputeStepper", "InputError", "LockedError", "LogitProcessor",
+    "Metric", "Model", "PixelTokenizer", "Plugin", "PluginError", "Sampler", "Stepper", "Tokenizer",
+    "UnknownModelError", "UnverifiedWeightsWarning", "WeightsError", "ZooError", "create", "get_card",
+    "list_architectures", "list_models", "load", "make_generator", "masks", "read_card",
 ]

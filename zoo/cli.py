@@ -385,6 +385,8 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, threads) 
     from . import fid as zfid
     _threads(threads)
     zdata.load_dataset(dataset, "test", data_dir, download=download)  # a clear error before any work
+    if write_path:
+        zfid.known_floors(write_path)  # a floors file we could not update is refused before the work, too
     net = zfid.load_inception(fid_weights)
     with Progress(console=err, transient=True) as prog:
         task = prog.add_task(f"Inception features of {dataset} train (first {n:,}) and test", total=None)

@@ -93,8 +93,12 @@ class FileLock:
         LockedError naming the owner."""
         if self._fd is not None:
             raise LockedError(f"{self.path}: this lock is already held by this object")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise LockedError(f"{what or self.path}: cannot create its lock file {self.path} ({e.strerror or e}); "
+                              "is the folder writable?") from None
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while not _try_lock(fd):
