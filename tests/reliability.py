@@ -1348,6 +1348,216 @@ def _(ctx: Ctx) -> Any:
     return zoo.load(f"hf://{REPO}")  # offline again (run_case's default)
 
 
+# ---- 10. concurrency: several processes at once on one run folder, card, floors file or cache -----------------
+# Each case starts WORKERS processes that import zoo, say they are ready, and wait at one gate: the parent opens it
+# when all are ready, so they really do start together.
+WORKERS = 4
+AT_ONCE_CHILD = r"""
+import json, os, sys, time
+gate, ready, job = sys.argv[1], sys.argv[2], sys.argv[3]
+import torch
+torch.set_num_threads(1)
+import zoo, zoo.cli, zoo.train
+def wait_for(path, timeout=300):
+    t0 = time.time()
+    while not os.path.exists(path):
+        if time.time() - t0 > timeout:
+            sys.exit("timed out waiting for " + path)
+        time.sleep(0.005)
+open(ready, "w").close()
+wait_for(gate)
+exec(job)
+"""
+
+
+def _at_once(ctx: Ctx, job: str, args: list[list[str]], env: dict[str, str] | None = None) -> tuple[list, Path]:
+    """Start one process per entry of `args` running `job` (Python; sys.argv[4:] are its args), all released at
+    one gate; returns the Popen objects (not waited for) and the gate folder."""
+    gates = ctx.tmp / "gates"
+    gates.mkdir(parents=True, exist_ok=True)
+    procs = [subprocess.Popen([sys.executable, "-c", AT_ONCE_CHILD, str(gates / "go"), str(gates / f"ready-{i}"),
+                               job, *a], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**_child_env(), **(env or {})})
+             for i, a in enumerate(args)]
+    deadline = time.time() + 240
+    while not all((gates / f"ready-{i}").exists() for i in range(len(args))):
+        if time.time() > deadline or any(p.poll() is not None for p in procs):
+            for p in procs:
+                p.kill()
+            raise AssertionError("a worker died before the start: " + " | ".join(
+                p.communicate()[1][-400:] for p in procs))
+        time.sleep(0.01)
+    (gates / "go").touch()
+    return procs, gates
+
+
+def _finish(procs: list, timeout: float = 240) -> list[tuple[int, str, str]]:
+    out = []
+    for p in procs:
+        try:
+            o, e = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            o, e = p.communicate()
+        out.append((p.returncode, o, e))
+    return out
+
+
+TRAIN_JOB = r"""
+# the run that gets the folder waits inside it (holding it) until the parent has seen every other start refused
+real_fit = zoo.train._fit
+def held_fit(*a, **k):
+    with open(os.path.join(os.path.dirname(gate), "running"), "w") as f:
+        f.write(str(os.getpid()))
+    wait_for(os.path.join(os.path.dirname(gate), "finish"))
+    return real_fit(*a, **k)
+zoo.train._fit = held_fit
+zoo.cli.main(sys.argv[4:], standalone_mode=True)
+"""
+
+
+@case("concurrency", f"{WORKERS} trainers (2 fresh, 2 --resume) started at once on one run folder: exactly one "
+      "runs, the others are refused naming it", None)
+def _(ctx: Ctx) -> Any:
+    recipe, out = _recipe(ctx), ctx.tmp / "run"
+    base = _train_cmd(recipe, out, ctx.shared.mnist, "--max-steps", "2")
+    procs, gates = _at_once(ctx, TRAIN_JOB, [base, base, base + ["--resume"], base + ["--resume"]])
+    deadline = time.time() + 240
+    while sum(p.poll() is not None for p in procs) < WORKERS - 1 and time.time() < deadline:
+        time.sleep(0.02)
+    running = [p for p in procs if p.poll() is None]
+    refused = [p for p in procs if p.poll() is not None]
+    assert len(running) == 1 and (gates / "running").is_file(), f"{len(running)} trainers still running"
+    winner = int((gates / "running").read_text())
+    assert running[0].pid == winner, "the process inside the run is not the one still running"
+    during = sorted(p.name for p in out.iterdir())
+    (gates / "finish").touch()
+    results = _finish(procs)
+    import socket
+    for p, (code, _, err) in zip(procs, results):
+        if p is running[0]:
+            assert code == 0, f"the trainer that held the folder failed: {err[-600:]}"
+            continue
+        msg = " ".join(err.split())
+        assert code == 2 and "Traceback" not in err, f"exit {code}: {err[-600:]}"
+        assert f"in use by process {winner} on {socket.gethostname()}, started" in msg, msg
+    state = json.loads((out / "state.json").read_text())
+    assert state["global_step"] == 2 and (out / "card.toml").is_file()
+    assert during == [".zoo-run.lock"], f"a refused trainer wrote into the run folder: {during}"
+    ctx.notes["result"] = f"process {winner} trained; {WORKERS - 1} were refused with its pid, host and start time"
+
+
+CARD_JOB = r"""
+from zoo.cards import Metric, update_card, with_metric
+me, k = sys.argv[4], int(sys.argv[5])
+for i in range(k):
+    metric = Metric(f"w{me}_{i}", float(i), "x", "test", 1, f"zoo eval made-tiny --w{me} {i}")
+    update_card(sys.argv[6], lambda card: with_metric(card, metric))
+"""
+PER_WORKER = 12
+
+
+@case("concurrency", f"{WORKERS} processes recording metrics in one card at once (--write-card): every metric kept",
+      None)
+def _(ctx: Ctx) -> Any:
+    card = folder(ctx) / "card.toml"
+    procs, _ = _at_once(ctx, CARD_JOB, [[str(i), str(PER_WORKER), str(card)] for i in range(WORKERS)])
+    for code, _, err in _finish(procs):
+        assert code == 0, err[-600:]
+    names = {m.name for m in read_card(card).metrics}
+    want = {f"w{i}_{j}" for i in range(WORKERS) for j in range(PER_WORKER)} | {"nll"}
+    assert names == want, f"lost {len(want - names)} of {len(want)} metrics"
+    assert not [p.name for p in card.parent.iterdir() if p.name.endswith(".tmp")], "temporary files left"
+    ctx.notes["result"] = f"{len(want) - 1} metrics written by {WORKERS} processes at once, all kept, card valid"
+
+
+FLOOR_JOB = r"""
+from zoo.fid import FIDResult, record_floor
+me, k = sys.argv[4], int(sys.argv[5])
+for i in range(k):
+    record_floor(sys.argv[6], f"data-{me}", FIDResult(1.0 + i, 2048 + i, 10000), f"zoo fid-floor data-{me}",
+                 f'worker {me} says "{i}"')
+"""
+
+
+@case("concurrency", f"{WORKERS} processes recording FID floors in one file at once: every floor kept", None)
+def _(ctx: Ctx) -> Any:
+    path = ctx.tmp / "floors.toml"
+    procs, _ = _at_once(ctx, FLOOR_JOB, [[str(i), str(PER_WORKER), str(path)] for i in range(WORKERS)])
+    for code, _, err in _finish(procs):
+        assert code == 0, err[-600:]
+    from zoo.fid import known_floors
+    floors = known_floors(path)
+    assert len(floors) == WORKERS * PER_WORKER, f"{len(floors)} of {WORKERS * PER_WORKER} floors kept"
+    assert floors[("data-1", 2048 + 3)]["note"] == 'worker 1 says "3"'
+    ctx.notes["result"] = f"{len(floors)} floors written by {WORKERS} processes at once, all kept"
+
+
+REF_JOB = r"""
+from zoo import fid as zfid
+calls = [0]
+class Net(torch.nn.Module):  # a cheap stand-in for Inception that counts the images it sees
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.f = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, 2048))
+    def forward(self, x):
+        calls[0] += x.shape[0]
+        time.sleep(0.2)  # as slow as a real network would make it, so the others arrive while it computes
+        return self.f(x)
+s = zfid.reference_stats("mnist", "test", Net(), sys.argv[4], batch_size=10)
+print(json.dumps({"images": calls[0], "mu": float(s.mu.sum()), "n": s.n}))
+"""
+
+
+@case("concurrency", f"{WORKERS} evaluations needing one FID reference at once: computed once, the cache valid",
+      None)
+def _(ctx: Ctx) -> Any:
+    cache = ctx.tmp / "fid-cache"
+    procs, _ = _at_once(ctx, REF_JOB, [[str(ctx.shared.mnist)]] * WORKERS, env={"ZOO_FID_CACHE": str(cache)})
+    results = _finish(procs)
+    for code, _, err in results:
+        assert code == 0, err[-600:]
+    got = [json.loads(o.strip().splitlines()[-1]) for _, o, _ in results]
+    computed = [g for g in got if g["images"]]
+    assert len(computed) == 1, f"{len(computed)} processes computed the statistics"
+    assert len({g["mu"] for g in got}) == 1 and len({g["n"] for g in got}) == 1, got
+    from zoo.fid import Stats
+    files = sorted(p.name for p in cache.iterdir() if not p.name.startswith("."))
+    assert len(files) == 1 and Stats.load(cache / files[0], allow_foreign=False).n == got[0]["n"], files
+    ctx.notes["result"] = (f"one process computed {computed[0]['images']} images' statistics, "
+                           f"{WORKERS - 1} waited and read the cache")
+
+
+HUB_JOB = r"""
+m = zoo.load("hf://" + sys.argv[4])
+print(json.dumps({"logp": float(m.log_prob(torch.ones(1, 1, 3, 3)).sum())}))
+"""
+
+
+@case("concurrency", f"{WORKERS} processes loading one Hub model at once into an empty cache: all load it, the "
+      "cache valid", None)
+def _(ctx: Ctx) -> Any:
+    files, model = _hub_files(ctx)
+    with hub(ctx, files) as server:
+        procs, _ = _at_once(ctx, HUB_JOB, [[REPO]] * WORKERS,
+                            env={"HF_ENDPOINT": server.url, "HF_HOME": str(ctx.tmp / "shared-hf"),
+                                 "HF_HUB_OFFLINE": "0"})
+        results = _finish(procs)
+    for code, _, err in results:
+        assert code == 0, err[-600:]
+    with torch.no_grad():
+        want = float(model.log_prob(torch.ones(1, 1, 3, 3)).sum())
+    got = {json.loads(o.strip().splitlines()[-1])["logp"] for _, o, _ in results}
+    assert got == {want}, (got, want)
+    with environ(HF_HOME=str(ctx.tmp / "shared-hf")):
+        blob = zoo.weights.hub_cached(REPO, WFILE)
+        assert blob is not None and zoo.weights.sha256_file(blob) == zoo.weights.sha256_file(ctx.tmp / "model" / WFILE)
+    left = [p.name for p in (ctx.tmp / "shared-hf").rglob("*") if p.name.endswith(".incomplete")]
+    assert not left, f"partial downloads left in the cache: {left}"
+    ctx.notes["result"] = f"{WORKERS} first loads at once: same weights everywhere, one valid cached copy"
+
+
 # ---- fuzz properties (hypothesis drives them in tests/test_reliability.py and the report script) ------------------
 def prop_card_parser(data: Any) -> None:
     """parse_card on any data: a CardError or a Card that survives dump -> TOML -> parse unchanged."""

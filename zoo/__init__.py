@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from .cards import Card, Metric, read_card
 from .datasets import Dataset, list_datasets
-from .errors import (CardError, DataError, InputError, PluginError, UnknownModelError, WeightsError,
-                     ZooError)
+from .errors import (CardError, DataError, InputError, LockedError, PluginError, UnknownModelError,
+                     UnverifiedWeightsWarning, WeightsError, ZooError)
 from .plugins import Plugin
 
 __version__ = "0.1.0"
@@ -57,8 +57,9 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "Card", "CardError", "DataError", "Dataset", "FullRecomputeStepper", "InputError", "LogitProcessor", "Metric", "Model",
-    "PixelTokenizer", "Plugin", "PluginError", "Sampler", "Stepper", "Tokenizer", "UnknownModelError",
-    "WeightsError", "ZooError", "create", "get_card", "list_architectures", "list_datasets", "list_models", "load",
-    "make_generator", "masks", "read_card",
+    "Card", "CardError", "DataError", "Dataset", "FullRecomputeStepper", "InputError", "LockedError",
+    "LogitProcessor", "Metric", "Model", "PixelTokenizer", "Plugin", "PluginError", "Sampler", "Stepper",
+    "Tokenizer", "UnknownModelError", "UnverifiedWeightsWarning", "WeightsError", "ZooError", "create",
+    "get_card", "list_architectures", "list_datasets", "list_models", "load", "make_generator", "masks",
+    "read_card",
 ]

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cards import REPO_RE, Card, check_revision, read_card
-from .errors import InputError, UnknownModelError, ZooError
+from .cards import FILE_RE, REPO_RE, Card, check_revision, read_card
+from .errors import InputError, UnknownModelError, UnverifiedWeightsWarning, ZooError
 from .plugins import registry
-from .weights import check_state, hub_download, load_into, load_weights, resolve_weights, verified_hub_file
+from .weights import (check_state, hub_download, load_into, load_weights, resolve_weights, sha256_file,
+                      verified_hub_file)
 
 if TYPE_CHECKING:  # torch is imported by the functions that build models, not by listing
     import torch
@@ -98,7 +101,9 @@ def load(ref: str, weights: str | Path | None = None, device: str | torch.device
     """A pretrained model, weights verified and loaded, in eval mode.
 
     `ref` is a model id (`made-mnist-bin`), a Hub reference (`hf://org/name@rev`) or a folder written by
-    `zoo export` (`local-dir:./out` or just the path). `weights` overrides the weights file.
+    `zoo export` (`local-dir:./out` or just the path). `weights` overrides the weights file: one whose sha256
+    is the card's loads as the card's model; any other loads with an UnverifiedWeightsWarning, and the model's
+    card and `weights_note` say whose weights they are (the card's metrics are dropped).
     """
     import torch
     card, implied = _card_from_ref(ref)
@@ -106,13 +111,27 @@ def load(ref: str, weights: str | Path | None = None, device: str | torch.device
         raise UnknownModelError(f"'{ref}' is a model of the zoo plugin '{card.plugin}', which is not installed "
                                 f"(installed: {', '.join(sorted(registry().plugins)) or 'none'}); install the "
                                 "package that provides it, then retry")
-    path = Path(weights) if weights is not None else implied
-    if path is None:
-        path = resolve_weights(card)
-    state = load_weights(path, None if weights is not None else card.sha256)
+    note = ""
+    if weights is not None:
+        path = resolve_weights(card, weights)
+        actual = sha256_file(path)
+        if actual != card.sha256:
+            # the user's own file (e.g. a training run of this architecture): loaded, but never presented as the
+            # card's model: a warning now, a card without the card's metrics, and a note for every output
+            note = (f"weights {path} (sha256 {actual[:12]}) are not {card.id}'s (sha256 {card.sha256[:12]}): "
+                    f"this is the {card.architecture} architecture with other weights; {card.id}'s metrics do "
+                    "not apply")
+            warnings.warn(UnverifiedWeightsWarning(note), stacklevel=2)
+            card = replace(card, sha256=actual, metrics=[], path=None, hub_repo=None, hub_revision=None,
+                           weights_file=path.name if FILE_RE.match(path.name) else card.weights_file,
+                           description=f"[not the card's weights] {note}. {card.description}")
+    else:
+        path = implied if implied is not None else resolve_weights(card)
+    state = load_weights(path, card.sha256)
     with torch.device("meta"):  # check the shapes before allocating: a hostile config may ask for terabytes
         check_state(create(card.architecture, **card.config), state, str(path))
     model = create(card.architecture, **card.config)
     load_into(model, state, str(path))
     model.card = card
+    model.weights_note = note
     return model.to(device or "cpu").eval()

@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import CardError
 from .presets import check_preset
@@ -220,19 +220,30 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
-def _toml(data: dict[str, Any]) -> str:
+def _is_table_array(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """TOML text for card-like data: scalars, then [tables], then [[arrays of tables]] (a card's metrics, the
+    FID floors). The one TOML writer of zoo: every string is escaped, so any text round-trips."""
     lines: list[str] = []
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and k != "metrics"}
-    for k, v in scalars.items():
-        lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+    for k, v in data.items():
+        if not isinstance(v, dict) and not _is_table_array(v):
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
     for k, v in data.items():
         if isinstance(v, dict):
             lines.append(f"\n[{_toml_key(k)}]")
             lines.extend(f"{_toml_key(kk)} = {_toml_value(vv)}" for kk, vv in v.items())
-    for m in data.get("metrics", []):
-        lines.append("\n[[metrics]]")
-        lines.extend(f"{_toml_key(kk)} = {_toml_value(vv)}" for kk, vv in m.items())
-    return "\n".join(lines) + "\n"
+    for k, v in data.items():
+        if _is_table_array(v):
+            for item in v:
+                lines.append(f"\n[[{_toml_key(k)}]]")
+                lines.extend(f"{_toml_key(kk)} = {_toml_value(vv)}" for kk, vv in item.items())
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+_toml = dump_toml
 
 
 def with_metric(card: Card, metric: Metric) -> Card:
@@ -242,10 +253,18 @@ def with_metric(card: Card, metric: Metric) -> Card:
 
 
 def write_card(card: Card, path: str | Path) -> Path:
-    """Write a card as TOML atomically."""
-    import os
+    """Write a card as TOML atomically (a temporary file of its own, fsynced, renamed)."""
+    from .locking import atomic_write_text
+    return atomic_write_text(path, dump_card(card))
+
+
+def update_card(path: str | Path, change: Callable[[Card], Card]) -> Card:
+    """Locked read-modify-write of a card file (what `--write-card` does): read the card as it is now, apply
+    `change`, write it atomically. Several processes recording metrics in one card at once all keep theirs."""
+    from .locking import atomic_write_text, locked
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dump_card(card), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    with locked(path):
+        new = change(read_card(path))
+        atomic_write_text(path, dump_card(new))
+    new.path = path
+    return new

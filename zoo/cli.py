@@ -6,6 +6,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,8 +14,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .cards import Metric, read_card, with_metric, write_card as save_card
-from .errors import ZooError
+from .cards import Metric, read_card, update_card, with_metric, write_card as save_card  # noqa: F401
+from .errors import UnverifiedWeightsWarning, ZooError
 from .plugins import registry
 
 
@@ -315,7 +316,8 @@ def _sampling_kwargs(m, n: int, temperature, top_k, top_p, cfg, cfg_schedule, cl
 @sampling_options
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--weights", type=click.Path(), default=None, help="explicit weights file")
+@click.option("--weights", type=click.Path(), default=None,
+              help="explicit weights file (sha256-checked: other weights than the card's are marked on the output)")
 @click.option("--naive", is_flag=True, help="use the full-recompute reference sampler (slow)")
 @click.option("--threads", type=int, default=None)
 def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cfg_schedule, cls, no_preset, batch_size,
@@ -326,7 +328,9 @@ def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cfg_schedu
     output = output or _free_name("samples.png")
     grid.check_output(output, extra=(".pt",))  # before the work, not after it
     with zdist.session(device) as dev:
-        m = api.load(model_id, weights=weights, device=dev)
+        with warnings.catch_warnings():  # said below, once, in the CLI's own words
+            warnings.simplefilter("ignore", UnverifiedWeightsWarning)
+            m = api.load(model_id, weights=weights, device=dev)
         kw, nrow, _ = _sampling_kwargs(m, n, temperature, top_k, top_p, cfg, cfg_schedule, cls, no_preset,
                                        allow_all=zdist.world_size() == 1)
         with _progress() as prog:
@@ -337,9 +341,15 @@ def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cfg_schedu
             if output.endswith(".pt"):
                 torch.save(x.cpu(), output)
             else:
-                grid.save_image(grid.make_grid(x.cpu(), nrow=nrow), output)
+                img = grid.make_grid(x.cpu(), nrow=nrow)
+                # a figure from weights the card does not describe says so on itself
+                grid.save_image(grid.captioned(img, f"NOT {model_id}: {m.weights_note}") if m.weights_note
+                                else img, output)
         procs = f", {zdist.world_size()} processes" if zdist.world_size() > 1 else ""
-        _say(f"wrote {n} samples of {model_id} to {output} (seed {seed}{procs})")
+        what = f"{model_id}'s architecture with other weights" if m.weights_note else model_id
+        _say(f"wrote {n} samples of {what} to {output} (seed {seed}{procs})", highlight=False, markup=False)
+        if m.weights_note and zdist.is_main():
+            err.print(f"[yellow]warning:[/] {m.weights_note}", highlight=False)
 
 
 def _free_name(default: str) -> str:
@@ -521,8 +531,9 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card,
     with _progress() as prog:
         t1 = prog.add_task(f"sampling {hi - lo:,} images", total=hi - lo)
         t2 = prog.add_task("Inception features of the samples", total=hi - lo)
-        fake = zfid.sample_stats(lambda k, s: m.sample(k, seed=s, progress=lambda b: prog.advance(t1, b), **kw),
-                                 n, net, seed, progress=lambda b: prog.advance(t2, b), distributed=True)
+        # streamed: a chunk of samples at a time goes through Inception, so memory stays flat in n
+        fake = zfid.model_sample_stats(m, n, net, seed, progress=lambda b: prog.advance(t2, b),
+                                       sample_progress=lambda b: prog.advance(t1, b), distributed=True, **kw)
         lo, hi = zdist.shard(min(ref_n or len(d), len(d)))
         t3 = prog.add_task(f"reference statistics of {d.name} {split}", total=hi - lo)
         ref = zfid.reference_stats(d if flag else d.name, split, net, data_dir, n=ref_n,
@@ -539,9 +550,9 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card,
                + (f" --ref-n {ref_n}" if ref_n else "") + flags)
         note = _sampling_note(m, kw) if kw else ""
         how = f"samples: {note}; " if note else ""
-        card = with_metric(read_card(write_card), Metric("fid", round(r.value, 3), "FID", split, n, cmd,
-                                                         f"{n:,} samples vs {ref.source}; {how}{zfid.PREPROCESSING}"))
-        save_card(card, write_card)
+        metric = Metric("fid", round(r.value, 3), "FID", split, n, cmd,
+                        f"{n:,} samples vs {ref.source}; {how}{zfid.PREPROCESSING}")
+        update_card(write_card, lambda card: with_metric(card, metric))
         _say(f"recorded in {write_card}")
 
 
@@ -556,8 +567,7 @@ def _eval_recon(m, model_id, d, n, split, batch_size, write_card, flag="") -> No
     console.print(f"{model_id}: {r}  [{d.describe()}]", highlight=False, markup=False)
     if write_card:
         cmd = " ".join(["zoo eval", model_id, "--recon"] + (["-n", str(n)] if n else [])) + _split_flag(split, flag)
-        card = with_recon_metrics(read_card(write_card), r, cmd, d.describe(), split)
-        save_card(card, write_card)
+        update_card(write_card, lambda card: with_recon_metrics(card, r, cmd, d.describe(), split))
         console.print(f"recorded in {write_card}")
 
 
@@ -575,10 +585,9 @@ def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card, flag="") -
                        ([_split_flag(split, flag).strip()] if _split_flag(split, flag) else []) +
                        [f"-o {o}" for o in opts])
         name = "nll" if not options else "nll_" + "_".join(f"{k}{v}" for k, v in options.items())
-        card = read_card(write_card)
-        card = with_metric(card, Metric(name, round(r.nats, 4), r.unit, split, r.n, cmd,
-                                        f"{r.bits_per_dim:.4f} bits/dim, stderr {r.stderr:.3f}; {d.describe()}"))
-        save_card(card, write_card)
+        metric = Metric(name, round(r.nats, 4), r.unit, split, r.n, cmd,
+                        f"{r.bits_per_dim:.4f} bits/dim, stderr {r.stderr:.3f}; {d.describe()}")
+        update_card(write_card, lambda card: with_metric(card, metric))
         _say(f"recorded in {write_card}")
 
 
@@ -600,7 +609,11 @@ def fid_cmd(path_a, path_b, batch_size, fid_weights, save_stats, threads) -> Non
     with Progress(console=err, transient=True) as prog:
         for path in (path_a, path_b):
             if str(path).endswith(".npz"):
-                stats.append(zfid.Stats.load(path))
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", zfid.FIDStatsWarning)
+                    stats.append(zfid.Stats.load(path))
+                for w in caught:
+                    err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
                 continue
             x = zfid.load_image_folder(path)
             net = net or zfid.load_inception(fid_weights)
@@ -609,7 +622,7 @@ def fid_cmd(path_a, path_b, batch_size, fid_weights, save_stats, threads) -> Non
                                                                 lambda b: prog.advance(task, b)), str(path)))
     if save_stats:
         stats[0].save(save_stats)
-    console.print(str(zfid.fid(*stats)), highlight=False)
+    console.print(str(zfid.fid(*stats)), highlight=False, markup=False)
 
 
 @main.command("fid-stats")
@@ -655,6 +668,8 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, threads) 
     from . import fid as zfid
     _threads(threads)
     zdata.load_dataset(dataset, "test", data_dir, download=download)  # a clear error before any work
+    if write_path:
+        zfid.known_floors(write_path)  # a floors file we could not update is refused before the work, too
     net = zfid.load_inception(fid_weights)
     with Progress(console=err, transient=True) as prog:
         task = prog.add_task(f"Inception features of {dataset} train (first {n:,}) and test", total=None)

@@ -165,10 +165,13 @@ def _decoded_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         except Exception:
             pass
     images, labels = _image_folder(src)
-    try:
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images, labels=labels, stamp=np.array(stamp))
-        os.replace(tmp, cache)
+    try:  # atomic, with a temporary file of its own: two processes decoding at once never corrupt the cache
+        from .locking import atomic_write_bytes
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, images=images, labels=labels, stamp=np.array(stamp))
+        atomic_write_bytes(cache, write)
     except OSError:
         pass
     return images, labels

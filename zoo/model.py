@@ -75,6 +75,9 @@ class Model(nn.Module):
     num_classes: int = 0
     #: the card the model was loaded from (None for an untrained `zoo.create` model)
     card: Any = None
+    #: set when `zoo.load(..., weights=PATH)` loaded a file that is not the card's (sha256 differs): says whose
+    #: weights these are; every output made from the model should carry it ("" for verified weights)
+    weights_note: str = ""
     #: the constructor config, so that the model can be saved and re-created
     config: dict[str, Any]
     #: False for a learned tokenizer shipped as its own card (it encodes/decodes, it does not sample)

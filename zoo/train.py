@@ -30,6 +30,7 @@ from .data import ImageData
 from .errors import InputError, ZooError
 from .evaluate import nll, reconstruction, validate
 from .image_folder import SPLIT_RULE
+from .locking import hold_run_folder
 from .model import Model
 from .weights import load_weights, save_weights
 
@@ -290,6 +291,16 @@ class _Precision:
 def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: str | Path,
         resume: bool = False, progress: bool = True, device: str | torch.device = "cpu", amp: bool = False,
         compile: bool = False) -> TrainResult:
+    """Train `model` into the run folder `out`, which this process holds for the run (see _fit): a second
+    trainer or a --resume of the same folder while it runs is refused with a LockedError naming this one."""
+    with hold_run_folder(out):
+        return _fit(model, train, val, cfg, out, resume=resume, progress=progress, device=device, amp=amp,
+                    compile=compile)
+
+
+def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: str | Path,
+         resume: bool = False, progress: bool = True, device: str | torch.device = "cpu", amp: bool = False,
+         compile: bool = False) -> TrainResult:
     """Train `model` on `train`, validating on `val` each epoch; checkpoints and the best weights go to `out`.
 
     With resume=True a run folder's last checkpoint is restored and training continues exactly; without it
@@ -520,6 +531,18 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
                data_dir: str | Path | None = None, download: bool = False, device: str = "cpu", progress: bool = True,
                eval_test: bool = True, amp: bool = False, compile: bool = False, data: str | Path | None = None,
                command: str | None = None):
+    """Train the model a card describes into `out` (see _train_card), holding the run folder from the start
+    to the written card: one process per run folder (rank 0 holds it for a torchrun job)."""
+    with hold_run_folder(out):
+        return _train_card(card, out, overrides, resume=resume, data_dir=data_dir, download=download,
+                           device=device, progress=progress, eval_test=eval_test, amp=amp, compile=compile,
+                           data=data, command=command)
+
+
+def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False,
+                data_dir: str | Path | None = None, download: bool = False, device: str = "cpu",
+                progress: bool = True, eval_test: bool = True, amp: bool = False, compile: bool = False,
+                data: str | Path | None = None, command: str | None = None):
     """Train the model a card describes on its dataset, or with `data` on that image folder instead (see
     zoo.image_folder); write `<id>.safetensors` and `card.toml` (with the validation and test NLL) into `out`.
     Returns (card, TrainResult). Under torchrun every rank calls it; rank 0 writes the files. `command` is the
