@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from . import masks
+from . import heads, masks
 from .api import create, get_card, list_architectures, list_models, load
 from .cards import Card, Metric, read_card
 from .errors import (CardError, DataError, InputError, PluginError, UnknownModelError, WeightsError,
@@ -24,6 +24,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Card", "CardError", "DataError", "FullRecomputeStepper", "InputError", "LogitProcessor", "Metric", "Model",
     "PixelTokenizer", "Plugin", "PluginError", "Sampler", "Stepper", "Tokenizer", "UnknownModelError",
-    "WeightsError", "ZooError", "create", "get_card", "list_architectures", "list_models", "load",
+    "WeightsError", "ZooError", "create", "get_card", "heads", "list_architectures", "list_models", "load",
     "make_generator", "masks", "read_card",
 ]

@@ -80,6 +80,16 @@ def _params(card) -> int:
         return -1
 
 
+def _head_text(card) -> str | None:
+    """What the card's model outputs per pixel (its zoo.heads head), or None for a model without one."""
+    try:
+        with torch.device("meta"):
+            head = getattr(api.create(card.architecture, **card.config), "output_head", None)
+    except Exception:
+        return None
+    return head.describe() if head is not None else None
+
+
 def _nll_text(m, card) -> str:
     arch = registry().architectures.get(card.architecture)
     if arch is not None and getattr(arch[1], "likelihood", "pixels") == "tokens":
@@ -128,6 +138,9 @@ def info(model_id: str) -> None:
     console.print(f"[bold]{c.id}[/]  ({c.plugin} / {c.architecture})\n{c.description}\n")
     console.print(f"[bold]data[/]: {json.dumps(c.data, indent=1)}")
     console.print(f"[bold]config[/]: {json.dumps(c.config)}")
+    head = _head_text(c)
+    if head:
+        console.print(f"[bold]output head[/]: {head}", highlight=False)
     console.print(f"[bold]weights[/]: {c.weights_file} sha256 {c.sha256} ({weight_status(c)}"
                   f"{', hub ' + c.hub_repo if c.hub_repo else ''})")
     if c.training:
