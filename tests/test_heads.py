@@ -108,14 +108,16 @@ def reference_log_mass(name: str, j: int, levels: int, mean: float, log_scale: f
                                             (-3.0, -3.0), (1.0, -7.0), (0.5, 7.0)])
 def test_float32_log_probabilities_match_60_digits_in_the_tails(name, mean, log_scale):
     """Edge levels 0 and 255 take the whole tails; far from the mean the masses underflow float32 (and float64)
-    as differences of CDFs, yet their logarithms are right."""
+    as differences of CDFs, yet their logarithms are right: log_prob (training, evaluation) to float32 rounding."""
     head = make_head(name, 256, 1, mixtures=1)
     params = torch.tensor([mean, log_scale])
     logits = head.logits(params)[0]
     mean, log_scale = params.tolist()  # the float32 values the head sees
     ref = torch.tensor([reference_log_mass(name, j, 256, mean, log_scale) for j in range(256)], dtype=torch.float64)
     assert torch.isfinite(logits).all()
-    assert torch.allclose(logits.double(), ref, rtol=1e-6, atol=1e-6), (logits.double() - ref).abs().max()
+    # the sampler's logits: the logistic's in float32 (no cancellation in its formula), the Gaussian's in float64
+    assert torch.allclose(logits.double(), ref, rtol=5e-5 if name == "logistic" else 1e-6, atol=1e-6), \
+        (logits.double() - ref).abs().max()
     assert abs(float(logits.double().logsumexp(0))) < 1e-5
     lp = head.log_prob(params[None].expand(256, -1), torch.arange(256)[:, None])[:, 0]
     assert torch.allclose(lp.double(), ref, rtol=1e-6, atol=1e-6)

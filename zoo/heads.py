@@ -16,9 +16,12 @@ with R's value and B's with R's and G's (coefficients squashed by tanh). Channel
 conditional log p(x_c | x_<c): the mixture weights are the posterior given the earlier channels' values, so
 drawing R, then G, then B from their logits draws from the joint mixture, and the channels' log-probs sum to it.
 
-Masses are computed in log space without cancellation, in float64 whatever the parameters' dtype (the result
-comes back in theirs): for the logistic, log(sigmoid(b) - sigmoid(a)) = logsigmoid(b) + logsigmoid(-a) +
-log(1 - exp(a - b)), exact in both tails; for the Gaussian, log_ndtr on the side of the tail the interval lies in.
+Masses are computed in log space without cancellation: for the logistic, log(sigmoid(b) - sigmoid(a)) =
+logsigmoid(b) + logsigmoid(-a) + log(1 - exp(a - b)), exact in both tails; for the Gaussian, log_ndtr on the side
+of the tail the interval lies in. `log_prob` works in float64 whatever the parameters' dtype, and so do the
+Gaussian's logits (a difference of two CDFs loses the digits of a narrow interval in float32); the logistic's
+logits over all L levels, the sampler's per-step cost, need no subtraction and work in float32 (within 5e-5 of
+the exact log-probabilities). Results come back in the parameters' dtype, at least float32.
 """
 from __future__ import annotations
 
@@ -36,11 +39,6 @@ DEFAULT_MIXTURES = {"logistic": 10, "gaussian": 1}
 LOG_SCALE_MIN, LOG_SCALE_MAX = -7.0, 7.0
 #: the largest (rows x components x levels) block one `logits` call computes at once (bounds its memory)
 CHUNK_ELEMENTS = 1 << 23
-
-
-def _work_dtype(params: torch.Tensor) -> torch.dtype:
-    """float64 for the masses (float32 loses the digits of narrow intervals), except where a device lacks it."""
-    return torch.float32 if params.device.type == "mps" else torch.float64
 
 
 def _log1mexp(x: torch.Tensor) -> torch.Tensor:
@@ -118,7 +116,7 @@ class SoftmaxHead(Head):
 
     def describe(self) -> str:
         if self.levels == 2:
-            return "softmax: one logit pair per sub-pixel (a Bernoulli over 2 levels)"
+            return "softmax: 2 logits per sub-pixel (a Bernoulli)"
         return f"softmax: {self.levels} logits per sub-pixel"
 
 
@@ -150,12 +148,11 @@ class DiscretizedMixtureHead(Head):
                          + [torch.full(((2 + c) * K,), c, dtype=torch.long) for c in range(self.channels)])
 
     def describe(self) -> str:
-        what = {"logistic": "discretized logistic mixture", "gaussian": "discretized Gaussian mixture"}[self.name]
-        if self.mixtures == 1:
-            what = f"discretized {self.name}" if self.name == "gaussian" else "discretized logistic"
-        comp = f", {self.mixtures} components" if self.mixtures > 1 else ""
+        what = "discretized " + {"logistic": "logistic", "gaussian": "Gaussian"}[self.name]
+        if self.mixtures > 1:
+            what += f" mixture, {self.mixtures} components"
         dep = ", G linear in R and B in R, G within a pixel" if self.channels > 1 else ""
-        return f"{self.name}: {what}{comp} over {self.levels} levels{dep} ({self.num_params} parameters per pixel)"
+        return f"{self.name}: {what} over {self.levels} levels{dep} ({self.num_params} parameters per pixel)"
 
     # ---- the pieces ---------------------------------------------------------------------------------------
     def centre(self, tokens: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -177,10 +174,17 @@ class DiscretizedMixtureHead(Head):
             chans.append((mean, log_scale, coeffs))
         return log_w, chans
 
+    def _work_dtype(self, params: torch.Tensor, grid: bool) -> torch.dtype:
+        """The dtype the masses are computed in (see the module's docstring); float32 where a device lacks float64."""
+        if params.device.type == "mps" or (grid and self.name == "logistic"):
+            return torch.promote_types(params.dtype, torch.float32)
+        return torch.float64
+
     def _log_mass(self, centre: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor,
-                  first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+                  first: torch.Tensor | None, last: torch.Tensor | None) -> torch.Tensor:
         """log P(level) of one component: the CDF's mass on [centre - h, centre + h], where the first level's
-        interval reaches -inf and the last's +inf. Every branch stays finite, so gradients do too."""
+        interval reaches -inf and the last's +inf. Every branch stays finite, so gradients do too. With `first`
+        None, `centre` is every level's, in order: the edge levels are the first and last columns."""
         h = 1.0 / (self.levels - 1)
         inv = torch.exp(-log_scale)
         lo, hi = (centre - h - mean) * inv, (centre + h - mean) * inv
@@ -191,6 +195,8 @@ class DiscretizedMixtureHead(Head):
             a, b = torch.where(flip, -hi, lo), torch.where(flip, -lo, hi)
             log_b = torch.special.log_ndtr(b)
             inner = log_b + _log1mexp((torch.special.log_ndtr(a) - log_b).clamp(max=-1e-30))
+        if first is None:
+            return torch.cat([self._log_cdf(hi[..., :1]), inner[..., 1:-1], self._log_cdf(-lo[..., -1:])], dim=-1)
         return torch.where(first, self._log_cdf(hi), torch.where(last, self._log_cdf(-lo), inner))
 
     def _value_terms(self, values: torch.Tensor, c: int, dtype: torch.dtype):
@@ -219,18 +225,17 @@ class DiscretizedMixtureHead(Head):
         return out.reshape(*lead, *out.shape[1:])
 
     def _logits(self, params: torch.Tensor, values: torch.Tensor | None, channel: int | None) -> torch.Tensor:
-        out_dtype, dtype = params.dtype, _work_dtype(params)
+        out_dtype, dtype = torch.promote_types(params.dtype, torch.float32), self._work_dtype(params, grid=True)
         params = params.to(dtype)
         log_w, chans = self._split(params)
-        grid = torch.arange(self.levels, device=params.device)
-        g_centre, g_first, g_last = self.centre(grid, dtype), grid == 0, grid == self.levels - 1
+        g_centre = self.centre(torch.arange(self.levels, device=params.device), dtype)
         last_c = self.channels - 1 if channel is None else channel
         out, x = [], []
         for c in range(last_c + 1):
             mean, log_scale, coeffs = chans[c]
             mean = self._mean(mean, coeffs, x)
             if channel is None or c == channel:
-                mass = self._log_mass(g_centre, mean[..., None], log_scale[..., None], g_first, g_last)  # (M, K, L)
+                mass = self._log_mass(g_centre, mean[..., None], log_scale[..., None], None, None)  # (M, K, L)
                 out.append(torch.logsumexp(log_w[..., None] + mass, dim=-2))
             if c < last_c:  # the posterior over components given this channel's value
                 centre, first, last = self._value_terms(values, c, dtype)
@@ -240,8 +245,8 @@ class DiscretizedMixtureHead(Head):
 
     def log_prob(self, params, values):
         self._check(params, values, need_values=True)
-        out_dtype = params.dtype
-        params = params.to(_work_dtype(params))
+        out_dtype = torch.promote_types(params.dtype, torch.float32)  # never bfloat16 log-probs (under --amp)
+        params = params.to(self._work_dtype(params, grid=False))
         log_w, chans = self._split(params)
         out, x = [], []
         for c, (mean, log_scale, coeffs) in enumerate(chans):
