@@ -10,8 +10,9 @@ or Gaussian, whose colour version adds PixelCNN++'s linear dependence of G on R 
 Colour (C = 3): the R -> G -> B dependency within a pixel (arXiv 1601.06759, section 3.4). Every feature map
 is split into C colour groups; at the centre tap, group g of a layer's output sees input groups < g (mask A,
 first layer) or <= g (mask B, every later layer, the 1x1 convolutions and the output layers), so R is
-predicted from the pixels before, G also from R, B from R and G. Taps at earlier pixels see every group; the output
-layer gives each head parameter the group of the channel it belongs to (`Head.param_channels`). The gated model's vertical stack only ever reaches the horizontal stack from the row above, so it needs no groups.
+predicted from the pixels before, G also from R, B from R and G. Taps at earlier pixels see every group; the
+output layer gives each head parameter the group of the channel it belongs to (`Head.param_channels`). The
+gated model's vertical stack only ever reaches the horizontal stack from the row above, so it needs no groups.
 Generation order is pixel by pixel, channel by channel within a pixel (`generation_order`). For C = 1 the
 groups collapse and the masks are the grayscale ones.
 
