@@ -30,7 +30,7 @@ _LAZY = {
     "PixelTokenizer": "tokenizers", "Tokenizer": "tokenizers",
 }
 _SUBMODULES = {"masks", "api", "cards", "data", "distributed", "evaluate", "export", "fid", "grid", "logits",
-               "model", "plugins", "sampling", "tokenizers", "train", "weights", "errors", "threads", "floors"}
+               "model", "plugins", "sampling", "tokenizers", "train", "weights", "errors", "threads", "floors", "presets", "image_folder", "datasets", "locking", "heads"}
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly
     from . import masks  # noqa: F401
@@ -60,6 +60,6 @@ __all__ = [
     "Card", "CardError", "DataError", "Dataset", "FullRecomputeStepper", "InputError", "LockedError",
     "LogitProcessor", "Metric", "Model", "PixelTokenizer", "Plugin", "PluginError", "Sampler", "Stepper",
     "Tokenizer", "UnknownModelError", "UnverifiedWeightsWarning", "WeightsError", "ZooError", "create",
-    "get_card", "list_architectures", "list_datasets", "list_models", "load", "make_generator", "masks",
-    "read_card",
+    "get_card", "heads", "list_architectures", "list_datasets", "list_models", "load", "make_generator",
+    "masks", "read_card",
 ]

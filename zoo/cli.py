@@ -122,6 +122,20 @@ def _params(card) -> int:
         return -1
 
 
+def _head_text(card) -> str | None:
+    """What the card's model outputs per pixel (its zoo.heads head, softmax unless the config names another), or
+    None for a model with no per-pixel levels (VAR, a tokenizer). Read from the config: no model is built."""
+    from .heads import make_head
+    config = card.config
+    if "levels" not in config or "image_shape" not in config:
+        return None
+    try:
+        return make_head(config.get("head", "softmax"), int(config["levels"]), int(config["image_shape"][0]),
+                         config.get("mixtures")).describe()
+    except (ZooError, TypeError, ValueError, IndexError):
+        return None
+
+
 def _nll_text(m, card) -> str:
     if "token" in m.unit:
         return f"{m.value:.2f} nats (tokens)"
@@ -235,6 +249,9 @@ def info(model_id: str) -> None:
     if c.hub_repo:
         weights["hub"] = c.hub_repo + (f"@{c.hub_revision}" if c.hub_revision else "")
     _print_table("weights", weights)
+    head = _head_text(c)
+    if head:
+        console.print(f"[bold]output head[/]: {head}", highlight=False)
     if c.training:
         _print_table("training", c.training)
     if c.sampling:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -21,6 +22,7 @@ from torch import nn
 
 import zoo
 from zoo.errors import InputError
+from zoo.heads import make_head
 from zoo.sampling import FullRecomputeStepper, draw_logits
 
 ORDERINGS = ("natural", "random", "agnostic")
@@ -58,16 +60,20 @@ def _agnostic_models() -> str:
 
 
 class MADE(zoo.Model):
-    """MADE over pixel tokens: Bernoulli outputs for 2 levels, a 256-way softmax per pixel for 8-bit data.
+    """MADE over pixel tokens: Bernoulli outputs for 2 levels; for 8-bit data, an output head per sub-pixel.
 
-    For more than 2 levels the output layer gives `features` numbers per pixel, mapped to the levels' logits by
-    a linear map shared by all pixels plus a per-pixel bias (a factorized softmax, so the layer stays small).
+    `head = "softmax"` (the default): the output layer gives `features` numbers per sub-pixel, mapped to the
+    levels' logits by a linear map shared by all pixels plus a per-pixel bias (a factorized softmax, so the layer
+    stays small). `head = "logistic"` or `"gaussian"`: the output layer gives the parameters of a discretized
+    logistic mixture (`mixtures` components, 10 by default) or Gaussian (1 by default) per sub-pixel
+    (zoo.heads); `features` is then unused. MADE's ordering carries every dependence, channels included, so each
+    sub-pixel has a grey head of its own.
     """
 
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2, hidden=(1000, 1000), num_masks: int = 1,
                  eval_masks: int | None = None, ordering: str = "natural", natural_prob: float = 0.5,
                  direct: bool = True, direct_features: int | None = None, features: int = 32,
-                 head: str = "softmax", seed: int = 0) -> None:
+                 head: str = "softmax", mixtures: int | None = None, seed: int = 0) -> None:
         super().__init__()
         if ordering not in ORDERINGS:
             raise InputError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
@@ -79,17 +85,24 @@ class MADE(zoo.Model):
         self.num_masks, self.ordering, self.natural_prob = int(num_masks), ordering, float(natural_prob)
         self.eval_masks = int(eval_masks or num_masks)
         self.direct, self.seed, self.head = bool(direct), int(seed), head
-        if head not in ("softmax", "gauss"):
-            raise InputError(f"head must be 'softmax' or 'gauss', got {head!r}")
+        if head == "gauss":
+            warnings.warn("MADE(head='gauss') is deprecated: it adds a Gaussian-shaped bump to the factorized "
+                          "softmax. Use head='gaussian' (an exact discretized Gaussian, zoo.heads) or "
+                          "head='logistic'; 'gauss' still builds the old model", DeprecationWarning, stacklevel=3)
+        elif levels == 2 and head != "softmax":
+            raise InputError(f"head={head!r} is for 8-bit (many-level) data; a binary MADE (levels = 2) outputs one "
+                             "Bernoulli logit per pixel: use head='softmax'")
+        self.output_head = make_head("softmax" if head == "gauss" else head, levels, 1, mixtures)
         D = self.num_dims
-        self.per_dim = 1 if levels == 2 else int(features)
+        mixture = self.output_head.name != "softmax"
+        self.per_dim = 1 if levels == 2 else self.output_head.num_params if mixture else int(features)
         sizes = [D, *self.hidden]
         self.layers = nn.ModuleList(MaskedLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.out = MaskedLinear(sizes[-1], D * self.per_dim)
         # direct input->output connections feed the first `direct_features` features of each pixel
         self.direct_features = min(self.per_dim, int(direct_features or self.per_dim))
         self.skip = MaskedLinear(D, D * self.direct_features, bias=False) if direct else None
-        if levels > 2:
+        if levels > 2 and not mixture:
             self.level_proj = nn.Parameter(torch.randn(self.per_dim, levels) / math.sqrt(self.per_dim))
             self.level_bias = nn.Parameter(torch.zeros(D, levels))
         self._current: tuple | None = None
@@ -179,19 +192,25 @@ class MADE(zoo.Model):
     def encode_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens.float() / (self.levels - 1)
 
-    def to_logits(self, feats: torch.Tensor, dims: torch.Tensor | slice = slice(None)) -> torch.Tensor:
-        """Output features (N, P * per_dim) of the dims `dims` -> logits (N, P, levels)."""
+    def head_params(self, feats: torch.Tensor, dims: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """Output features (N, P * per_dim) of the dims `dims` -> the head's parameters (N, P, num_params)."""
         n = feats.shape[0]
         if self.levels == 2:
             f = feats.reshape(n, -1)
             return torch.stack([torch.zeros_like(f), f], dim=-1)
         f = feats.reshape(n, -1, self.per_dim)
+        if self.output_head.name != "softmax":
+            return f
         logits = f @ self.level_proj + self.level_bias[dims]
-        if self.head == "gauss":
+        if self.head == "gauss":  # deprecated
             # a discretized Gaussian bump (mean f0, log-precision f1) that the free features reshape
             t = torch.linspace(-1, 1, self.levels, device=f.device)
             logits = logits - f[..., 1:2].clamp(-10, 10).exp() * (t - f[..., :1]).square()
         return logits
+
+    def to_logits(self, feats: torch.Tensor, dims: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """Output features (N, P * per_dim) of the dims `dims` -> logits (N, P, levels), through the head."""
+        return self.output_head.logits(self.head_params(feats, dims))[..., 0, :]
 
     def skip_features(self, direct: torch.Tensor) -> torch.Tensor:
         """Direct-connection outputs (N, D * direct_features) laid out as output features (N, D * per_dim)."""
@@ -200,8 +219,8 @@ class MADE(zoo.Model):
         pad = self.per_dim - self.direct_features
         return F.pad(direct.reshape(direct.shape[0], self.num_dims, self.direct_features), (0, pad)).flatten(1)
 
-    def logits_all(self, tokens: torch.Tensor, c: Connectivity | None = None) -> torch.Tensor:
-        """Logits (N, D, levels) of every conditional under connectivity c (mask 0 by default)."""
+    def features(self, tokens: torch.Tensor, c: Connectivity | None = None) -> torch.Tensor:
+        """Output features (N, D * per_dim) under connectivity c (mask 0 by default)."""
         c = c or self._fixed(0)
         x = self.encode_inputs(tokens)
         if torch.is_grad_enabled():
@@ -216,13 +235,17 @@ class MADE(zoo.Model):
         feats = F.linear(h, ws[len(self.layers)], self.out.bias)
         if self.skip is not None:
             feats = feats + self.skip_features(F.linear(x, ws[-1]))
-        return self.to_logits(feats)
+        return feats
+
+    def logits_all(self, tokens: torch.Tensor, c: Connectivity | None = None) -> torch.Tensor:
+        """Logits (N, D, levels) of every conditional under connectivity c (mask 0 by default)."""
+        return self.to_logits(self.features(tokens, c))
 
     def _log_prob_one(self, tokens: torch.Tensor, c: Connectivity) -> torch.Tensor:
-        logits = self.logits_all(tokens, c)
+        feats = self.features(tokens, c)
         if self.levels == 2:
-            return -F.binary_cross_entropy_with_logits(logits[..., 1], tokens.float(), reduction="none").sum(1)
-        return -F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none").sum(1)
+            return -F.binary_cross_entropy_with_logits(feats, tokens.float(), reduction="none").sum(1)
+        return self.output_head.log_prob(self.head_params(feats), tokens[..., None])[..., 0].sum(1)
 
     def log_prob_tokens(self, tokens: torch.Tensor, y=None, masks: int | None = None) -> torch.Tensor:
         """Exact log p(x) in nats; with masks = E > 1, the ensemble log (1/E) sum_k p_k(x)."""

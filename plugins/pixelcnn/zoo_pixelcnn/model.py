@@ -3,12 +3,15 @@
 Plain: a 7x7 mask-A convolution, residual blocks with 3x3 mask-B convolutions, 1x1 output layers.
 Gated: a vertical stack (rows above, shifted down one row) and a horizontal stack (pixels to the left)
 with tanh x sigmoid gates, v->h 1x1 links, residual and skip connections and optional class conditioning,
-so no blind spot. Outputs: a softmax over `levels` values per sub-pixel (2 for binarized data, 256 for 8-bit).
+so no blind spot. Outputs: an output head (zoo.heads) per pixel: a softmax over `levels` values per sub-pixel
+(2 for binarized data, 256 for 8-bit; the default), or for 8-bit data a discretized logistic mixture (PixelCNN++)
+or Gaussian, whose colour version adds PixelCNN++'s linear dependence of G on R and of B on R, G.
 
 Colour (C = 3): the R -> G -> B dependency within a pixel (arXiv 1601.06759, section 3.4). Every feature map
 is split into C colour groups; at the centre tap, group g of a layer's output sees input groups < g (mask A,
 first layer) or <= g (mask B, every later layer, the 1x1 convolutions and the output layers), so R is
-predicted from the pixels before, G also from R, B from R and G. Taps at earlier pixels see every group. The
+predicted from the pixels before, G also from R, B from R and G. Taps at earlier pixels see every group; the
+output layer gives each head parameter the group of the channel it belongs to (`Head.param_channels`). The
 gated model's vertical stack only ever reaches the horizontal stack from the row above, so it needs no groups.
 Generation order is pixel by pixel, channel by channel within a pixel (`generation_order`). For C = 1 the
 groups collapse and the masks are the grayscale ones.
@@ -26,6 +29,7 @@ from torch import nn
 
 import zoo
 from zoo.errors import InputError
+from zoo.heads import make_head
 from zoo.sampling import FullRecomputeStepper
 
 
@@ -37,12 +41,13 @@ def colour_groups(size: int, colours: int, period: int) -> torch.Tensor:
 
 
 def centre_mask(cout: int, cin: int, mask_type: str, colours: int = 1, out_period: int | None = None,
-                in_period: int | None = None) -> torch.Tensor:
+                in_period: int | None = None, out_groups: torch.Tensor | None = None) -> torch.Tensor:
     """(cout, cin) connections allowed at the centre tap: output group g sees input groups < g (mask A) or
-    <= g (mask B). With one colour: nothing (A) or everything (B)."""
+    <= g (mask B). With one colour: nothing (A) or everything (B). `out_groups` (cout,) gives the output
+    channels' groups explicitly (an output head's parameters)."""
     if mask_type not in ("A", "B"):
         raise InputError(f"mask type must be 'A' or 'B', got {mask_type!r}")
-    g_out = colour_groups(cout, colours, out_period or cout)[:, None]
+    g_out = (colour_groups(cout, colours, out_period or cout) if out_groups is None else out_groups)[:, None]
     g_in = colour_groups(cin, colours, in_period or cin)[None, :]
     return (g_out > g_in if mask_type == "A" else g_out >= g_in).float()
 
@@ -53,12 +58,13 @@ class MaskedConv2d(nn.Conv2d):
     masked 1x1 convolutions that keep colour groups apart."""
 
     def __init__(self, cin: int, cout: int, k: int, mask_type: str, colours: int = 1,
-                 out_period: int | None = None, in_period: int | None = None) -> None:
+                 out_period: int | None = None, in_period: int | None = None,
+                 out_groups: torch.Tensor | None = None) -> None:
         super().__init__(cin, cout, k, padding=k // 2)
         mask = torch.ones(cout, cin, k, k)
         mask[:, :, k // 2, k // 2:] = 0
         mask[:, :, k // 2 + 1:] = 0
-        mask[:, :, k // 2, k // 2] = centre_mask(cout, cin, mask_type, colours, out_period, in_period)
+        mask[:, :, k // 2, k // 2] = centre_mask(cout, cin, mask_type, colours, out_period, in_period, out_groups)
         self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,10 +126,12 @@ class GatedLayer(nn.Module):
 
 class PixelCNN(zoo.Model):
     """A PixelCNN over pixel tokens. `kind` = "gated" (no blind spot) or "plain" (mask A/B convolutions);
-    C = 1 (grayscale) or C = 3 (colour, R -> G -> B within a pixel)."""
+    C = 1 (grayscale) or C = 3 (colour, R -> G -> B within a pixel). `head` = "softmax" (default), "logistic"
+    (`mixtures` components, 10 by default) or "gaussian" (1 by default): see zoo.heads."""
 
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2, kind: str = "gated", hidden: int = 32,
-                 layers: int = 8, kernel: int = 3, out_hidden: int | None = None, num_classes: int = 0) -> None:
+                 layers: int = 8, kernel: int = 3, out_hidden: int | None = None, num_classes: int = 0,
+                 head: str = "softmax", mixtures: int | None = None) -> None:
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
         c = self.image_shape[0]
@@ -140,6 +148,10 @@ class PixelCNN(zoo.Model):
             raise InputError(f"a colour PixelCNN splits its feature maps into {c} colour groups, so "
                              + ", ".join(f"{k} ({v})" for k, v in uneven.items())
                              + f" must be a positive multiple of {c}")
+        if levels == 2 and head != "softmax":
+            raise InputError(f"head={head!r} is for 8-bit (many-level) data; for binary images (levels = 2) use "
+                             "head='softmax'")
+        self.output_head = make_head(head, levels, c, mixtures)
         self.tokenizer = zoo.PixelTokenizer(levels, self.image_shape)
         self.levels, self.kind, self.num_classes = int(levels), kind, int(num_classes)
         if kind == "plain":
@@ -149,7 +161,8 @@ class PixelCNN(zoo.Model):
             self.gated = nn.ModuleList(GatedLayer(c if i == 0 else hidden, hidden, 7 if i == 0 else kernel, i == 0,
                                                   self.num_classes, c) for i in range(layers))
         self.out1 = MaskedConv2d(hidden, out_hidden, 1, "B", c)
-        self.out2 = MaskedConv2d(out_hidden, c * levels, 1, "B", c)
+        self.out2 = MaskedConv2d(out_hidden, self.output_head.num_params, 1, "B", c,
+                                 out_groups=self.output_head.param_channels())
         _, hh, ww = self.image_shape
         # pixel by pixel in raster order, R, G, B within a pixel (tokens are laid out (C, H, W))
         self.generation_order = (torch.arange(c)[None, :] * hh * ww + torch.arange(hh * ww)[:, None]).flatten()
@@ -170,16 +183,22 @@ class PixelCNN(zoo.Model):
             skip = skip + s
         return F.relu(skip)
 
-    def logits_all(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (N, T, levels) of every pixel given the tokens (N, T)."""
+    def head_params(self, tokens: torch.Tensor, y: torch.Tensor | None = None):
+        """The head's parameters (N, H*W, num_params) of every pixel and the pixels' values (N, H*W, C)."""
         f = self.out2(F.relu(self.out1(self.features(self.encode_inputs(tokens), y))))
-        n, _, hh, ww = f.shape
-        return f.view(n, self.image_shape[0], self.levels, hh, ww).permute(0, 1, 3, 4, 2).reshape(n, -1, self.levels)
+        n = f.shape[0]
+        return f.flatten(2).transpose(1, 2), tokens.view(n, self.image_shape[0], -1).transpose(1, 2)
+
+    def logits_all(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (N, T, levels) of every sub-pixel given the tokens (N, T) (laid out (C, H, W))."""
+        params, values = self.head_params(tokens, y)
+        logits = self.output_head.logits(params, values)  # (N, H*W, C, levels)
+        return logits.transpose(1, 2).reshape(tokens.shape[0], -1, self.levels)
 
     def log_prob_tokens(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact log p(x) in nats: the sum over pixels of log softmax at the observed value."""
-        logits = self.logits_all(tokens, y)
-        return -F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none").sum(1)
+        """Exact log p(x) in nats: the sum over sub-pixels of the head's log-probability at the observed value."""
+        params, values = self.head_params(tokens, y)
+        return self.output_head.log_prob(params, values).transpose(1, 2).flatten(1).sum(1)
 
     def stepper(self, n: int, *, y=None, observed_mask=None, generator=None, processor=None, naive=False):
         if observed_mask is not None:
@@ -239,6 +258,7 @@ class CachedStepper:
             self.gate_rows = [self.gates[:, l_] for l_ in range(L)]      # ... read with its constant 1
             self.gates_flat = self.gates.view(n, -1)
         self.computed = -1  # the last step whose logits computed the pixel's activations
+        self.values = torch.zeros(n, self.C, dtype=torch.long, device=dev)  # the current pixel's tokens (the head's)
 
     def positions(self, t: int) -> torch.Tensor:
         return self.m.generation_order[t:t + 1]
@@ -305,11 +325,12 @@ class CachedStepper:
         self.computed = t
         (w1, b1), (w2, b2) = self.head
         out = torch.addmm(b2, torch.addmm(b1, feat, w1).relu_(), w2)
-        return out.view(self.n, self.C, self.m.levels)[:, c:c + 1]
+        return self.m.output_head.logits(out[:, None], self.values[:, None], channel=c)[:, 0]
 
     def advance(self, t: int, tokens: torch.Tensor) -> None:
         p, c = divmod(t, self.C)
         i, j = divmod(p, self.W)
+        self.values[:, c] = tokens[:, 0]
         value = tokens[:, 0].float() / (self.m.levels - 1) * 2 - 1
         if self.m.kind == "plain":
             self.x[:, c, i + 3, j + 3] = value
