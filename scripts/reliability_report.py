@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     resumes = sum(o.ok and o.case.error is None for o in outcomes)
     print(f"{'total':<10} {n:>6} {ok:>30}")
     print(f"\n{ok}/{n} ended in a clear error or a correct resume ({errors} clear errors, {resumes} correct "
-          f"resumes or recoveries), nothing lost"
+          f"resumes, recoveries or concurrent runs), nothing lost"
           + ("" if ok == n else f"; {n - ok} FAILED") + f"  [{time.time() - t0:.0f} s]")
     if fuzz:
         total = sum(c for c, _ in fuzz.values())

@@ -49,3 +49,35 @@ def tiny_data(n: int, split: str, dynamic: bool) -> ImageData:
         images = (images > 127).to(torch.uint8) * 255
     return ImageData("mnist-bin", split, "synthetic", images, torch.zeros(n, dtype=torch.long), ("0",),
                      "test data", dynamic_binarization=dynamic)
+
+
+def make_image_folder(root: Path, classes: tuple[str, ...] | None = ("bars", "blobs"), n: int = 10,
+                      colour: bool = True, seed: int = 0, odd: bool = True) -> Path:
+    """An image folder the tests make: n images per class subfolder (classes=None: n flat images), of mixed
+    sizes and, with odd=True, mixed modes and formats (RGB, L, RGBA, P, 16-bit grey, JPEG)."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for label, cls in enumerate(classes or ("",)):
+        folder = root / cls if cls else root
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            h, w = (int(s) for s in rng.integers(9, 40, 2)) if odd else (16, 16)
+            a = (rng.random((h, w, 3)) * 60).astype(np.uint8)
+            if label % 2:
+                a[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = (220, 60, 60)
+            else:
+                a[:, w // 3: w // 2] = (60, 200, 220)
+            im = Image.fromarray(a if colour else a.mean(2).astype(np.uint8))
+            kind = i % 6 if odd else 0
+            if kind == 1:
+                im = im.convert("L")
+            elif kind == 2:
+                im = im.convert("RGBA")
+            elif kind == 3:
+                im = im.convert("P")
+            elif kind == 4:
+                im = Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257)
+            suffix = ".jpg" if kind == 5 else ".png"
+            im.save(folder / f"img{i:03d}{suffix}", quality=95) if suffix == ".jpg" else im.save(folder / f"img{i:03d}.png")
+    return root

@@ -147,6 +147,7 @@ def run_case(c: Case, tmp: Path, shared: Shared) -> Outcome:
     t0 = time.time()
     with environ(HF_HOME=str(tmp / "hf"), HF_HUB_CACHE=None, HF_HUB_OFFLINE="1", HF_ENDPOINT=None,
                  ZOO_DATA_DIR=str(tmp / "no-data"), XDG_CACHE_HOME=str(tmp / "cache"), ZOO_FID_CACHE=None,
+                 ZOO_FOLDER_CACHE=None,
                  ZOO_LOAD_PLUGINS="made,pixelcnn"):
         zoo.plugins.reset()
         try:
@@ -935,6 +936,125 @@ def _(ctx: Ctx) -> Any:
         return zoo.get_card("twin-b")
 
 
+# ---- 8b. image folders as data (zoo train / zoo eval --data DIR) -------------------------------------------------
+FOLDER_MADE = {"image_shape": [1, 6, 6], "levels": 2, "hidden": [8], "num_masks": 1}
+FOLDER_PIXELCNN = {"image_shape": [1, 6, 6], "levels": 256, "hidden": 4, "layers": 1, "num_classes": 10}
+
+
+def _folder_recipe(ctx: Ctx, conditional: bool = False) -> Path:
+    """A tiny recipe to train on a folder: MADE, or a class-conditional PixelCNN."""
+    data = card_data()
+    del data["weights"], data["metrics"]
+    data.update(id="folder-tiny", plugin="pixelcnn" if conditional else "made",
+                architecture="pixelcnn" if conditional else "made",
+                config=FOLDER_PIXELCNN if conditional else FOLDER_MADE,
+                training={"epochs": 1, "batch_size": 8, "eval_batch_size": 16})
+    path = ctx.tmp / "recipe.toml"
+    path.write_text(toml_text(data), encoding="utf-8")
+    return path
+
+
+def _images(ctx: Ctx, name: str = "imgs", classes: tuple[str, ...] | None = None, n: int = 6) -> Path:
+    from fakedata import make_image_folder
+    return make_image_folder(ctx.tmp / name, classes=classes, n=n)
+
+
+def _train_on(ctx: Ctx, folder: Path, *extra: Any, conditional: bool = False) -> str:
+    return cli("train", _folder_recipe(ctx, conditional), "--data", folder, "--out", ctx.tmp / "run", "--threads", 1,
+               *extra)
+
+
+def _no_run(ctx: Ctx) -> None:
+    assert not (ctx.tmp / "run").exists(), "the run folder was created although the run could not start"
+
+
+def _empty_folder(ctx: Ctx) -> Path:
+    (ctx.tmp / "imgs").mkdir()
+    (ctx.tmp / "imgs" / "notes.txt").write_text("no images")
+    return ctx.tmp / "imgs"
+
+
+def _broken_files(ctx: Ctx) -> Path:
+    d = _images(ctx, classes=("a", "b"))
+    good = (d / "a" / "img000.png").read_bytes()
+    (d / "a" / "cut.png").write_bytes(good[: len(good) // 2])
+    (d / "b" / "text.jpg").write_text("not a jpeg")
+    (d / "b" / "empty.png").write_bytes(b"")
+    return d
+
+
+def _dangling_link(ctx: Ctx) -> Path:
+    d = _images(ctx, classes=("a", "b"))
+    (d / "a" / "gone.png").symlink_to(ctx.tmp / "nowhere.png")
+    return d
+
+
+def _mixed_layout(ctx: Ctx) -> Path:
+    d = _images(ctx, classes=("a", "b"))
+    (d / "stray.png").write_bytes((d / "a" / "img000.png").read_bytes())
+    return d
+
+
+def _lonely_class(ctx: Ctx) -> Path:
+    d = _images(ctx, classes=("a", "b"))
+    for p in sorted((d / "b").iterdir())[1:]:
+        p.unlink()
+    return d
+
+
+def _resume_other_folder(ctx: Ctx) -> None:
+    _train_on(ctx, _images(ctx, "first"), "--max-steps", 1)
+    ctx.notes["state"] = (ctx.tmp / "run" / "state.json").read_bytes()
+    _train_on(ctx, _images(ctx, "second", n=7), "--resume")
+
+
+def _state_kept(ctx: Ctx) -> None:
+    assert (ctx.tmp / "run" / "state.json").read_bytes() == ctx.notes["state"], "the run's state changed"
+
+
+def _folder_model(ctx: Ctx, conditional: bool = False) -> Path:
+    classes = ("cats", "dogs") if conditional else None
+    _train_on(ctx, _images(ctx, classes=classes), "--max-steps", 1, conditional=conditional)
+    return ctx.tmp / "run"
+
+
+add("folders", "zoo train --data: an empty folder (only a text file)", lambda ctx: _train_on(ctx, _empty_folder(ctx)),
+    CliError, "no images found", _no_run)
+add("folders", "zoo train --data: the folder does not exist", lambda ctx: _train_on(ctx, ctx.tmp / "nowhere"),
+    CliError, "does not exist", _no_run)
+add("folders", "zoo train --data: a file, not a folder",
+    lambda ctx: _train_on(ctx, (p := ctx.tmp / "x.png", p.write_bytes(b"x"))[0]), CliError, "it is a file", _no_run)
+add("folders", "zoo train --data: undecodable files (cut PNG, text .jpg, empty file), all named",
+    lambda ctx: _train_on(ctx, _broken_files(ctx)), CliError, "3 file(s) cannot be decoded as images", _no_run)
+add("folders", "zoo train --data: an unreadable file (dangling link)", lambda ctx: _train_on(ctx, _dangling_link(ctx)),
+    CliError, "cannot be read", _no_run)
+add("folders", "zoo train --data: images at the top level and in class subfolders",
+    lambda ctx: _train_on(ctx, _mixed_layout(ctx)), CliError, "and class subfolders", _no_run)
+add("folders", "zoo train --data: a class of one image", lambda ctx: _train_on(ctx, _lonely_class(ctx)), CliError,
+    "only one image", _no_run)
+add("folders", "zoo train --data: one class for a class-conditional model",
+    lambda ctx: _train_on(ctx, _images(ctx, classes=("only",)), conditional=True), CliError,
+    "one class subfolder ('only')", _no_run)
+add("folders", "zoo train --data: a flat folder for a class-conditional model",
+    lambda ctx: _train_on(ctx, _images(ctx), conditional=True), CliError, "no class subfolders", _no_run)
+add("folders", "zoo train --data: together with --data-dir",
+    lambda ctx: _train_on(ctx, _images(ctx), "--data-dir", ctx.shared.mnist), CliError, "give one or the other",
+    _no_run)
+add("folders", "zoo train --data --resume: another folder (refused, the run untouched)", _resume_other_folder,
+    CliError, "it trained on folder:first", _state_kept)
+add("folders", "zoo eval: a folder-trained model without --data",
+    lambda ctx: cli("eval", f"local-dir:{_folder_model(ctx)}", "--nll"), CliError, "pass the folder with --data")
+add("folders", "zoo eval --data: with --split test",
+    lambda ctx: cli("eval", "made-mnist-bin", "--nll", "--data", _images(ctx), "--split", "test"), CliError,
+    "held-out share")
+add("folders", "zoo eval --data: other classes than the model's",
+    lambda ctx: cli("eval", f"local-dir:{_folder_model(ctx, conditional=True)}", "--nll", "--data",
+                    _images(ctx, "birds", classes=("owls", "gulls", "crows"), n=3)), CliError,
+    "class-conditional with the classes cats, dogs")
+add("folders", "zoo eval --data: an empty folder", lambda ctx: cli("eval", "made-mnist-bin", "--nll", "--data",
+                                                                   _empty_folder(ctx)), CliError, "no images found")
+
+
 # ---- 9. faults: training killed, checkpoint writes interrupted, downloads interrupted ----------------------------
 RECIPE = dict(epochs=2, batch_size=10, lr=0.003, checkpoint_every=1, val_n=40, eval_batch_size=40, seed=0,
               schedule="cosine")
@@ -1067,6 +1187,24 @@ CASES.append(Case("faults", "checkpoint write cut mid-file (process dies), then 
                   _crash_mid_write("safetensors.tmp", 7), None, slow=True))
 CASES.append(Case("faults", "state.json write cut mid-file (process dies), then resumed",
                   _crash_mid_write("state.json.tmp", 12), None, slow=True))
+
+
+@case("faults", "a run stopped by --max-steps, continued with a larger --max-steps and --resume", None)
+def _(ctx: Ctx) -> Any:
+    # issue 15: the continued run once reported and shipped the first stop's weights, and its card dropped flags
+    recipe, out, ref = _recipe(ctx), ctx.tmp / "run", ctx.tmp / "ref"
+    cli(*_train_cmd(recipe, out, ctx.shared.mnist, "--epochs", "2", "--max-steps", "5"))
+    first = zoo.weights.load_weights(out / "made-tiny-train.safetensors")
+    cli(*_train_cmd(recipe, out, ctx.shared.mnist, "--epochs", "2", "--max-steps", "12", "--resume"))
+    cli(*_train_cmd(recipe, ref, ctx.shared.mnist, "--epochs", "2", "--max-steps", "12"))
+    a = zoo.weights.load_weights(out / "made-tiny-train.safetensors")
+    b = zoo.weights.load_weights(ref / "made-tiny-train.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a), "the continued run does not ship the weights it trained"
+    assert any(not torch.equal(a[k], first[k]) for k in a), "the continued run shipped the first stop's weights"
+    val, val_ref = (read_card(p / "card.toml").metric("val_nll") for p in (out, ref))
+    assert val.value == val_ref.value, f"val NLL {val.value} vs {val_ref.value} of a straight 12-step run"
+    assert "--epochs 2" in val.command and "--max-steps 12 --resume" in val.command, val.command
+    ctx.notes["result"] = f"ships the step-12 weights (val NLL {val.value}); card command: {val.command}"
 
 
 def _run_with_state(ctx: Ctx) -> Path:
@@ -1210,6 +1348,216 @@ def _(ctx: Ctx) -> Any:
     return zoo.load(f"hf://{REPO}")  # offline again (run_case's default)
 
 
+# ---- 10. concurrency: several processes at once on one run folder, card, floors file or cache -----------------
+# Each case starts WORKERS processes that import zoo, say they are ready, and wait at one gate: the parent opens it
+# when all are ready, so they really do start together.
+WORKERS = 4
+AT_ONCE_CHILD = r"""
+import json, os, sys, time
+gate, ready, job = sys.argv[1], sys.argv[2], sys.argv[3]
+import torch
+torch.set_num_threads(1)
+import zoo, zoo.cli, zoo.train
+def wait_for(path, timeout=300):
+    t0 = time.time()
+    while not os.path.exists(path):
+        if time.time() - t0 > timeout:
+            sys.exit("timed out waiting for " + path)
+        time.sleep(0.005)
+open(ready, "w").close()
+wait_for(gate)
+exec(job)
+"""
+
+
+def _at_once(ctx: Ctx, job: str, args: list[list[str]], env: dict[str, str] | None = None) -> tuple[list, Path]:
+    """Start one process per entry of `args` running `job` (Python; sys.argv[4:] are its args), all released at
+    one gate; returns the Popen objects (not waited for) and the gate folder."""
+    gates = ctx.tmp / "gates"
+    gates.mkdir(parents=True, exist_ok=True)
+    procs = [subprocess.Popen([sys.executable, "-c", AT_ONCE_CHILD, str(gates / "go"), str(gates / f"ready-{i}"),
+                               job, *a], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**_child_env(), **(env or {})})
+             for i, a in enumerate(args)]
+    deadline = time.time() + 240
+    while not all((gates / f"ready-{i}").exists() for i in range(len(args))):
+        if time.time() > deadline or any(p.poll() is not None for p in procs):
+            for p in procs:
+                p.kill()
+            raise AssertionError("a worker died before the start: " + " | ".join(
+                p.communicate()[1][-400:] for p in procs))
+        time.sleep(0.01)
+    (gates / "go").touch()
+    return procs, gates
+
+
+def _finish(procs: list, timeout: float = 240) -> list[tuple[int, str, str]]:
+    out = []
+    for p in procs:
+        try:
+            o, e = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            o, e = p.communicate()
+        out.append((p.returncode, o, e))
+    return out
+
+
+TRAIN_JOB = r"""
+# the run that gets the folder waits inside it (holding it) until the parent has seen every other start refused
+real_fit = zoo.train._fit
+def held_fit(*a, **k):
+    with open(os.path.join(os.path.dirname(gate), "running"), "w") as f:
+        f.write(str(os.getpid()))
+    wait_for(os.path.join(os.path.dirname(gate), "finish"))
+    return real_fit(*a, **k)
+zoo.train._fit = held_fit
+zoo.cli.main(sys.argv[4:], standalone_mode=True)
+"""
+
+
+@case("concurrency", f"{WORKERS} trainers (2 fresh, 2 --resume) started at once on one run folder: exactly one "
+      "runs, the others are refused naming it", None)
+def _(ctx: Ctx) -> Any:
+    recipe, out = _recipe(ctx), ctx.tmp / "run"
+    base = _train_cmd(recipe, out, ctx.shared.mnist, "--max-steps", "2")
+    procs, gates = _at_once(ctx, TRAIN_JOB, [base, base, base + ["--resume"], base + ["--resume"]])
+    deadline = time.time() + 240
+    while sum(p.poll() is not None for p in procs) < WORKERS - 1 and time.time() < deadline:
+        time.sleep(0.02)
+    running = [p for p in procs if p.poll() is None]
+    refused = [p for p in procs if p.poll() is not None]
+    assert len(running) == 1 and (gates / "running").is_file(), f"{len(running)} trainers still running"
+    winner = int((gates / "running").read_text())
+    assert running[0].pid == winner, "the process inside the run is not the one still running"
+    during = sorted(p.name for p in out.iterdir())
+    (gates / "finish").touch()
+    results = _finish(procs)
+    import socket
+    for p, (code, _, err) in zip(procs, results):
+        if p is running[0]:
+            assert code == 0, f"the trainer that held the folder failed: {err[-600:]}"
+            continue
+        msg = " ".join(err.split())
+        assert code == 2 and "Traceback" not in err, f"exit {code}: {err[-600:]}"
+        assert f"in use by process {winner} on {socket.gethostname()}, started" in msg, msg
+    state = json.loads((out / "state.json").read_text())
+    assert state["global_step"] == 2 and (out / "card.toml").is_file()
+    assert during == [".zoo-run.lock"], f"a refused trainer wrote into the run folder: {during}"
+    ctx.notes["result"] = f"process {winner} trained; {WORKERS - 1} were refused with its pid, host and start time"
+
+
+CARD_JOB = r"""
+from zoo.cards import Metric, update_card, with_metric
+me, k = sys.argv[4], int(sys.argv[5])
+for i in range(k):
+    metric = Metric(f"w{me}_{i}", float(i), "x", "test", 1, f"zoo eval made-tiny --w{me} {i}")
+    update_card(sys.argv[6], lambda card: with_metric(card, metric))
+"""
+PER_WORKER = 12
+
+
+@case("concurrency", f"{WORKERS} processes recording metrics in one card at once (--write-card): every metric kept",
+      None)
+def _(ctx: Ctx) -> Any:
+    card = folder(ctx) / "card.toml"
+    procs, _ = _at_once(ctx, CARD_JOB, [[str(i), str(PER_WORKER), str(card)] for i in range(WORKERS)])
+    for code, _, err in _finish(procs):
+        assert code == 0, err[-600:]
+    names = {m.name for m in read_card(card).metrics}
+    want = {f"w{i}_{j}" for i in range(WORKERS) for j in range(PER_WORKER)} | {"nll"}
+    assert names == want, f"lost {len(want - names)} of {len(want)} metrics"
+    assert not [p.name for p in card.parent.iterdir() if p.name.endswith(".tmp")], "temporary files left"
+    ctx.notes["result"] = f"{len(want) - 1} metrics written by {WORKERS} processes at once, all kept, card valid"
+
+
+FLOOR_JOB = r"""
+from zoo.fid import FIDResult, record_floor
+me, k = sys.argv[4], int(sys.argv[5])
+for i in range(k):
+    record_floor(sys.argv[6], f"data-{me}", FIDResult(1.0 + i, 2048 + i, 10000), f"zoo fid-floor data-{me}",
+                 f'worker {me} says "{i}"')
+"""
+
+
+@case("concurrency", f"{WORKERS} processes recording FID floors in one file at once: every floor kept", None)
+def _(ctx: Ctx) -> Any:
+    path = ctx.tmp / "floors.toml"
+    procs, _ = _at_once(ctx, FLOOR_JOB, [[str(i), str(PER_WORKER), str(path)] for i in range(WORKERS)])
+    for code, _, err in _finish(procs):
+        assert code == 0, err[-600:]
+    from zoo.fid import known_floors
+    floors = known_floors(path)
+    assert len(floors) == WORKERS * PER_WORKER, f"{len(floors)} of {WORKERS * PER_WORKER} floors kept"
+    assert floors[("data-1", 2048 + 3)]["note"] == 'worker 1 says "3"'
+    ctx.notes["result"] = f"{len(floors)} floors written by {WORKERS} processes at once, all kept"
+
+
+REF_JOB = r"""
+from zoo import fid as zfid
+calls = [0]
+class Net(torch.nn.Module):  # a cheap stand-in for Inception that counts the images it sees
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.f = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, 2048))
+    def forward(self, x):
+        calls[0] += x.shape[0]
+        time.sleep(0.2)  # as slow as a real network would make it, so the others arrive while it computes
+        return self.f(x)
+s = zfid.reference_stats("mnist", "test", Net(), sys.argv[4], batch_size=10)
+print(json.dumps({"images": calls[0], "mu": float(s.mu.sum()), "n": s.n}))
+"""
+
+
+@case("concurrency", f"{WORKERS} evaluations needing one FID reference at once: computed once, the cache valid",
+      None)
+def _(ctx: Ctx) -> Any:
+    cache = ctx.tmp / "fid-cache"
+    procs, _ = _at_once(ctx, REF_JOB, [[str(ctx.shared.mnist)]] * WORKERS, env={"ZOO_FID_CACHE": str(cache)})
+    results = _finish(procs)
+    for code, _, err in results:
+        assert code == 0, err[-600:]
+    got = [json.loads(o.strip().splitlines()[-1]) for _, o, _ in results]
+    computed = [g for g in got if g["images"]]
+    assert len(computed) == 1, f"{len(computed)} processes computed the statistics"
+    assert len({g["mu"] for g in got}) == 1 and len({g["n"] for g in got}) == 1, got
+    from zoo.fid import Stats
+    files = sorted(p.name for p in cache.iterdir() if not p.name.startswith("."))
+    assert len(files) == 1 and Stats.load(cache / files[0], allow_foreign=False).n == got[0]["n"], files
+    ctx.notes["result"] = (f"one process computed {computed[0]['images']} images' statistics, "
+                           f"{WORKERS - 1} waited and read the cache")
+
+
+HUB_JOB = r"""
+m = zoo.load("hf://" + sys.argv[4])
+print(json.dumps({"logp": float(m.log_prob(torch.ones(1, 1, 3, 3)).sum())}))
+"""
+
+
+@case("concurrency", f"{WORKERS} processes loading one Hub model at once into an empty cache: all load it, the "
+      "cache valid", None)
+def _(ctx: Ctx) -> Any:
+    files, model = _hub_files(ctx)
+    with hub(ctx, files) as server:
+        procs, _ = _at_once(ctx, HUB_JOB, [[REPO]] * WORKERS,
+                            env={"HF_ENDPOINT": server.url, "HF_HOME": str(ctx.tmp / "shared-hf"),
+                                 "HF_HUB_OFFLINE": "0"})
+        results = _finish(procs)
+    for code, _, err in results:
+        assert code == 0, err[-600:]
+    with torch.no_grad():
+        want = float(model.log_prob(torch.ones(1, 1, 3, 3)).sum())
+    got = {json.loads(o.strip().splitlines()[-1])["logp"] for _, o, _ in results}
+    assert got == {want}, (got, want)
+    with environ(HF_HOME=str(ctx.tmp / "shared-hf")):
+        blob = zoo.weights.hub_cached(REPO, WFILE)
+        assert blob is not None and zoo.weights.sha256_file(blob) == zoo.weights.sha256_file(ctx.tmp / "model" / WFILE)
+    left = [p.name for p in (ctx.tmp / "shared-hf").rglob("*") if p.name.endswith(".incomplete")]
+    assert not left, f"partial downloads left in the cache: {left}"
+    ctx.notes["result"] = f"{WORKERS} first loads at once: same weights everywhere, one valid cached copy"
+
+
 # ---- fuzz properties (hypothesis drives them in tests/test_reliability.py and the report script) ------------------
 def prop_card_parser(data: Any) -> None:
     """parse_card on any data: a CardError or a Card that survives dump -> TOML -> parse unchanged."""
@@ -1278,6 +1626,29 @@ def prop_image_folder(arrays: list[np.ndarray], tmp: Path) -> None:
     assert float(x.min()) >= 0 and float(x.max()) <= 1
 
 
+def prop_training_folder(arrays: list[np.ndarray], tmp: Path) -> None:
+    """zoo train --data's folder loader on the same hostile images (in two class subfolders): a DataError, or
+    both splits fitted to (1, 5, 5) uint8 with every image in exactly one of them."""
+    from zoo.errors import DataError
+    from zoo.image_folder import load_folder
+    prop_image_folder(arrays, tmp)  # writes tmp/imgs (and checks zoo fid's loader on it)
+    import shutil
+    d = tmp / "imgs"
+    for i, p in enumerate(sorted(d.glob("*.png"))):
+        (d / ("a" if i % 2 else "b")).mkdir(exist_ok=True)
+        p.rename(d / ("a" if i % 2 else "b") / p.name)
+    with environ(ZOO_FOLDER_CACHE=str(tmp / "folder-cache")):
+        try:
+            train, val = (load_folder(d, split, (1, 5, 5), levels=256) for split in ("train", "val"))
+        except DataError:
+            return
+        finally:
+            for sub in ("a", "b"):
+                shutil.rmtree(d / sub, ignore_errors=True)
+    assert train.images.shape[1:] == (1, 5, 5) and train.images.dtype == torch.uint8
+    assert len(train) + len(val) == len(arrays) and len(val) >= 1
+
+
 def prop_safetensors_bytes(data: bytes, tmp: Path) -> None:
     """load_weights on any bytes: a WeightsError or a dict of tensors."""
     path = tmp / "fuzz.safetensors"
@@ -1290,7 +1661,7 @@ def prop_safetensors_bytes(data: bytes, tmp: Path) -> None:
 
 
 FUZZ_NAMES = ("card parser (data)", "card parser (TOML text)", "mask specs", "image tensors", "image folders",
-              "safetensors reader")
+              "training folders", "safetensors reader")
 
 
 def fuzz_targets() -> dict[str, tuple[Any, Callable[[Any, Path], None]]]:
@@ -1345,6 +1716,7 @@ def fuzz_targets() -> dict[str, tuple[Any, Callable[[Any, Path], None]]]:
             "mask specs": (specs, lambda v, tmp: prop_mask_spec(v)),
             "image tensors": (tensors, lambda v, tmp: prop_check_images(v)),
             "image folders": (images, prop_image_folder),
+            "training folders": (images, prop_training_folder),
             "safetensors reader": (blobs, prop_safetensors_bytes)}
 
 

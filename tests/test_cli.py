@@ -74,3 +74,24 @@ def test_train_writes_weights_and_card_and_resumes(run, tmp_path, mnist_dir):
     assert card.metric("val_nll") is not None and (out / "made-mnist-bin.safetensors").exists()
     model = zoo.load(str(out))
     assert model.sample(2, seed=0).shape == (2, 1, 28, 28)
+
+
+def test_var_sampling_flags_preset_and_one_row_per_class(run, tmp_path):
+    out = run("info", "var-mnist")
+    assert "sampling preset" in out and "cfg_schedule=linear" in out and "classes=uniform" in out
+    grid_png = tmp_path / "classes.png"
+    run("sample", "var-mnist", "-n", 20, "--class", "all", "-o", grid_png)
+    w, h = Image.open(grid_png).size
+    assert h > 4 * w  # 10 rows (one per class) of 2 images
+    pt = tmp_path / "x.pt"
+    run("sample", "var-mnist", "-n", 4, "--class", "null", "--no-preset", "--top-k", 0, "--cfg-schedule",
+        "constant", "-o", pt)
+    import torch
+
+    import zoo
+    assert torch.equal(torch.load(pt), zoo.load("var-mnist").sample(4, seed=0, preset=False))
+    def error(*args):
+        return " ".join(run("sample", "var-mnist", *args, code=2).split())
+    assert "-n a multiple of its classes (10)" in error("-n", 15, "--class", "all")
+    assert "'uniform', 'null'" in error("--class", "cats")
+    assert "needs a class" in error("--class", "null", "--cfg", 2)

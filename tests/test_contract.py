@@ -39,9 +39,30 @@ def test_every_installed_tokenizer_keeps_the_contract(name):
     ("made", {"image_shape": [1, 3, 3], "levels": 2, "hidden": [16, 16], "num_masks": 1, "ordering": "agnostic"}),
     ("pixelcnn", {"image_shape": [3, 1, 2], "levels": 2, "kind": "plain", "hidden": 6, "layers": 1}),
     ("pixelcnn", {"image_shape": [3, 2, 2], "levels": 2, "hidden": 6, "layers": 2}),
-], ids=["made-3-levels-gauss", "made-agnostic", "pixelcnn-colour-plain", "pixelcnn-colour-gated"])
+    ("made", {"image_shape": [1, 2, 2], "levels": 3, "hidden": [12], "head": "logistic", "mixtures": 2}),
+    ("made", {"image_shape": [1, 2, 2], "levels": 3, "hidden": [12], "head": "gaussian"}),
+    ("pixelcnn", {"image_shape": [3, 1, 2], "levels": 3, "hidden": 6, "layers": 1, "head": "logistic",
+                  "mixtures": 2}),
+], ids=["made-3-levels-gauss", "made-agnostic", "pixelcnn-colour-plain", "pixelcnn-colour-gated", "made-logistic",
+        "made-gaussian", "pixelcnn-colour-logistic"])
 def test_more_configs_keep_the_contract(arch, config):
     assert check_family(arch, config).passed == ALL_CHECKS
+
+
+def test_string_tokenizers_register_without_importing_and_resolve_on_use():
+    """A "module:Class" under Plugin.tokenizers is a tokenizer without importing it; a string under architectures
+    is never imported to decide; a class that is not a LearnedTokenizer is refused when first used."""
+    from zoo.plugins import Plugin, Registry
+    reg = Registry()
+    reg.add(Plugin(name="p", version="1", architectures={"v": "zoo_var.var:VAR"},
+                   tokenizers={"tok": "zoo_var.vqvae:VQVAE", "bad": "zoo_made.model:MADE_NOPE"}), source="test")
+    assert sorted(reg.tokenizers) == ["bad", "tok"] and sorted(reg.architectures) == ["bad", "tok", "v"]
+    assert dict.__getitem__(reg.tokenizers, "tok")[1] == "zoo_var.vqvae:VQVAE"  # not imported by registering
+    assert issubclass(reg.tokenizers["tok"][1], zoo.LearnedTokenizer)
+    with pytest.raises(zoo.PluginError, match="MADE_NOPE"):
+        reg.tokenizers["bad"]
+    with pytest.raises(zoo.PluginError, match="module:Class"):
+        Registry().add(Plugin(name="q", version="1", tokenizers={"t": "not a ref"}), source="test")
 
 
 # ---- the kit fails on broken families ------------------------------------------------------------------------

@@ -61,7 +61,24 @@ def test_cfg_scale_zero_is_unconditional_and_one_is_conditional():
     assert torch.allclose(LogitProcessor(cfg=1.0).guide(cond, uncond), cond)
 
 
-@pytest.mark.parametrize("kw", [dict(temperature=-1), dict(top_k=0), dict(top_p=0), dict(top_p=1.5)])
+@pytest.mark.parametrize("cfg,steps", [(3.0, 5), (0.0, 4), (1.0, 6), (7.5, 2)])
+def test_linear_guidance_ramps_from_the_conditional_model_to_cfg(cfg, steps):
+    """zoo's cfg = s is the VAR reference's t = s - 1; the linear schedule is its t_k = t * k / (K - 1)."""
+    cond, uncond = torch.randn(2, 3, 7), torch.randn(2, 3, 7)
+    p = LogitProcessor(cfg=cfg, cfg_schedule="linear")
+    t = cfg - 1
+    for k in range(steps):
+        t_k = t * k / (steps - 1)
+        assert p.guidance(k, steps) == pytest.approx(1 + t_k)
+        reference = cond + t_k * (cond - uncond)  # the reference's form: (1 + t) * cond - t * uncond
+        torch.testing.assert_close(p.guide(cond, uncond, k, steps), reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(p.guide(cond, uncond, 0, steps), cond)
+    constant = LogitProcessor(cfg=cfg)
+    assert constant.cfg_schedule == "constant" and all(constant.guidance(k, steps) == cfg for k in range(steps))
+
+
+@pytest.mark.parametrize("kw", [dict(temperature=-1), dict(top_k=0), dict(top_p=0), dict(top_p=1.5),
+                                dict(cfg=2.0, cfg_schedule="cosine")])
 def test_bad_logit_settings_are_refused(kw):
     with pytest.raises(zoo.InputError):
         LogitProcessor(**kw)
@@ -96,6 +113,26 @@ def test_card_round_trip_and_metric_commands(tmp_path):
     again = read_card(path)
     assert again.to_dict() == card.to_dict()
     assert again.metric("nll").command == "zoo eval tiny-card --nll"
+
+
+def test_a_cards_sampling_preset_is_optional_validated_and_round_trips(tmp_path):
+    import tomllib
+    assert parse_card(tomllib.loads(GOOD_CARD)).sampling == {}  # an old card without [sampling] still loads
+    preset = '\n[sampling]\nclasses = "uniform"\ntop_k = 112\ntop_p = 0.95\ncfg = 2.5\ncfg_schedule = "linear"\n'
+    card = parse_card(tomllib.loads(GOOD_CARD + preset))
+    assert card.sampling == dict(classes="uniform", top_k=112, top_p=0.95, cfg=2.5, cfg_schedule="linear")
+    path = tmp_path / "c.toml"
+    path.write_text(dump_card(card))
+    assert read_card(path).sampling == card.sampling
+    for bad, field in [('top_k = 112', 'top_k = 0'), ('top_p = 0.95', 'top_p = 1.5'),
+                       ('cfg_schedule = "linear"', 'cfg_schedule = "cosine"'), ('classes = "uniform"', 'classes = 3'),
+                       ('classes = "uniform"', 'classes = "all"'), ('cfg = 2.5', 'cfg = true'),
+                       ('cfg = 2.5', 'guidance = 2.5')]:
+        path.write_text(GOOD_CARD + preset.replace(bad, field))
+        with pytest.raises(zoo.CardError) as e:
+            read_card(path)
+        key = field.split(" =")[0]
+        assert str(path) in str(e.value) and key in str(e.value), (field, str(e.value))
 
 
 @pytest.mark.parametrize("edit,field", [

@@ -29,6 +29,19 @@ def test_frechet_distance_equals_pytorch_fid(d, n):
     assert zfid.frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0, abs=1e-4)
 
 
+@pytest.mark.parametrize("d,n", [(256, 1000), (256, 100), (8, 3)])  # full rank, singular, rank 2 of 8
+def test_frechet_distance_by_eigh_equals_the_sqrtm_reference(d, n):
+    mu1, s1 = random_stats(d, n, 2)
+    mu2, s2 = random_stats(d, n, 3)
+    fast = zfid.frechet_distance(mu1, s1, mu2, s2)
+    assert fast == pytest.approx(zfid.frechet_distance_sqrtm(mu1, s1, mu2, s2), rel=1e-6)
+    assert fast > 0
+    with pytest.warns(DeprecationWarning, match="frechet_distance_sqrtm"):
+        assert zfid.frechet_distance(mu1, s1, mu2, s2, eps=1e-6) == fast
+    with pytest.raises(zoo.InputError, match="dimensions"):
+        zfid.frechet_distance(mu1, s1, mu2[:-1], s2[:-1, :-1])
+
+
 def test_preprocessing_gray_to_rgb_299_tf_range():
     x = torch.rand(2, 1, 28, 28)
     p = zfid.preprocess(x)
@@ -124,7 +137,7 @@ def test_floors_round_trip_and_show_beside_a_card_fid(tmp_path, monkeypatch):
     floors = zfid.known_floors(path)
     assert set(floors) == {("mnist-bin", 2048), ("mnist-bin", 10000)}
     assert floors[("mnist-bin", 2048)]["value"] == 1.5  # replaced, not duplicated
-    monkeypatch.setattr(zfid, "FLOORS_FILE", path)
+    monkeypatch.setattr(zoo.floors, "FLOORS_FILE", path)
     card = zoo.get_card("made-mnist-bin")
     fid_metric = card.metric("fid")
     if fid_metric is None or fid_metric.n != 2048:
@@ -168,7 +181,7 @@ def test_list_shows_the_fid_with_the_largest_n_beside_its_floor(tmp_path, monkey
     path = tmp_path / "floors.toml"
     zfid.record_floor(path, "mnist-bin", zfid.FIDResult(1.5, 2048, 10000), "zoo fid-floor mnist-bin -n 2048", "x")
     zfid.record_floor(path, "mnist-bin", zfid.FIDResult(0.75, 10000, 10000), "zoo fid-floor mnist-bin -n 10000", "y")
-    monkeypatch.setattr(zfid, "FLOORS_FILE", path)
+    monkeypatch.setattr(zoo.floors, "FLOORS_FILE", path)
     reg = registry()
     from dataclasses import replace
     card = replace(reg.cards["made-mnist-bin"], metrics=[m for m in reg.cards["made-mnist-bin"].metrics
@@ -178,3 +191,109 @@ def test_list_shows_the_fid_with_the_largest_n_beside_its_floor(tmp_path, monkey
     monkeypatch.setitem(reg.cards, "made-mnist-bin", card)
     out = CliRunner().invoke(main, ["list", "made-mnist-bin"], terminal_width=200).output
     assert "12.5 (n=10,000; floor 0.8)" in out, out
+
+
+@pytest.mark.slow
+def test_eval_fid_records_the_sampling_flags_in_the_command_and_note(inception, mnist_dir, tmp_path, monkeypatch):
+    """A VAR card's FID depends on how it was sampled: the recorded command repeats the flags, the note says
+    what they resolved to (preset or not)."""
+    import shutil
+    monkeypatch.setenv("ZOO_FID_CACHE", str(tmp_path / "cache"))
+    card = tmp_path / "card.toml"
+    shutil.copy(zoo.get_card("var-mnist").path, card)
+    for flags in ([], ["--no-preset"], ["--class", "uniform", "--cfg", "2.0", "--cfg-schedule", "constant"]):
+        result = CliRunner().invoke(main, ["eval", "var-mnist", "--fid", "-n", "4", "--data-dir", str(mnist_dir),
+                                           "--write-card", str(card), *flags])
+        assert result.exit_code == 0, result.output
+    recorded = {m.command: m.note for m in zoo.read_card(card).metrics if m.n == 4}
+    base = "zoo eval var-mnist --fid -n 4 --seed 0"
+    assert set(recorded) == {base, base + " --no-preset", base + " --cfg 2.0 --cfg-schedule constant --class uniform"}
+    assert "classes uniform" in recorded[base] and "cfg 2.5 linear" in recorded[base]
+    assert "top_k 112" in recorded[base]
+    assert "classes null (unconditional)" in recorded[base + " --no-preset"]
+    assert "no guidance" in recorded[base + " --no-preset"]
+    assert "cfg 2.0 constant" in recorded[base + " --cfg 2.0 --cfg-schedule constant --class uniform"]
+
+
+def test_a_pytorch_fid_npz_is_accepted_with_a_stated_warning(tmp_path):
+    """Issue 14, defect 3: pytorch-fid's .npz holds mu and sigma only. It is accepted, with a warning that its
+    preprocessing is unknown, printed by `zoo fid` and carried by the result itself."""
+    rng = np.random.default_rng(0)
+    d = 64  # pytorch-fid's --dims 64 (its 2048 default works alike, only slower)
+    for name, shift in (("a", 0.0), ("b", 0.5)):
+        feats = rng.normal(size=(300, d)) * 0.1 + shift
+        np.savez(tmp_path / f"{name}.npz", mu=feats.mean(0), sigma=np.cov(feats, rowvar=False))
+    with pytest.warns(zfid.FIDStatsWarning, match="preprocessing and weights are unknown"):
+        a = zfid.Stats.load(tmp_path / "a.npz")
+    assert a.foreign and a.n == -1
+    with pytest.raises(zoo.InputError, match="mu and sigma only"):  # never taken as a cached reference
+        zfid.Stats.load(tmp_path / "a.npz", allow_foreign=False)
+    r = CliRunner().invoke(main, ["fid", str(tmp_path / "a.npz"), str(tmp_path / "b.npz")])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "warning:" in out and "unknown" in out and "n = unknown vs unknown" in out
+    assert "preprocessing and weights unknown" in out and "unreliable" not in out
+    with pytest.warns(zfid.FIDStatsWarning):
+        b = zfid.Stats.load(tmp_path / "b.npz")
+    assert f"FID {zfid.frechet_distance(a.mu, a.sigma, b.mu, b.sigma):.2f}" in out
+    ours = zfid.Stats.from_features(rng.normal(size=(300, d)), "zoo's own")
+    assert "preprocessing and weights unknown for" in str(zfid.fid(ours, a))  # one foreign side is enough
+    assert "unknown" not in str(zfid.fid(ours, ours))
+
+
+def test_floors_are_written_with_the_cards_toml_writer(tmp_path):
+    """Issue 14, defect 4: a quote, a backslash or a newline in a note or command round-trips."""
+    path = tmp_path / "floors.toml"
+    note = 'first 2,048 "quoted" \\ back\\slash\nnew line; it\'s \u00e9 \x7f'
+    zfid.record_floor(path, "mnist", zfid.FIDResult(4.2, 2048, 10000), 'zoo fid-floor mnist -n 2048 # "x"', note)
+    zfid.record_floor(path, "cifar10", zfid.FIDResult(15.8, 2048, 10000), "zoo fid-floor cifar10 -n 2048", "plain")
+    floors = zfid.known_floors(path)
+    assert floors[("mnist", 2048)]["note"] == note
+    assert floors[("mnist", 2048)]["command"] == 'zoo fid-floor mnist -n 2048 # "x"'
+    assert path.read_text().startswith("# Real-vs-real FID floors")
+    path.write_text("[[floor]]\ndataset = \"mnist\"\n n = ")  # a broken file is a clear error, never overwritten
+    with pytest.raises(zoo.InputError, match="not a floors file"):
+        zfid.record_floor(path, "mnist", zfid.FIDResult(4.2, 2048, 10000), "zoo fid-floor mnist -n 2048", "x")
+    assert path.read_text().endswith(" n = ")
+
+
+def _stand_in_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, zfid.DIMS))
+
+
+def test_streamed_sample_statistics_equal_one_call():
+    """`zoo eval --fid` streams its samples through the network chunk by chunk (memory flat in n); the images
+    are the very ones one `sample(n, seed)` call draws, so the statistics equal the one-call statistics."""
+    from reliability import tiny_model
+
+    class Recording(torch.nn.Module):  # the stand-in network, keeping every input it saw
+        def __init__(self):
+            super().__init__()
+            self.inner, self.seen = _stand_in_net(), []
+
+        def forward(self, x):
+            self.seen.append(x.clone())
+            return self.inner(x)
+    m, net_a, net_b = tiny_model(seed=3).eval(), Recording(), Recording()
+    one = zfid.sample_stats(lambda k, s: m.sample(k, seed=s, batch_size=4), 23, net_a, seed=5, batch_size=5)
+    seen = []
+    streamed = zfid.model_sample_stats(m, 23, net_b, seed=5, batch_size=5, sample_batch_size=4, chunk=8,
+                                       sample_progress=seen.append)
+    assert seen == [4, 4, 4, 4, 4, 3]  # three chunks of two sampling batches, not one call of 23
+    assert torch.equal(torch.cat(net_a.seen), torch.cat(net_b.seen)), "the streamed images differ"
+    assert streamed.n == one.n == 23 and streamed.source == one.source
+    np.testing.assert_allclose(streamed.mu, one.mu, rtol=1e-5, atol=1e-7)  # float32 batches of other sizes
+    np.testing.assert_allclose(streamed.sigma, one.sigma, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "mnist-bin"])
+def test_streamed_reference_statistics_do_not_depend_on_the_chunk(dataset, mnist_dir, tmp_path, monkeypatch):
+    net = _stand_in_net()
+    monkeypatch.setenv("ZOO_FID_CACHE", str(tmp_path / "a"))
+    a = zfid.reference_stats(dataset, "train", net, mnist_dir, n=30, chunk=7)
+    monkeypatch.setenv("ZOO_FID_CACHE", str(tmp_path / "b"))
+    b = zfid.reference_stats(dataset, "train", net, mnist_dir, n=30, chunk=1000)
+    np.testing.assert_allclose(a.mu, b.mu, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(a.sigma, b.sigma, rtol=1e-5, atol=1e-7)
+    assert zfid.Stats.load(tmp_path / "a" / f"{dataset}-train-30.npz").n == 30

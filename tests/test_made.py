@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import pytest
 import torch
@@ -23,8 +24,9 @@ def test_probabilities_sum_to_one_over_all_512_images(ordering, direct):
 
 
 def test_256_level_probabilities_sum_to_one():
-    m = zoo.create("made", image_shape=[1, 1, 3], levels=4, hidden=[6], features=3, num_masks=2, head="gauss",
-                   direct_features=2, ordering="agnostic")
+    with pytest.warns(DeprecationWarning, match="head='gaussian'"):  # the old Gaussian-bump softmax still works
+        m = zoo.create("made", image_shape=[1, 1, 3], levels=4, hidden=[6], features=3, num_masks=2, head="gauss",
+                       direct_features=2, ordering="agnostic")
     grid = torch.tensor(list(itertools.product(range(4), repeat=3)), dtype=torch.float).view(-1, 1, 1, 3) / 3
     for p in m.parameters():
         torch.nn.init.normal_(p)
@@ -60,8 +62,10 @@ def test_output_d_has_zero_gradient_wrt_inputs_d_and_later(k):
 @pytest.mark.parametrize("levels,ordering,extra", [(2, "natural", {}), (2, "random", {}), (256, "agnostic", {}),
                                                   (256, "agnostic", dict(head="gauss", direct_features=2))])
 def test_fast_sampler_draws_the_same_images_as_naive(levels, ordering, extra):
-    m = zoo.create("made", image_shape=[1, 5, 5], levels=levels, hidden=[32, 24], num_masks=3, ordering=ordering,
-                   features=4, seed=4, **extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # head="gauss"
+        m = zoo.create("made", image_shape=[1, 5, 5], levels=levels, hidden=[32, 24], num_masks=3,
+                       ordering=ordering, features=4, seed=4, **extra)
     for p in m.parameters():  # a trained-looking model: non-trivial weights
         torch.nn.init.normal_(p, std=0.5)
     fast = m.sample(12, seed=7)
@@ -137,3 +141,92 @@ def test_bad_images_are_refused(tiny_made):
         tiny_made.sample(0)
     with pytest.raises(zoo.InputError, match="mask"):
         tiny_made.complete(torch.zeros(2, 1, 3, 3), torch.ones(2, 2, dtype=torch.bool))
+
+
+def _chi2_and_tv(draws: torch.Tensor, images: torch.Tensor, probs: torch.Tensor) -> tuple[float, float]:
+    """Pearson chi-square and total variation of completions `draws` against the exact probabilities of `images`."""
+    codes = (draws.flatten(1) * (2 ** torch.arange(draws[0].numel()))).sum(1).long()
+    img_codes = (images.flatten(1) * (2 ** torch.arange(images[0].numel()))).sum(1).long()
+    counts = torch.stack([(codes == c).sum() for c in img_codes]).double()
+    assert counts.sum() == len(draws), "a completion outside the enumerated set"
+    expected = probs.double() * len(draws)
+    return float(((counts - expected) ** 2 / expected).sum()), float((counts / len(draws) - probs).abs().sum() / 2)
+
+
+@pytest.mark.parametrize("ordering,mask", [("natural", "first4"), ("agnostic", "scattered")])
+def test_ensemble_completion_is_the_exact_conditional_of_the_mixture(ordering, mask):
+    """4 masks, 3x3 binary, 4 observed pixels: completions follow sum_k p(k | observed) p_k(rest | observed),
+    the conditional of the ensemble (1/4) sum_k p_k, not a uniform pick of the mask (chi-square, 31 dof)."""
+    m = zoo.create("made", image_shape=[1, 3, 3], levels=2, hidden=[16, 16], num_masks=4, ordering=ordering,
+                   seed=3)
+    torch.manual_seed(0)
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=1.5)  # masks that disagree strongly
+    obs = torch.zeros(3, 3, dtype=torch.bool)
+    if mask == "first4":
+        obs.view(-1)[:4] = True
+    else:
+        obs.view(-1)[torch.tensor([8, 1, 4, 6])] = True
+    x = torch.tensor([1, 0, 1, 1, 0, 1, 0, 1, 1], dtype=torch.float).view(1, 1, 3, 3)
+    keep = (ALL_3x3[:, 0][:, obs] == x[0, 0][obs]).all(1)
+    images = ALL_3x3[keep]                                    # the 32 completions of x
+    with torch.no_grad():
+        if mask == "first4":
+            joint = m.log_prob(images, masks=4)               # the mixture log_prob scores
+        else:                                                 # the mixture in an observed-first order
+            order = m.completion_order(obs.flatten())
+            per = torch.stack([m._log_prob_one(m.tokenizer.encode(images), m.connectivity(k, order=order))
+                               for k in range(4)])
+            joint = torch.logsumexp(per, 0)
+    exact = (joint - torch.logsumexp(joint, 0)).exp()
+    draws = m.complete(x.expand(20000, 1, 3, 3), obs, seed=0)
+    chi2, tv = _chi2_and_tv(draws, images, exact)
+    assert chi2 < 70 and tv < 0.02, (chi2, tv)               # 31 dof: p = 0.001 at chi2 = 61
+    # the naive sampler draws the same completions
+    assert torch.equal(m.complete(x.expand(50, 1, 3, 3), obs, seed=1),
+                       m.complete(x.expand(50, 1, 3, 3), obs, seed=1, naive=True))
+
+
+def test_ensemble_sampling_matches_naive_across_several_blocks(monkeypatch):
+    """Every image through its own mask, in blocks of steps: the incremental sampler equals the naive one."""
+    from zoo_made.model import IncrementalStepper
+    monkeypatch.setattr(IncrementalStepper, "block", 3)
+    for levels, extra in ((2, {}), (256, dict(features=3, direct_features=2))):
+        m = zoo.create("made", image_shape=[1, 4, 5], levels=levels, hidden=[24, 16, 12], num_masks=5, seed=9,
+                       **extra)
+        for p in m.parameters():
+            torch.nn.init.normal_(p, std=0.7)
+        fast = m.sample(40, seed=2)
+        assert torch.equal(fast, m.sample(40, seed=2, naive=True))
+        x = m.sample(6, seed=5)
+        first = zoo.masks.first_k(x, 7)
+        assert torch.equal(m.complete(x, first, seed=4), m.complete(x, first, seed=4, naive=True))
+
+
+def test_naive_sampler_multiplies_each_masks_weights_once():
+    m = zoo.create("made", image_shape=[1, 3, 3], levels=2, hidden=[8], num_masks=3, seed=1)
+    m.sample(30, seed=0, naive=True)            # 30 images: every mask is drawn
+    cache = m.__dict__["_masked_cache"]
+    assert len(cache) == 3                       # one entry per mask, reused at every step
+    with torch.no_grad():
+        m.out.bias.add_(1.0)                     # new weights: new products, never stale ones
+    m.sample(30, seed=0, naive=True)
+    assert all(key[1] == m._weights_key() for key in list(cache)[-3:])
+
+
+def test_sampling_caches_do_not_outlive_a_fused_optimizer_step():
+    """Fused Adam updates weights without bumping their version counters: the caches drop on train()."""
+    m = zoo.create("made", image_shape=[1, 3, 3], levels=2, hidden=[8], num_masks=2, seed=1)
+    x = ALL_3x3[:16]
+    m.sample(8, seed=0)
+    m.sample(8, seed=0, naive=True)
+    m.train()
+    opt = torch.optim.Adam(m.parameters(), lr=0.1, fused=True)
+    m.training_loss(x).backward()
+    opt.step()
+    m.eval()
+    tokens = m.tokenizer.encode(x)
+    with torch.no_grad():
+        cached = m.logits_all(tokens)
+    assert torch.allclose(cached, m.logits_all(tokens).detach())   # with grad: fresh products
+    assert torch.equal(m.sample(8, seed=0), m.sample(8, seed=0, naive=True))

@@ -122,11 +122,12 @@ def test_colour_probabilities_sum_to_one_over_all_64_images(kind):
         assert m.log_prob(every).double().exp().sum().item() == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["gated", "plain"])
-def test_colour_sub_pixel_k_leaves_logits_at_or_before_it_unchanged(kind):
+@pytest.mark.parametrize("kind,head", [("gated", "softmax"), ("plain", "softmax"), ("gated", "logistic"),
+                                       ("plain", "gaussian")])
+def test_colour_sub_pixel_k_leaves_logits_at_or_before_it_unchanged(kind, head):
     """In generation order (pixel by pixel, R, G, B within a pixel): changing the k-th sub-pixel changes no
-    logit at or before it; and within a pixel G sees R, B sees R and G."""
-    m = colour(kind)
+    logit at or before it; and within a pixel G sees R, B sees R and G (for every output head)."""
+    m = colour(kind, head=head, **({} if head == "softmax" else {"mixtures": 2}))
     order = m.generation_order
     assert order[:6].tolist() == [0, 9, 18, 1, 10, 19]  # tokens are laid out (C, H, W)
     next_sees = torch.zeros(27, dtype=torch.bool)

@@ -90,3 +90,31 @@ def test_amp_on_cpu_trains_in_bfloat16_close_to_float32(tmp_path):
     assert any(not torch.equal(a[k], b[k]) for k in a)  # autocast really changed the arithmetic
     assert all(torch.allclose(a[k], b[k], atol=0.02) for k in a)
     assert mixed.best_val_nll == pytest.approx(full.best_val_nll, rel=0.01)
+
+
+def test_a_continued_run_validates_and_ships_what_it_trained(tmp_path):
+    """Issue 15: a run stopped by --max-steps mid-epoch, continued with a larger --max-steps, must report and ship
+    the weights at its new stop, not those of the first stop."""
+    train, val = tiny_data(200, "train", True), tiny_data(40, "val", False)
+    cfg = dict(CFG, epochs=2, batch_size=10)  # 20 steps per epoch
+    first = fit(model(), train, val, TrainConfig(**cfg, max_steps=5), tmp_path / "run", progress=False)
+    cont = fit(model(), train, val, TrainConfig(**cfg, max_steps=12), tmp_path / "run", resume=True, progress=False)
+    straight = fit(model(), train, val, TrainConfig(**cfg, max_steps=12), tmp_path / "ref", progress=False)
+    assert first.best_step == 5 and cont.best_step == straight.best_step == 12
+    assert cont.best_val_nll == straight.best_val_nll != first.best_val_nll
+    a, b = load_weights(cont.weights), load_weights(straight.weights)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # continued to the end, the stops leave no trace: the same history and weights as a run never stopped
+    end = fit(model(), train, val, TrainConfig(**cfg), tmp_path / "run", resume=True, progress=False)
+    ref = fit(model(), train, val, TrainConfig(**cfg), tmp_path / "full", progress=False)
+    assert end.history == ref.history and end.best_epoch == ref.best_epoch and end.weights.name == BEST_FILE
+    a, b = load_weights(end.weights), load_weights(ref.weights)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_time_limit_stops_at_the_next_checkpoint(tmp_path):
+    train, val = tiny_data(200, "train", True), tiny_data(40, "val", False)
+    r = fit(model(), train, val, TrainConfig(**dict(CFG, epochs=2, batch_size=10), time_limit=0), tmp_path,
+            progress=False)
+    assert r.global_step == CFG["checkpoint_every"] and r.best_step == r.global_step and r.best_epoch == -1
+    assert json.loads((tmp_path / STATE_FILE).read_text())["global_step"] == r.global_step

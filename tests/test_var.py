@@ -8,7 +8,7 @@ import torch
 
 import zoo
 from zoo.errors import InputError
-from zoo.logits import LogitProcessor
+from zoo.logits import Guidance, LogitProcessor
 
 TOK = dict(image_shape=[1, 12, 12], channels=8, latent_dim=8, codebook_size=16, scales=[1, 2, 3])
 
@@ -219,3 +219,112 @@ def test_bundled_vqvae_is_near_a_fixed_point_on_its_own_reconstructions():
 
     assert psnr(x2, x1) > 22
     assert psnr(x2, x1) > psnr(x1, x1.roll(1, 0)) + 10  # far closer than another digit is
+
+
+# ---- sampling fidelity: the guidance ramp, class choice, the card's preset, the reference initialisation ----
+
+@pytest.mark.parametrize("cfg", [0.0, 2.5, 4.0])
+def test_linear_schedule_guides_each_scale_with_the_references_ramp(cfg):
+    """Scale k of K is guided with s_k = 1 + (s - 1) k / (K - 1) (the reference's t_k = t k / (K - 1), t = s - 1):
+    the first scale is the conditional model, the last is guided with s; cached and naive samplers agree."""
+    m = tiny_var(tokenizer=dict(TOK, image_shape=[1, 16, 16], scales=[1, 2, 3, 4]))
+    y = torch.tensor([0, 2, 1])
+    g_ = Guidance(cfg, "linear")  # what the core passes a stepper as cfg for cfg_schedule="linear"
+    guided, naive = m.stepper(3, y=y, cfg=g_), m.reference_stepper(3, y=y, cfg=g_)
+    cond, uncond = m.stepper(3, y=y), m.stepper(3)
+    K = guided.num_steps
+    with torch.no_grad():
+        for t in range(K):
+            g, c, u = guided.logits(t), cond.logits(t), uncond.logits(t)
+            s_t = 1 + (cfg - 1) * t / (K - 1)
+            torch.testing.assert_close(g, u + s_t * (c - u), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(naive.logits(t), g, rtol=1e-5, atol=1e-5)
+            if t == 0:
+                torch.testing.assert_close(g, c, rtol=1e-5, atol=1e-5)
+            chosen = torch.randint(0, 16, (3, len(guided.positions(t))), generator=torch.Generator().manual_seed(t))
+            for st in (guided, naive, cond, uncond):
+                st.advance(t, chosen)
+    kw = dict(seed=5, y=y, cfg=cfg, cfg_schedule="linear")
+    assert torch.equal(m.sample(3, **kw), m.sample(3, naive=True, **kw))
+    if cfg != 1.0:
+        assert not torch.equal(m.sample(3, **kw), m.sample(3, seed=5, y=y, cfg=cfg))  # constant differs
+
+
+def test_uniform_classes_are_drawn_per_image_from_the_seed_and_null_is_unconditional():
+    m = tiny_var(num_classes=4)
+    g = torch.Generator().manual_seed(0)
+    _, labels = m.sampling_settings(400, generator=g, y="uniform")
+    assert labels.shape == (400,) and set(labels.tolist()) == {0, 1, 2, 3}
+    counts = torch.bincount(labels, minlength=4)
+    assert counts.min() > 60  # uniform: 100 expected per class
+    # the drawn classes are the images' classes: uniform sampling equals sampling those classes explicitly
+    _, first = m.sampling_settings(5, generator=torch.Generator().manual_seed(9), y="uniform")
+    gen = torch.Generator().manual_seed(9)
+    torch.randint(4, (5,), generator=gen)  # the draw of the classes comes first
+    assert torch.equal(m.sample(5, seed=9, y="uniform", cfg=2.0),
+                       m.sample(5, y=first, cfg=2.0, generator=gen))
+    assert torch.equal(m.sample(5, seed=1, y="null"), m.sample(5, seed=1))  # uncarded: the null class
+    with pytest.warns(DeprecationWarning, match="y='null'"):
+        assert torch.equal(m.sample(5, seed=1, y=None), m.sample(5, seed=1, y="null"))
+    with pytest.raises(InputError, match="needs a class"):
+        m.sample(2, y="null", cfg=2.0)
+    with pytest.raises(InputError, match="'uniform' or 'null'"):
+        m.sample(2, y="everything")
+    with pytest.raises(InputError, match="not class-conditional"):
+        tiny_var(num_classes=0).sample(2, y="uniform")
+
+
+def test_the_cards_sampling_preset_is_the_default_and_every_argument_overrides_it():
+    from dataclasses import replace
+    shipped = zoo.get_card("var-mnist").sampling  # the bundled cards carry a reference-like preset
+    assert shipped["classes"] == "uniform" and shipped["cfg_schedule"] == "linear"
+    assert 0.15 * 512 <= shipped["top_k"] <= 0.3 * 512 and shipped["top_p"] <= 0.96
+    m = tiny_var(num_classes=4)
+    preset = dict(classes="uniform", temperature=0.9, top_k=5, top_p=0.9, cfg=2.5, cfg_schedule="linear")
+    m.card = replace(zoo.get_card("var-mnist"), sampling=preset)
+    assert m.sampling_preset == preset
+    spelled = dict(temperature=1.0, top_k=None, top_p=None, cfg=None, cfg_schedule="constant", y="null")
+    spelled.update({("y" if k == "classes" else k): v for k, v in preset.items()})
+    x = m.sample(4, seed=2)
+    assert torch.equal(x, m.sample(4, seed=2, preset=False, **spelled))
+    others = dict(temperature=1.2, top_k=None, top_p=None, cfg=1.5, cfg_schedule="constant", y=3)
+    for key, value in others.items():
+        assert torch.equal(m.sample(4, seed=2, **{key: value}),
+                           m.sample(4, seed=2, preset=False, **{**spelled, key: value})), key
+    # no preset: the model's own distribution and the null class, exactly as before presets existed
+    card, m.card = m.card, None
+    uncarded = m.sample(4, seed=2)
+    m.card = card
+    assert torch.equal(m.sample(4, seed=2, preset=False), uncarded)
+    assert not torch.equal(x, uncarded)
+    # the null class turns the preset's guidance off (there is no class to guide towards)
+    assert torch.equal(m.sample(4, seed=2, y="null"),
+                       m.sample(4, seed=2, preset=False, **{**spelled, "y": "null", "cfg": None}))
+
+
+def test_new_models_get_the_reference_initialisation_and_the_tokenizer_is_left_alone():
+    from zoo_var.vqvae import VQVAE
+    dim, depth = 48, 3
+    torch.manual_seed(0)
+    vq = VQVAE(**TOK)
+    torch.manual_seed(0)
+    m = zoo.create("var", tokenizer=TOK, num_classes=5, dim=dim, depth=depth, heads=2)
+    assert all(torch.equal(a, b) for a, b in zip(vq.state_dict().values(), m.vqvae.state_dict().values()))
+    std = (1 / (3 * dim)) ** 0.5
+    for name in ("class_emb.weight", "lvl.weight", "pos", "start", "word.weight", "blocks.0.attn.qkv.weight"):
+        w = m.get_parameter(name)
+        assert w.std().item() == pytest.approx(std, rel=0.25), name
+        assert w.abs().max() <= 2 + 1e-6  # truncated at +-2 (timm's and the reference's trunc_normal_)
+    assert m.head.weight.std().item() == pytest.approx(0.02 * std, rel=0.25)
+    for blk in m.blocks:
+        assert blk.attn.proj.weight.std().item() == pytest.approx(std / (2 * depth) ** 0.5, rel=0.25)
+        assert blk.mlp[2].weight.std().item() == pytest.approx(std / (2 * depth) ** 0.5, rel=0.25)
+        gates = blk.ada[1].weight.view(6, dim, dim)
+        assert gates[[0, 3]].abs().max() < 1e-4  # the branches start closed: each block is near the identity
+        assert gates[[1, 2, 4, 5]].std().item() == pytest.approx(0.5 * std, rel=0.25)
+        assert not blk.ada[1].bias.any()
+    # the level embedding no longer dominates a scale's input (it was N(0, 1), norm ~13 against ~3)
+    assert m.lvl.weight.norm(dim=1).max() < 2 * m.class_emb.weight.norm(dim=1).max()
+    # the shipped weights still load strictly: the tensor names are unchanged
+    assert set(zoo.load("var-mnist").state_dict()) == set(zoo.create("var", **zoo.get_card("var-mnist").config)
+                                                          .state_dict())

@@ -11,6 +11,7 @@ import struct
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -131,8 +132,46 @@ def test_load_folder_with_explicit_weights_override(tmp_path):
     other = tiny_model(seed=2)
     other_path = tmp_path / "other.safetensors"
     zoo.weights.save_weights(other.state_dict(), other_path)
-    loaded = zoo.load(str(folder), weights=other_path)  # an explicit file is not held to the card's sha256
+    with pytest.warns(zoo.UnverifiedWeightsWarning, match="are not"):  # loaded, but never as the card's model
+        loaded = zoo.load(str(folder), weights=other_path)
     assert_same_log_prob(other, loaded, all_images())
+    assert str(other_path) in loaded.weights_note and not loaded.card.metrics
+    assert loaded.card.sha256 == zoo.weights.sha256_file(other_path) != zoo.read_card(folder / "card.toml").sha256
+
+
+def test_explicit_weights_are_checked_against_the_card(tmp_path):
+    """Issue 14, defect 2: the card's own file passed explicitly loads as the card's model, silently; a file with
+    one flipped byte is not the card's model: it warns, its card loses the metrics, and `zoo sample` writes that
+    on the figure and in its message."""
+    import warnings
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from zoo.cli import main
+    card = zoo.get_card("made-mnist-bin")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", zoo.UnverifiedWeightsWarning)
+        same = zoo.load("made-mnist-bin", weights=card.weights_path())
+    assert same.weights_note == "" and same.card.metrics == card.metrics
+    flipped = bytearray(card.weights_path().read_bytes())
+    flipped[-3] ^= 0x01
+    path = tmp_path / "flipped.safetensors"
+    path.write_bytes(bytes(flipped))
+    with pytest.warns(zoo.UnverifiedWeightsWarning, match="made-mnist-bin's metrics do not apply"):
+        m = zoo.load("made-mnist-bin", weights=path)
+    assert "not made-mnist-bin's" in m.weights_note and m.card.metrics == [] and m.card.sha256 != card.sha256
+    plain, marked = tmp_path / "plain.png", tmp_path / "marked.png"
+    r1 = CliRunner().invoke(main, ["sample", "made-mnist-bin", "-n", "4", "-o", str(plain), "--threads", "1"])
+    r2 = CliRunner().invoke(main, ["sample", "made-mnist-bin", "-n", "4", "-o", str(marked), "--threads", "1",
+                                   "--weights", str(path)])
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    assert "other weights" in r2.output and "not made-mnist-bin's" in " ".join(r2.output.split())
+    assert "other weights" not in r1.output
+    with Image.open(plain) as a, Image.open(marked) as b:
+        assert b.height > a.height  # the caption band under the grid
+        band = np.asarray(b.convert("RGB"))[a.height:]
+        assert (band[..., 0].astype(int) - band[..., 1] > 100).any(), "no red caption text on the figure"
 
 
 # ---- 2. corrupt, hostile and mismatched inputs ------------------------------------------------------------

@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import warnings
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from .cards import REPO_RE, Card, check_revision, read_card
-from .errors import InputError, UnknownModelError, ZooError
-from .model import LearnedTokenizer, Model
+from .cards import FILE_RE, REPO_RE, Card, check_revision, read_card
+from .errors import InputError, UnknownModelError, UnverifiedWeightsWarning, ZooError
 from .plugins import registry
-from .weights import check_state, hub_download, load_into, load_weights, resolve_weights, verified_hub_file
+from .weights import (check_state, hub_download, load_into, load_weights, resolve_weights, sha256_file,
+                      verified_hub_file)
+
+if TYPE_CHECKING:  # torch is imported by the functions that build models, not by listing
+    import torch
+
+    from .model import LearnedTokenizer, Model
 
 CARD_FILE = "card.toml"
 
@@ -35,9 +40,14 @@ def list_tokenizers(pattern: str = "*") -> list[str]:
 def family_options() -> dict[str, list[tuple[str, str, Any, str]]]:
     """The log_prob options each installed architecture declares (its `Options` dataclass): name -> a list of
     (option, type, default, help). `zoo eval -o KEY=VALUE` help is written from it."""
+    from .errors import PluginError
     from .model import describe_options
-    out = {}
-    for arch, (_, cls) in sorted(registry().architectures.items()):
+    reg, out = registry(), {}
+    for arch in sorted(reg.architectures):
+        try:
+            _, cls = reg.architectures[arch]
+        except PluginError:  # a "module:Class" entry that does not import: `zoo plugins` shows the error
+            continue
         fields = describe_options(getattr(cls, "Options", None))
         if fields:
             out[arch] = fields
@@ -112,20 +122,37 @@ def load(ref: str, weights: str | Path | None = None, device: str | torch.device
     """A pretrained model, weights verified and loaded, in eval mode.
 
     `ref` is a model id (`made-mnist-bin`), a Hub reference (`hf://org/name@rev`) or a folder written by
-    `zoo export` (`local-dir:./out` or just the path). `weights` overrides the weights file.
+    `zoo export` (`local-dir:./out` or just the path). `weights` overrides the weights file: one whose sha256
+    is the card's loads as the card's model; any other loads with an UnverifiedWeightsWarning, and the model's
+    card and `weights_note` say whose weights they are (the card's metrics are dropped).
     """
+    import torch
     card, implied = _card_from_ref(ref)
     if card.plugin not in registry().plugins:
         raise UnknownModelError(f"'{ref}' is a model of the zoo plugin '{card.plugin}', which is not installed "
                                 f"(installed: {', '.join(sorted(registry().plugins)) or 'none'}); install the "
                                 "package that provides it, then retry")
-    path = Path(weights) if weights is not None else implied
-    if path is None:
-        path = resolve_weights(card)
-    state = load_weights(path, None if weights is not None else card.sha256)
+    note = ""
+    if weights is not None:
+        path = resolve_weights(card, weights)
+        actual = sha256_file(path)
+        if actual != card.sha256:
+            # the user's own file (e.g. a training run of this architecture): loaded, but never presented as the
+            # card's model: a warning now, a card without the card's metrics, and a note for every output
+            note = (f"weights {path} (sha256 {actual[:12]}) are not {card.id}'s (sha256 {card.sha256[:12]}): "
+                    f"this is the {card.architecture} architecture with other weights; {card.id}'s metrics do "
+                    "not apply")
+            warnings.warn(UnverifiedWeightsWarning(note), stacklevel=2)
+            card = replace(card, sha256=actual, metrics=[], path=None, hub_repo=None, hub_revision=None,
+                           weights_file=path.name if FILE_RE.match(path.name) else card.weights_file,
+                           description=f"[not the card's weights] {note}. {card.description}")
+    else:
+        path = implied if implied is not None else resolve_weights(card)
+    state = load_weights(path, card.sha256)
     with torch.device("meta"):  # check the shapes before allocating: a hostile config may ask for terabytes
         check_state(create(card.architecture, **card.config), state, str(path))
     model = create(card.architecture, **card.config)
     load_into(model, state, str(path))
     model.card = card
+    model.weights_note = note
     return model.to(device or "cpu").eval()

@@ -1,7 +1,8 @@
 """Model cards: one TOML file per pretrained model, the single source of truth about it.
 
 A card names its plugin and architecture, the constructor config, the data and preprocessing, the
-weights (file, sha256, optional Hub repo) and every metric with the `zoo eval` command that measured it.
+weights (file, sha256, optional Hub repo), every metric with the `zoo eval` command that measured it, and
+optionally a `[sampling]` preset: the recommended way to sample it (zoo/presets.py).
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import CardError
+from .presets import check_preset
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -69,11 +71,14 @@ class Card:
     sha256: str
     hub_repo: str | None = None
     hub_revision: str | None = None
+    params: int | None = None  # parameter count of the model the card builds ([weights] params; optional)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
     path: Path | None = None
     #: where the plugin that ships the card keeps its bundled weights (set by the registry; None: not bundled)
     weights_dir: Path | None = field(default=None, compare=False)
+    #: the recommended sampling settings ([sampling] table; empty when the card has none)
+    sampling: dict[str, Any] = field(default_factory=dict)
 
     def metric(self, name: str) -> Metric | None:
         """The first metric with this name, or None."""
@@ -100,8 +105,12 @@ class Card:
             out["weights"]["hub_repo"] = self.hub_repo
         if self.hub_revision:
             out["weights"]["hub_revision"] = self.hub_revision
+        if self.params is not None:
+            out["weights"]["params"] = self.params
         if self.training:
             out["training"] = self.training
+        if self.sampling:
+            out["sampling"] = self.sampling
         if self.metrics:
             out["metrics"] = [{k: v for k, v in m.__dict__.items() if not (k == "note" and not v)}
                               for m in self.metrics]
@@ -153,7 +162,11 @@ def parse_card(data: dict[str, Any], source: str = "<card>", recipe: bool = Fals
     rev = _get(wtab, "hub_revision", str, "weights.", source, required=False)
     if rev is not None:
         check_revision(rev, f"{source}: field 'weights.hub_revision'")
+    params = _get(wtab, "params", int, "weights.", source, required=False)
+    if params is not None and params < 0:
+        raise CardError(f"{source}: field 'weights.params' must be a parameter count (>= 0), got {params}")
     training = _get(data, "training", dict, "", source, required=False) or {}
+    sampling = check_preset(data["sampling"], source) if "sampling" in data else {}
     metrics = []
     for i, m in enumerate(_get(data, "metrics", list, "", source, required=False) or []):
         where = f"metrics[{i}]."
@@ -170,7 +183,7 @@ def parse_card(data: dict[str, Any], source: str = "<card>", recipe: bool = Fals
                             "or `torchrun ... -m zoo.cli ...` for several processes)")
     return Card(id=cid, plugin=plugin, architecture=arch, description=desc, dataset=dataset, data=dtab,
                 config=config, weights_file=wfile, sha256=sha, hub_repo=hub, hub_revision=rev,
-                training=training, metrics=metrics)
+                params=params, training=training, metrics=metrics, sampling=sampling)
 
 
 def read_card(path: str | Path, recipe: bool = False) -> Card:
@@ -223,19 +236,30 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
-def _toml(data: dict[str, Any]) -> str:
+def _is_table_array(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """TOML text for card-like data: scalars, then [tables], then [[arrays of tables]] (a card's metrics, the
+    FID floors). The one TOML writer of zoo: every string is escaped, so any text round-trips."""
     lines: list[str] = []
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and k != "metrics"}
-    for k, v in scalars.items():
-        lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+    for k, v in data.items():
+        if not isinstance(v, dict) and not _is_table_array(v):
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
     for k, v in data.items():
         if isinstance(v, dict):
             lines.append(f"\n[{_toml_key(k)}]")
             lines.extend(f"{_toml_key(kk)} = {_toml_value(vv)}" for kk, vv in v.items())
-    for m in data.get("metrics", []):
-        lines.append("\n[[metrics]]")
-        lines.extend(f"{_toml_key(kk)} = {_toml_value(vv)}" for kk, vv in m.items())
-    return "\n".join(lines) + "\n"
+    for k, v in data.items():
+        if _is_table_array(v):
+            for item in v:
+                lines.append(f"\n[[{_toml_key(k)}]]")
+                lines.extend(f"{_toml_key(kk)} = {_toml_value(vv)}" for kk, vv in item.items())
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+_toml = dump_toml
 
 
 def with_metric(card: Card, metric: Metric) -> Card:
@@ -245,10 +269,18 @@ def with_metric(card: Card, metric: Metric) -> Card:
 
 
 def write_card(card: Card, path: str | Path) -> Path:
-    """Write a card as TOML atomically."""
-    import os
+    """Write a card as TOML atomically (a temporary file of its own, fsynced, renamed)."""
+    from .locking import atomic_write_text
+    return atomic_write_text(path, dump_card(card))
+
+
+def update_card(path: str | Path, change: Callable[[Card], Card]) -> Card:
+    """Locked read-modify-write of a card file (what `--write-card` does): read the card as it is now, apply
+    `change`, write it atomically. Several processes recording metrics in one card at once all keep theirs."""
+    from .locking import atomic_write_text, locked
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dump_card(card), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    with locked(path):
+        new = change(read_card(path))
+        atomic_write_text(path, dump_card(new))
+    new.path = path
+    return new

@@ -4,33 +4,56 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import click
-import torch
 from rich.console import Console
 from rich.table import Table
 
-from . import api, data as zdata, distributed as zdist, grid, masks as zmasks
-from .cards import read_card, write_card as save_card
-from .records import eval_command, record_fid, record_nll, record_recon, train_command
-from .errors import ZooError
+from .cards import Metric, read_card, update_card, with_metric, write_card as save_card  # noqa: F401
+from .errors import UnverifiedWeightsWarning, ZooError
+from .records import command_line, eval_command, record_fid, record_nll, record_recon, set_argv  # noqa: F401
 from .plugins import registry
 
-console = Console(width=None if sys.stdout.isatty() else 150)
+
+class _Lazy:
+    """A module imported on first attribute access: `zoo --help`, `list`, `info` and `plugins` never import torch
+    (seconds on a busy machine); the commands that compute import it when they first use it."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        import importlib
+        return getattr(importlib.import_module(self._name), attr)
+
+
+torch = _Lazy("torch")
+api, zdata, zdist = _Lazy("zoo.api"), _Lazy("zoo.data"), _Lazy("zoo.distributed")
+grid, zmasks = _Lazy("zoo.grid"), _Lazy("zoo.masks")
+
+def _width() -> int | None:
+    """Output width: $COLUMNS when set, the terminal's width, else 150 columns (a log file or a pipe)."""
+    cols = os.environ.get("COLUMNS", "")
+    return int(cols) if cols.isdigit() and int(cols) > 0 else (None if sys.stdout.isatty() else 150)
+
+
+console = Console(width=_width())
 err = Console(stderr=True)
 
 
 def _threads(n: int | None) -> None:
-    if n:
-        torch.set_num_threads(n)
+    from .threads import set_threads
+    set_threads(n)
 
 
 def _say(*args, **kwargs) -> None:
     """Print on rank 0 only (every process of a torchrun job runs the same command)."""
-    if zdist.is_main():
+    if "zoo.distributed" not in sys.modules or zdist.is_main():
         console.print(*args, **kwargs)
 
 
@@ -68,8 +91,20 @@ class FamilyOptionsOption(click.Option):
         return super().get_help_record(ctx)
 
 
+def _data_of(flag: str) -> str | None:
+    """The image folder named by an evaluation's ` --data NAME` flag (None: a named dataset's split)."""
+    import shlex
+    words = shlex.split(flag)
+    return words[words.index("--data") + 1] if "--data" in words else None
+
+
 class ZooGroup(click.Group):
     """Print zoo's own errors as one clear line (exit 2), never a traceback."""
+
+    def main(self, args=None, *a, **k):
+        set_argv(list(sys.argv[1:] if args is None else args))
+        console.width = _width() or Console().width  # per invocation: a test runner may change $COLUMNS
+        return super().main(args, *a, **k)
 
     def invoke(self, ctx):
         try:
@@ -83,127 +118,290 @@ class ZooGroup(click.Group):
 
 
 @click.group(cls=ZooGroup)
-@click.version_option(package_name="zoo")
+@click.version_option(package_name="ar-zoo")
 def main() -> None:
     """A zoo of autoregressive image models: sample, complete, evaluate, train and share them."""
 
 
 def _params(card) -> int:
+    """The card's recorded parameter count, else the values in its local weights file (header only), else -1."""
+    if card.params is not None:
+        return card.params
+    from .weights import tensor_count
+    path = card.weights_path()
     try:
-        with torch.device("meta"):
-            return api.create(card.architecture, **card.config).num_params
-    except Exception:
+        return tensor_count(path) if path is not None and path.is_file() else -1
+    except ZooError:
         return -1
 
 
+def _head_text(card) -> str | None:
+    """What the card's model outputs per pixel (its zoo.heads head, softmax unless the config names another), or
+    None for a model with no per-pixel levels (VAR, a tokenizer). Read from the config: no model is built."""
+    from .heads import make_head
+    config = card.config
+    if "levels" not in config or "image_shape" not in config:
+        return None
+    try:
+        return make_head(config.get("head", "softmax"), int(config["levels"]), int(config["image_shape"][0]),
+                         config.get("mixtures")).describe()
+    except (ZooError, TypeError, ValueError, IndexError):
+        return None
+
+
 def _nll_text(m, card) -> str:
-    arch = registry().architectures.get(card.architecture)
-    if arch is not None and getattr(arch[1], "likelihood", "pixels") == "tokens":
+    if "token" in m.unit:
         return f"{m.value:.2f} nats (tokens)"
     dims = math.prod(card.config.get("image_shape", [1]))
     bpd = f" ({m.value / (dims * math.log(2)):.2f} bpd)" if card.dataset != "mnist-bin" else ""
     return f"{m.value:.2f} nats{bpd}"
 
 
-def _fid_text(m, card) -> str:
-    from .fid import known_floors
+def _dataset_text(card) -> str:
+    """The dataset a card names, marked when it was measured on a stand-in copy (cifar10-jpeg)."""
+    copy = str(card.data.get("copy", ""))
+    return f"{card.dataset}*" if "jpeg" in copy.lower() else card.dataset
+
+
+def _fid_text(m, card, short: bool = False) -> str:
+    from .floors import known_floors
     floor = known_floors().get((card.dataset, m.n))
+    if short:
+        return f"{m.value:.1f} ({m.n:,}" + (f"; {floor['value']:.1f})" if floor else ")")
     return f"{m.value:.1f} (n={m.n:,}" + (f"; floor {floor['value']:.1f})" if floor else ")")
+
+
+def _nll_short(m, card) -> str:
+    if "token" in m.unit:
+        return f"{m.value:.1f} tok"
+    dims = math.prod(card.config.get("image_shape", [1]))
+    return f"{m.value:.2f}" if card.dataset == "mnist-bin" else f"{m.value / (dims * math.log(2)):.2f} bpd"
 
 
 @main.command("list")
 @click.argument("pattern", default="*")
 def list_cmd(pattern: str) -> None:
-    """Table of pretrained models (id, family, dataset, params, NLL, FID, weights)."""
+    """Table of pretrained models (id, family, dataset, params, NLL, FID, weights). Below 110 columns the table
+    is compact (no family or params; NLL in bits/dim for 8-bit data) so that every row fits on one line."""
+    from rich import box
+
+    from .api import list_models
     from .weights import weight_status
-    table = Table(title="zoo models")
-    for col in ("id", "family", "dataset", "params", "NLL (test)", "FID", "weights"):
-        table.add_column(col, no_wrap=col in ("id", "dataset"))
+    narrow = console.width < 110
+    table = Table(title="zoo models", box=None if narrow else box.HEAVY_HEAD, pad_edge=not narrow,
+                  padding=(0, 1), show_edge=not narrow)
+    cols = (("id", "dataset", "NLL", "FID (n; floor)", "weights") if narrow else
+            ("id", "family", "dataset", "params", "NLL (test)", "FID", "weights"))
+    for col in cols:
+        table.add_column(col, no_wrap=True)
     reg = registry()
-    for mid in api.list_models(pattern):
+    marked = False
+    for mid in list_models(pattern):
         c = reg.cards[mid]
         nll = c.metric("nll")
         # several FIDs (n = 2,048 and 10,000): the largest n is the least biased
         fid = max((m for m in c.metrics if m.name == "fid"), key=lambda m: m.n, default=None)
+        marked = marked or _dataset_text(c).endswith("*")
+        if narrow:
+            table.add_row(mid, _dataset_text(c), _nll_short(nll, c) if nll else "-",
+                          _fid_text(fid, c, short=True) if fid else "-", weight_status(c))
+            continue
         p = _params(c)
-        table.add_row(mid, c.plugin, c.data.get("copy", c.dataset) if c.dataset.startswith("cifar") else c.dataset,
-                      f"{p / 1e6:.2f}M" if p >= 0 else "?",
-                      _nll_text(nll, c) if nll else "-",
-                      _fid_text(fid, c) if fid else "-", weight_status(c))
+        table.add_row(mid, c.plugin, _dataset_text(c), f"{p / 1e6:.2f}M" if p >= 0 else "?",
+                      _nll_text(nll, c) if nll else "-", _fid_text(fid, c) if fid else "-", weight_status(c))
     console.print(table)
+    notes = ["NLL on the test split: nats/image (binarized), bits/dim (8-bit), tok: nats/image of a tokenizer's "
+             "codes; FID: n samples vs the test split, floor: real-vs-real at the same n"] if narrow else []
+    if marked:
+        notes.append("*: measured on cifar10-jpeg, a JPEG re-encoded copy of CIFAR-10 (not comparable with "
+                     "published CIFAR-10 figures)")
+    for note in notes:
+        console.print(note, highlight=False, soft_wrap=False)
     if reg.failures:
         err.print(f"[yellow]{len(reg.failures)} plugin(s) failed to load: see `zoo plugins`[/]")
+
+
+def _print_table(title: str, values: dict, indent: str = "  ") -> None:
+    """One section of `zoo info`: a heading, then `key  value` lines (nested tables indented), no JSON."""
+    console.print(f"[bold]{title}[/]")
+    width = max((len(str(k)) for k in values), default=0)
+    for k, v in values.items():
+        if isinstance(v, dict):
+            console.print(f"{indent}{k}", highlight=False)
+            for kk, vv in v.items():
+                console.print(f"{indent}  {kk}: {_value_text(vv)}", highlight=False)
+        else:
+            console.print(f"{indent}{str(k):<{width}}  {_value_text(v)}", highlight=False)
+
+
+def _value_text(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value_text(x) for x in v) + "]"
+    if isinstance(v, int):
+        return f"{v:,}" if abs(v) >= 10_000 else str(v)
+    return str(v)
 
 
 @main.command()
 @click.argument("model_id")
 def info(model_id: str) -> None:
-    """Show a model's card: config, data, weights and how each metric was measured."""
+    """Show a model's card: data, config, weights, training, and how each metric was measured."""
+    from .api import get_card
+    from .floors import known_floors
     from .weights import weight_status
-    c = api.get_card(model_id)
-    console.print(f"[bold]{c.id}[/]  ({c.plugin} / {c.architecture})\n{c.description}\n")
-    console.print(f"[bold]data[/]: {json.dumps(c.data, indent=1)}")
-    console.print(f"[bold]config[/]: {json.dumps(c.config)}")
-    console.print(f"[bold]weights[/]: {c.weights_file} sha256 {c.sha256} ({weight_status(c)}"
-                  f"{', hub ' + c.hub_repo if c.hub_repo else ''})")
+    c = get_card(model_id)
+    console.print(f"[bold]{c.id}[/]  ({c.plugin} / {c.architecture})", highlight=False)
+    console.print(f"{c.description}\n", highlight=False)
+    _print_table("data", c.data)
+    _print_table("config", c.config)
+    weights = {"file": c.weights_file, "sha256": c.sha256, "status": weight_status(c)}
+    if c.params is not None:
+        weights["params"] = c.params
+    if c.hub_repo:
+        weights["hub"] = c.hub_repo + (f"@{c.hub_revision}" if c.hub_revision else "")
+    _print_table("weights", weights)
+    head = _head_text(c)
+    if head:
+        console.print(f"[bold]output head[/]: {head}", highlight=False)
     if c.training:
-        console.print(f"[bold]training[/]: {json.dumps(c.training)}")
+        _print_table("training", c.training)
+    if c.sampling:
+        from .presets import describe
+        console.print(f"[bold]sampling preset[/] (zoo sample's and zoo eval --fid's default; flags override it, "
+                      f"--no-preset turns it off): {describe(c.sampling)}", highlight=False)
+    console.print("[bold]metrics[/]")
     for m in c.metrics:
-        if m.name == "fid":
-            from .fid import known_floors
-            floor = known_floors().get((c.dataset, m.n))
-            if floor:
-                m = replace(m, note=f"{m.note}\n    real-vs-real floor at n={m.n:,}: {floor['value']:g} "
-                                    f"({floor['command']})")
-        console.print(f"[bold]{m.name}[/] = {m.value:g} {m.unit} on {m.split} (n={m.n:,})\n    "
-                      f"reproduce: [cyan]{m.command}[/]{chr(10) + '    ' + m.note if m.note else ''}",
-                      highlight=False)
+        console.print(f"  {m.name} = {m.value:g} {m.unit} on {m.split} (n={m.n:,})\n"
+                      f"    reproduce: [cyan]{m.command}[/]" + (f"\n    {m.note}" if m.note else ""), highlight=False)
+        floor = known_floors().get((c.dataset, m.n)) if m.name == "fid" else None
+        if floor:
+            console.print(f"    real-vs-real floor at n={m.n:,}: {floor['value']:g} ({floor['command']})",
+                          highlight=False)
+
+
+def sampling_options(fn):
+    """The sampling flags shared by `zoo sample` and `zoo eval --fid`; unset flags take the card's preset."""
+    opts = [
+        click.option("--temperature", type=float, default=None, help="default: the card's preset, else 1"),
+        click.option("--top-k", type=int, default=None, help="keep the k likeliest tokens (0: off)"),
+        click.option("--top-p", type=float, default=None, help="nucleus sampling mass (1: off)"),
+        click.option("--cfg", type=float, default=None,
+                     help="classifier-free guidance scale s: uncond + s * (cond - uncond); 1 is no guidance "
+                          "(the VAR reference's t is s - 1)"),
+        click.option("--cfg-schedule", type=click.Choice(["constant", "linear"]), default=None,
+                     help="guidance over the steps: constant s, or linear from 1 at the first step to s at the "
+                          "last (the VAR reference's ramp)"),
+        click.option("--class", "cls", default=None,
+                     help="a class index, 'uniform' (one per image), 'null' (the unconditional model)"
+                          + (", or 'all' (one row per class; -n a multiple of the classes)"
+                             if fn.__name__ == "sample" else "")),
+        click.option("--no-preset", is_flag=True,
+                     help="ignore the card's [sampling] preset: the model's own distribution, null class"),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _sampling_kwargs(m, n: int, temperature, top_k, top_p, cfg, cfg_schedule, cls, no_preset,
+                     allow_all: bool = False) -> tuple[dict, int | None, str]:
+    """Sample keyword arguments from the sampling flags, the grid's row width ('all': one row per class), and
+    the flags as they were given (for a recorded command)."""
+    from .errors import InputError
+    from .presets import UNSET
+    given = dict(temperature=temperature, top_k=top_k, top_p=top_p, cfg=cfg, cfg_schedule=cfg_schedule)
+    kw = {k: (UNSET if v is None else v) for k, v in given.items()}
+    if top_k == 0:
+        kw["top_k"] = None
+    nrow = None
+    y = UNSET
+    if cls is not None:
+        if cls in ("uniform", "null"):
+            y = cls
+        elif cls == "all" and allow_all:
+            if not m.num_classes or n % m.num_classes:
+                raise InputError(f"--class all needs a class-conditional model and -n a multiple of its classes "
+                                 f"({m.num_classes or 'none'}); got -n {n}")
+            nrow = n // m.num_classes
+            y = torch.arange(m.num_classes).repeat_interleave(nrow)
+        else:
+            try:
+                y = int(cls)
+            except ValueError:
+                raise InputError(f"--class must be a class index, 'uniform', 'null'"
+                                 f"{', or all' if allow_all else ''}; got {cls!r}") from None
+    flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in given.items() if v is not None)
+    flags += (f" --class {cls}" if cls is not None else "") + (" --no-preset" if no_preset else "")
+    return dict(kw, y=y, preset=not no_preset), nrow, flags
 
 
 @main.command()
 @click.argument("model_id")
 @click.option("-n", "--num", "n", default=64, show_default=True, help="number of images")
-@click.option("-o", "--output", default="samples.png", show_default=True, help="PNG grid (or .pt for tensors)")
+@click.option("-o", "--output", default=None,
+              help="PNG grid (or .pt for tensors); default samples.png, or samples-1.png, ... if that exists")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--temperature", type=float, default=1.0, show_default=True)
-@click.option("--top-k", type=int, default=None)
-@click.option("--top-p", type=float, default=None)
-@click.option("--cfg", type=float, default=None, help="classifier-free guidance scale (class-conditional models)")
-@click.option("--class", "cls", type=int, default=None, help="class index to condition on")
+@sampling_options
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--weights", type=click.Path(), default=None, help="explicit weights file")
+@click.option("--weights", type=click.Path(), default=None,
+              help="explicit weights file (sha256-checked: other weights than the card's are marked on the output)")
 @click.option("--naive", is_flag=True, help="use the full-recompute reference sampler (slow)")
 @click.option("--threads", type=int, default=None)
-def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cls, batch_size, device, weights, naive,
-           threads) -> None:
-    """Draw n images from a model and save them as a grid (under torchrun each process draws its share)."""
+def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cfg_schedule, cls, no_preset, batch_size,
+           device, weights, naive, threads) -> None:
+    """Draw n images from a model and save them as a grid (under torchrun each process draws its share). The
+    card's sampling preset (`zoo info`) is the default; every flag overrides it."""
     _threads(threads)
+    output = output or _free_name("samples.png")
     grid.check_output(output, extra=(".pt",))  # before the work, not after it
     with zdist.session(device) as dev:
-        m = api.load(model_id, weights=weights, device=dev)
+        with warnings.catch_warnings():  # said below, once, in the CLI's own words
+            warnings.simplefilter("ignore", UnverifiedWeightsWarning)
+            m = api.load(model_id, weights=weights, device=dev)
+        kw, nrow, _ = _sampling_kwargs(m, n, temperature, top_k, top_p, cfg, cfg_schedule, cls, no_preset,
+                                       allow_all=zdist.world_size() == 1)
         with _progress() as prog:
             task = prog.add_task(f"sampling {model_id}", total=zdist.shard(n)[1] - zdist.shard(n)[0])
-            x = zdist.sample(m, n, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, cfg=cfg, y=cls,
-                             batch_size=batch_size, naive=naive, progress=lambda b: prog.advance(task, b))
+            x = zdist.sample(m, n, seed=seed, batch_size=batch_size, naive=naive,
+                             progress=lambda b: prog.advance(task, b), **kw)
         if zdist.is_main():
             if output.endswith(".pt"):
                 torch.save(x.cpu(), output)
             else:
-                grid.save_image(grid.make_grid(x.cpu()), output)
+                img = grid.make_grid(x.cpu(), nrow=nrow)
+                # a figure from weights the card does not describe says so on itself
+                grid.save_image(grid.captioned(img, f"NOT {model_id}: {m.weights_note}") if m.weights_note
+                                else img, output)
         procs = f", {zdist.world_size()} processes" if zdist.world_size() > 1 else ""
-        _say(f"wrote {n} samples of {model_id} to {output} (seed {seed}{procs})")
+        what = f"{model_id}'s architecture with other weights" if m.weights_note else model_id
+        _say(f"wrote {n} samples of {what} to {output} (seed {seed}{procs})", highlight=False, markup=False)
+        if m.weights_note and zdist.is_main():
+            err.print(f"[yellow]warning:[/] {m.weights_note}", highlight=False)
 
 
-def _originals(model, n: int, data_dir, split: str, seed: int, download: bool = False):
-    card = model.card
-    try:
-        d = zdata.load_dataset(card.dataset, split, data_dir, download=download)
-        x, _ = d.batch(torch.arange(min(n, len(d))))
-        return x, f"{d.describe()}, first {len(x)}"
-    except ZooError as e:
-        err.print(f"[yellow]note:[/] {e}\n  -> completing the model's own samples instead", highlight=False)
-        return model.sample(n, seed=seed + 1), "model samples (dataset not available)"
+def _free_name(default: str) -> str:
+    """The default output name, or the first free `stem-K.suffix` beside it: a default never overwrites a file
+    (an explicit -o does, as asked)."""
+    path = Path(default)
+    k = 0
+    while path.exists():
+        k += 1
+        path = Path(f"{Path(default).stem}-{k}{Path(default).suffix}")
+    return str(path)
+
+
+def _originals(model, n: int, data_dir, split: str, seed: int, download: bool = False,
+               from_samples: bool = False):
+    """The images to complete: the first n of the card's dataset split, or, asked for explicitly, the model's own
+    samples (a missing dataset is the same clear error `zoo eval` gives)."""
+    if from_samples:
+        return model.sample(n, seed=seed + 1), f"{n} samples of the model (seed {seed + 1})"
+    d = zdata.load_dataset(model.card.dataset, split, data_dir, download=download)
+    x, _ = d.batch(torch.arange(min(n, len(d))))
+    return x, f"{d.describe()}, first {len(x)}"
 
 
 def data_options(fn):
@@ -218,21 +416,25 @@ def data_options(fn):
 @click.option("--mask", "mask_spec", default="top-half", show_default=True,
               help="top-half, bottom-half, left-half, right-half, center, first:K, random:F[:SEED], box:T,L,H,W")
 @click.option("-n", "--num", "n", default=16, show_default=True)
-@click.option("-o", "--output", default="completion.png", show_default=True)
+@click.option("-o", "--output", default=None,
+              help="PNG grid; default completion.png, or completion-1.png, ... if that exists")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--top-k", type=int, default=None)
 @click.option("--split", default="test", show_default=True)
 @data_options
+@click.option("--from-samples", is_flag=True, help="complete the model's own samples instead of dataset images "
+                                                   "(no dataset needed)")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
-def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, data_dir, download, device,
-             threads) -> None:
-    """Complete masked test images: rows of original | observed | completed."""
+def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, data_dir, download, from_samples,
+             device, threads) -> None:
+    """Complete masked images of the card's dataset (--data-dir): rows of original | observed | completed."""
     _threads(threads)
+    output = output or _free_name("completion.png")
     grid.check_output(output)
     m = api.load(model_id, device=device)
-    x, source = _originals(m, n, data_dir, split, seed, download)
+    x, source = _originals(m, n, data_dir, split, seed, download, from_samples)
     mask = zmasks.parse_mask(mask_spec, x)
     done = m.complete(x, mask, seed=seed, temperature=temperature, top_k=top_k)
     shown = grid.show_masked(x, mask.expand_as(x) if mask.dim() == 3 else mask)
@@ -249,48 +451,123 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @click.option("-n", "--num", "n", type=int, default=None,
               help="NLL: number of test images (default all); FID: number of samples (default 10,000)")
 @click.option("--seed", type=int, default=0, show_default=True, help="sampling seed for --fid")
+@click.option("--ref-n", type=int, default=None,
+              help="FID: compare with the first N images of the split (default all; cached once computed)")
 @click.option("--fid-weights", type=click.Path(), default=None, help="Inception weights file")
-@click.option("--split", default="test", show_default=True)
+@click.option("--split", default=None, help="dataset split (default test; with --data the held-out share, val)")
 @data_options
+@click.option("--data", "folder", type=click.Path(), default=None,
+              help="an image folder: evaluate on its held-out share, fitted to the model (see zoo train --data)")
 @click.option("--batch-size", type=int, default=500, show_default=True)
 @click.option("-o", "--option", "opts", multiple=True, cls=FamilyOptionsOption)
 @click.option("--write-card", type=click.Path(), default=None, help="record the result in this card file")
+@sampling_options
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
-def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, fid_weights, split, data_dir, download, batch_size, opts,
-             write_card, device, threads) -> None:
+def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, ref_n, fid_weights, split, data_dir, download, folder,
+             batch_size, opts, write_card, temperature, top_k, top_p, cfg, cfg_schedule, cls, no_preset, device,
+             threads) -> None:
     """Evaluate a model: exact NLL, FID, reconstruction on a dataset split (optionally recorded in a card with
     its command)."""
     _threads(threads)
     if not (do_nll or do_fid or do_recon):
         raise click.UsageError("choose a metric: --nll, --fid and/or --recon")
+    if ref_n is not None and (ref_n < 2 or not do_fid):
+        raise click.UsageError("--ref-n goes with --fid and needs at least 2 reference images")
     _options(opts)  # bad options and a card we could not record in are refused before the evaluation
     if write_card:
         read_card(write_card)
+    if folder and (data_dir or download or split not in (None, "val")):
+        raise click.UsageError("--data evaluates on the folder's held-out share: leave out --data-dir, --download "
+                               "and --split")
     with zdist.session(device) as dev:
         m = api.load(model_id, device=dev)
-        d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
+        if folder:
+            import warnings
+
+            from .image_folder import model_split
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                d = model_split(m, folder)
+            for w in caught:
+                err.print(f"[yellow]note:[/] {w.message}", highlight=False)
+            split, flag = "val", f" --data {_shell(Path(folder).name)}"
+        else:
+            split, flag = split or "test", ""
+            d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
         if do_recon:
-            _eval_recon(m, model_id, d, n, split, batch_size, write_card)
+            _eval_recon(m, model_id, d, n, split, batch_size, write_card, flag)
         if do_nll:
-            _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card)
+            _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card, flag)
         if do_fid:
-            _eval_fid(m, model_id, d, n or 10_000, seed, split, data_dir, fid_weights, write_card)
+            kw, _, flags = _sampling_kwargs(m, n or 10_000, temperature, top_k, top_p, cfg, cfg_schedule, cls,
+                                            no_preset)
+            _eval_fid(m, model_id, d, n or (len(d) if folder else 10_000), seed, split, data_dir, fid_weights,
+                      write_card, flag, ref_n, kw, flags)
 
 
-def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card) -> None:
+def _shell(s: str) -> str:
+    import shlex
+    return shlex.quote(s)
+
+
+def _split_flag(split: str, flag: str) -> str:
+    """The command-line flags that select this evaluation data (--data replaces --split)."""
+    return flag if flag else (f" --split {split}" if split != "test" else "")
+
+
+def _announce_fid(net, n: int, data, split: str, data_dir, ref_n: int | None, shape) -> None:
+    """Say what an FID run is about to do and what it will cost, before the work (the reference statistics of a
+    whole split are the long part the first time). `data` is a dataset name or an image folder's split."""
+    from . import fid as zfid
+    cached, count, path = zfid.reference_cached(data, split, data_dir, ref_n)
+    images = n + (0 if cached else count)
+    rate = zfid.images_per_second(net, tuple(shape))
+    name = data if isinstance(data, str) else data.name
+    ref = (f"the cached statistics of {count:,} {name} {split} images ({path})" if cached else
+           f"the statistics of {count:,} {name} {split} images, computed first and cached in {path}")
+    err.print(f"FID: Inception features of {n:,} samples, against {ref}: {images:,} images at about "
+              f"{rate:.1f} images/s here, about {images / rate / 60:.0f} min, plus sampling."
+              + ("" if cached or ref_n or not isinstance(data, str) else " Use --ref-n N for fewer reference "
+                 f"images, or precompute them once with `zoo fid-stats {name}`."), highlight=False)
+
+
+def _sampling_note(m, kw: dict) -> str:
+    """How the FID's samples were drawn, for the card: the settings that `sample` resolved."""
+    from .presets import UNSET
+    settings = {k: v for k, v in kw.items() if k not in ("y", "preset")}
+    from . import presets
+    s = presets.resolve(m.sampling_preset if kw["preset"] else {}, **settings)
+    classes = kw["y"] if kw["y"] is not UNSET else s["classes"]
+    parts = [f"{k} {s[k]}" for k in ("temperature", "top_k", "top_p") if s[k] not in (None, 1.0)]
+    if m.num_classes:
+        parts.insert(0, "classes " + ("uniform" if classes == "uniform" else
+                                      f"{classes}" if classes not in (None, "null") else "null (unconditional)"))
+        if s["cfg"] is not None and classes not in (None, "null"):
+            parts.append(f"cfg {s['cfg']} {s['cfg_schedule']}")
+        else:
+            parts.append("no guidance")
+    return ", ".join(parts)
+
+
+def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card, flag="", ref_n=None, kw=None,
+              flags="") -> None:
+    kw = kw or {}
     from . import fid as zfid
     net = zfid.load_inception(fid_weights).to(m.device)
+    if zdist.is_main():
+        _announce_fid(net, n, d if flag else d.name, split, data_dir, ref_n, m.image_shape)
     lo, hi = zdist.shard(n)
     with _progress() as prog:
         t1 = prog.add_task(f"sampling {hi - lo:,} images", total=hi - lo)
         t2 = prog.add_task("Inception features of the samples", total=hi - lo)
-        fake = zfid.sample_stats(lambda k, s: m.sample(k, seed=s, progress=lambda b: prog.advance(t1, b)), n, net,
-                                 seed, progress=lambda b: prog.advance(t2, b), distributed=True)
-        lo, hi = zdist.shard(len(d))
+        # streamed: a chunk of samples at a time goes through Inception, so memory stays flat in n
+        fake = zfid.model_sample_stats(m, n, net, seed, progress=lambda b: prog.advance(t2, b),
+                                       sample_progress=lambda b: prog.advance(t1, b), distributed=True, **kw)
+        lo, hi = zdist.shard(min(ref_n or len(d), len(d)))
         t3 = prog.add_task(f"reference statistics of {d.name} {split}", total=hi - lo)
-        ref = zfid.reference_stats(d.name, split, net, data_dir, progress=lambda b: prog.advance(t3, b),
-                                   distributed=True)
+        ref = zfid.reference_stats(d if flag else d.name, split, net, data_dir, n=ref_n,
+                                   progress=lambda b: prog.advance(t3, b), distributed=True)
     if not zdist.is_main():
         return  # the statistics are complete on every rank: rank 0 alone computes the distance and reports it
     r = zfid.fid(fake, ref)
@@ -298,13 +575,17 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card)
     _say(f"{model_id}: {r}  [samples seed {seed}{procs} vs {ref.source}]", highlight=False, markup=False)
     if write_card:
         # W processes draw other samples than one (each rank has its own seed): the command says how many
-        card = record_fid(read_card(write_card), model_id, r.value, split, n, seed,
-                          f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}")
-        save_card(card, write_card)
+        cmd = eval_command(model_id, "fid", n=n, split=split, seed=seed, data=_data_of(flag), ref_n=ref_n,
+                           extra=flags)
+        note = _sampling_note(m, kw) if kw else ""
+        how = f"samples: {note}; " if note else ""
+        update_card(write_card, lambda card: record_fid(card, model_id, r.value, split, n, seed,
+                                                        f"{n:,} samples vs {ref.source}; {how}{zfid.PREPROCESSING}",
+                                                        command=cmd))
         _say(f"recorded in {write_card}")
 
 
-def _eval_recon(m, model_id, d, n, split, batch_size, write_card) -> None:
+def _eval_recon(m, model_id, d, n, split, batch_size, write_card, flag="") -> None:
     from .evaluate import reconstruction
     if not zdist.is_main():
         return  # reconstruction is cheap next to sampling: rank 0 does all of it
@@ -313,13 +594,12 @@ def _eval_recon(m, model_id, d, n, split, batch_size, write_card) -> None:
         r = reconstruction(m, d, n=n, batch_size=batch_size, progress=lambda b: prog.advance(task, b))
     console.print(f"{model_id}: {r}  [{d.describe()}]", highlight=False, markup=False)
     if write_card:
-        card = record_recon(read_card(write_card), r, eval_command(model_id, "recon", n=n, split=split),
-                            d.describe(), split)
-        save_card(card, write_card)
+        cmd = eval_command(model_id, "recon", n=n, split=split, data=_data_of(flag))
+        update_card(write_card, lambda card: record_recon(card, r, cmd, d.describe(), split))
         console.print(f"recorded in {write_card}")
 
 
-def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card) -> None:
+def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card, flag="") -> None:
     from .evaluate import nll
     options = _options(opts)
     lo, hi = zdist.shard(min(n or len(d), len(d)))
@@ -329,8 +609,8 @@ def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card) -> None:
                 **options)
     _say(f"{model_id}: NLL {r}  [{d.describe()}]", highlight=False, markup=False)
     if write_card and zdist.is_main():
-        card = record_nll(read_card(write_card), model_id, r, split, n, d.describe(), options)
-        save_card(card, write_card)
+        cmd = eval_command(model_id, "nll", n=n, split=split, options=options, data=_data_of(flag))
+        update_card(write_card, lambda card: record_nll(card, model_id, r, split, n, d.describe(), options, cmd))
         _say(f"recorded in {write_card}")
 
 
@@ -352,7 +632,11 @@ def fid_cmd(path_a, path_b, batch_size, fid_weights, save_stats, threads) -> Non
     with Progress(console=err, transient=True) as prog:
         for path in (path_a, path_b):
             if str(path).endswith(".npz"):
-                stats.append(zfid.Stats.load(path))
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", zfid.FIDStatsWarning)
+                    stats.append(zfid.Stats.load(path))
+                for w in caught:
+                    err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
                 continue
             x = zfid.load_image_folder(path)
             net = net or zfid.load_inception(fid_weights)
@@ -361,7 +645,35 @@ def fid_cmd(path_a, path_b, batch_size, fid_weights, save_stats, threads) -> Non
                                                                 lambda b: prog.advance(task, b)), str(path)))
     if save_stats:
         stats[0].save(save_stats)
-    console.print(str(zfid.fid(*stats)), highlight=False)
+    console.print(str(zfid.fid(*stats)), highlight=False, markup=False)
+
+
+@main.command("fid-stats")
+@click.argument("datasets", nargs=-1, required=True)
+@click.option("--split", default="test", show_default=True)
+@click.option("--ref-n", type=int, default=None, help="first N images of the split (default all)")
+@click.option("--fid-weights", type=click.Path(), default=None, help="Inception weights file")
+@data_options
+@click.option("--threads", type=int, default=None)
+def fid_stats(datasets, split, ref_n, fid_weights, data_dir, download, threads) -> None:
+    """Precompute the FID reference statistics of datasets' splits once (the slow part of a first `zoo eval --fid`);
+    they are cached in $ZOO_FID_CACHE (default ~/.cache/zoo/fid) for every later evaluation."""
+    from rich.progress import Progress
+
+    from . import fid as zfid
+    _threads(threads)
+    for name in datasets:  # every dataset is checked before any work
+        zdata.load_dataset(name, split, data_dir, download=download)
+    net = zfid.load_inception(fid_weights)
+    for name in datasets:
+        cached, count, path = zfid.reference_cached(name, split, data_dir, ref_n)
+        if cached:
+            console.print(f"{name} {split}: {count:,} images, cached already in {path}", highlight=False)
+            continue
+        with Progress(console=err, transient=True) as prog:
+            task = prog.add_task(f"Inception features of {name} {split}", total=count)
+            zfid.reference_stats(name, split, net, data_dir, n=ref_n, progress=lambda b: prog.advance(task, b))
+        console.print(f"{name} {split}: {count:,} images, statistics cached in {path}", highlight=False)
 
 
 @main.command("fid-floor")
@@ -379,6 +691,8 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, threads) 
     from . import fid as zfid
     _threads(threads)
     zdata.load_dataset(dataset, "test", data_dir, download=download)  # a clear error before any work
+    if write_path:
+        zfid.known_floors(write_path)  # a floors file we could not update is refused before the work, too
     net = zfid.load_inception(fid_weights)
     with Progress(console=err, transient=True) as prog:
         task = prog.add_task(f"Inception features of {dataset} train (first {n:,}) and test", total=None)
@@ -399,13 +713,15 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, threads) 
 @click.option("--seed", type=int, default=None)
 @click.option("--patience", type=int, default=None, help="early stopping: epochs without improvement")
 @click.option("--max-steps", type=int, default=None)
-@click.option("--time-limit", type=float, default=None, help="stop after the epoch that passes this many seconds")
+@click.option("--time-limit", type=float, default=None, help="stop at the first checkpoint (or epoch end) after this many seconds; continue with --resume")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default=None)
 @click.option("--schedule", type=click.Choice(["cosine", "constant"]), default=None)
 @click.option("--weight-decay", type=float, default=None)
 @click.option("--grad-clip", type=float, default=None, help="max gradient norm (0: no clipping)")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @data_options
+@click.option("--data", "folder", type=click.Path(), default=None,
+              help="train on this image folder instead of the card's dataset (flat, or one subfolder per class)")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--no-test", is_flag=True, help="skip the test-set NLL at the end")
@@ -413,7 +729,8 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, threads) 
                                         "gradient scaling (older GPUs)")
 @click.option("--compile", "compile_", is_flag=True, help="run the training loss through torch.compile")
 def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time_limit, optimizer, schedule,
-          weight_decay, grad_clip, resume, data_dir, download, device, threads, no_test, amp, compile_) -> None:
+          weight_decay, grad_clip, resume, data_dir, download, folder, device, threads, no_test, amp,
+          compile_) -> None:
     """Train a model described by a card (an id or a card.toml path); resumable. Under torchrun every process
     trains its share of each global batch (--batch-size is the global batch) with DistributedDataParallel."""
     from .train import train_card
@@ -424,14 +741,15 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
                                          schedule=schedule, weight_decay=weight_decay,
                                          grad_clip=grad_clip).items() if v is not None}
     out = Path(out or f"runs/{card.id}")
+    if folder:
+        _say(f"training {card.id}'s architecture on the image folder {folder} (--data wins over the card's "
+             f"dataset, {card.dataset})", highlight=False)
     with zdist.session(device):
-        ran = train_command(model_id, overrides, device=device, amp=amp, compile=compile_)
         new, result = train_card(card, out, overrides, resume=resume, data_dir=data_dir, download=download,
-                                 device=device, eval_test=not no_test, amp=amp, compile=compile_, command=ran)
+                                 device=device, eval_test=not no_test, amp=amp, compile=compile_, data=folder,
+                                 command=command_line())
         procs = f" ({zdist.world_size()} processes)" if zdist.world_size() > 1 else ""
-        when = (f"at epoch {result.best_epoch}" if result.best_epoch > 0
-                else f"after {result.global_step} steps, before the first epoch ended")
-        _say(f"best {new.metrics[0].name} {result.best_val_nll:.4g} {new.metrics[0].unit} {when}{procs}; "
+        _say(f"best {new.metrics[0].name} {result.best_val_nll:.4g} {new.metrics[0].unit} {result.when}{procs}; "
              f"wrote {out / new.weights_file} and {out / 'card.toml'}")
         for m in new.metrics:
             _say(f"  {m.name} = {m.value:.3f} {m.unit} ({m.split}, n={m.n})")
@@ -443,11 +761,16 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
 @click.option("--repo", default=None, help="Hub repo id to record in the card (org/name)")
 @click.option("--overwrite", is_flag=True)
 def export(model_id, out, repo, overwrite) -> None:
-    """Write a folder ready to upload to the Hugging Face Hub (card.toml, weights, README.md)."""
+    """Write a folder ready to upload to the Hugging Face Hub (card.toml, weights, README.md).
+
+    MODEL_ID is a card id, or your own trained model: a `zoo train` run folder (runs/mine, or local-dir:runs/mine),
+    which holds its card.toml and weights. Then: `hf upload ORG/NAME OUT` and zoo.load("hf://ORG/NAME").
+    """
     from .export import export as do_export
     path = do_export(model_id, out, repo=repo, overwrite=overwrite)
-    console.print(f"exported {model_id} to {path}; upload with `hf upload ORG/NAME {path}`, then load with "
-                  f"zoo.load('hf://ORG/NAME')")
+    target = repo or "ORG/NAME"
+    console.print(f"exported {model_id} to {path}; upload with `hf upload {target} {path}`, then load with "
+                  f"zoo.load('hf://{target}')", highlight=False)
 
 
 @main.command()
@@ -461,10 +784,39 @@ def plugins() -> None:
         n = sum(1 for c in reg.cards.values() if c.plugin == p.name)
         table.add_row(p.name, p.version, ", ".join(p.architectures), str(n))
     console.print(table)
+    shipped = {p.name: ", ".join(p.datasets) for p in reg.plugins.values() if p.datasets}
+    for name, names in shipped.items():  # the datasets themselves: `zoo datasets`
+        console.print(f"{name} ships datasets: {names}", highlight=False)
     for f in reg.failures:
         console.print(f"[red]failed[/] {f.name} ({f.source}): {f.error}", highlight=False)
     for key, owners in reg.conflicts.items():
         console.print(f"[red]conflict[/] '{key}' claimed by {', '.join(owners)}: refused", highlight=False)
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="dataset root (default: $ZOO_DATA_DIR or ~/.cache/zoo/data)")
+def datasets(data_dir) -> None:
+    """Installed datasets (zoo's own and plugins'), and whether each is present under the data root."""
+    from .datasets import list_datasets
+    root = zdata.data_root(data_dir)
+    table = Table(title=f"zoo datasets (data root {root})")
+    for col in ("dataset", "plugin", "images", "classes", "on disk", "layout under the data root"):
+        table.add_column(col, no_wrap=col in ("dataset", "on disk"))
+    for plugin, ds in list_datasets():
+        try:
+            present = "yes" if ds.present(root) else "no"
+        except Exception as e:  # a plugin's check must not break the listing
+            present = f"error: {type(e).__name__}"
+        table.add_row(ds.name, plugin, "x".join(map(str, ds.image_shape)), str(len(ds.classes)), present,
+                      ds.layout)
+    console.print(table)
+    console.print("Any image folder is data too: zoo train ID --data DIR (see the README).", highlight=False)
+    reg = registry()
+    names = {d for p in reg.plugins.values() for d in p.datasets}
+    for key, owners in reg.conflicts.items():
+        if key in names:
+            err.print(f"[red]conflict[/] '{key}' claimed by {', '.join(owners)}: refused", highlight=False)
 
 
 if __name__ == "__main__":

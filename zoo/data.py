@@ -21,15 +21,14 @@ import numpy as np
 import torch
 
 from .cache import zoo_cache
+from .datasets import (CIFAR_CLASSES, DESCRIPTIONS, IMAGE_SHAPES, MNIST_FILES, NAMES,  # noqa: F401
+                       _find, cifar_present, mnist_present)
 from .errors import DataError
 
-NAMES = ("mnist", "mnist-bin", "cifar10", "cifar10-gray")
 SPLITS = ("train", "val", "test")
 VAL_SIZE = 5000
 TEST_BINARIZATION_SEED = 0
 VAL_BINARIZATION_SEED = 1
-CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-IMAGE_SHAPES = {"mnist": (1, 28, 28), "mnist-bin": (1, 28, 28), "cifar10": (3, 32, 32), "cifar10-gray": (1, 32, 32)}
 
 
 def data_root(data_dir: str | Path | None = None) -> Path:
@@ -94,17 +93,6 @@ def _read_idx(path: Path) -> np.ndarray:
         return arr.reshape(dims).copy()
     except (OSError, ValueError, struct.error, EOFError) as e:
         raise DataError(f"{path}: not a readable MNIST IDX file ({e}); replace it with the original") from None
-
-
-def _find(raw: Path, stem: str) -> Path | None:
-    for name in (stem, stem + ".gz"):
-        if (raw / name).is_file():
-            return raw / name
-    return None
-
-
-MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
 def _mnist(root: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -177,10 +165,13 @@ def _decoded_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         except Exception:
             pass
     images, labels = _image_folder(src)
-    try:
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images, labels=labels, stamp=np.array(stamp))
-        os.replace(tmp, cache)
+    try:  # atomic, with a temporary file of its own: two processes decoding at once never corrupt the cache
+        from .locking import atomic_write_bytes
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, images=images, labels=labels, stamp=np.array(stamp))
+        atomic_write_bytes(cache, write)
     except OSError:
         pass
     return images, labels
@@ -215,12 +206,24 @@ def to_gray(images: np.ndarray) -> np.ndarray:
 
 def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None,
                  download: bool = False) -> ImageData:
-    """One split of a named dataset as uint8 tensors, read from the data root's standard layouts."""
-    if name not in NAMES:
-        raise DataError(f"unknown dataset '{name}'; zoo knows {', '.join(NAMES)}")
-    if split not in SPLITS:
-        raise DataError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
-    root = data_root(data_dir)
+    """One split of a named dataset (any installed plugin's, the four built-ins included) as uint8 tensors,
+    read from the data root."""
+    from .datasets import get_dataset
+    ds = get_dataset(name)
+    if split not in ds.splits:
+        raise DataError(f"unknown split '{split}' of {name}; use one of {', '.join(ds.splits)}")
+    data = ds.load(split, data_root(data_dir), download)
+    if not isinstance(data, ImageData) or data.images.dtype != torch.uint8 or data.image_shape != ds.image_shape:
+        got = (f"{tuple(data.images.shape)} {data.images.dtype}" if isinstance(data, ImageData)
+               else type(data).__name__)
+        raise DataError(f"dataset '{name}' ({split}) gave {got}; its plugin must return zoo.data.ImageData with "
+                        f"uint8 images of shape (N, {', '.join(map(str, ds.image_shape))})")
+    return data
+
+
+def load_builtin(name: str, split: str, root: Path, download: bool = False) -> ImageData:
+    """One split of a built-in dataset (mnist, mnist-bin, cifar10, cifar10-gray) from the data root."""
+    root = Path(root)
     part = "test" if split == "test" else "train"
     order = ""
     if name.startswith("mnist"):

@@ -31,3 +31,11 @@ class InputError(ZooError, ValueError):
 
 class PluginError(ZooError):
     """A plugin that failed to load, or two plugins claiming one id."""
+
+
+class LockedError(ZooError):
+    """A run folder or shared file that another process holds (the message names it: pid, host, start)."""
+
+
+class UnverifiedWeightsWarning(UserWarning):
+    """An explicit weights file whose sha256 is not the card's was loaded: the model is not the card's model."""

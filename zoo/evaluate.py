@@ -26,6 +26,11 @@ class NLLResult:
     likelihood: str = "pixels"
 
     @property
+    def unit(self) -> str:
+        """The unit a card records: nats per image, of pixels or of the tokenizer's codes."""
+        return "nats/image (tokens)" if self.likelihood == "tokens" else "nats/image"
+
+    @property
     def bits_per_dim(self) -> float:
         return self.nats / (math.log(2) * self.dims)
 

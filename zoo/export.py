@@ -8,7 +8,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from .api import CARD_FILE, get_card
+from .api import CARD_FILE
 from .cards import Card, dump_card
 from .errors import InputError
 from .weights import load_weights, resolve_weights, sha256_file
@@ -28,14 +28,18 @@ def hub_readme(card: Card) -> str:
 
 
 def export(model_id: str, out: str | Path, repo: str | None = None, overwrite: bool = False) -> Path:
-    """Write card.toml, the verified weights file and README.md into `out`."""
-    card = get_card(model_id)
+    """Write card.toml, the verified weights file and README.md into `out`. `model_id` is an id or any reference
+    `zoo.load` takes (a run folder of `zoo train`: `local-dir:runs/mine`)."""
+    from .api import _card_from_ref
+    card, implied = _card_from_ref(model_id)
     out = Path(out)
+    if implied is not None and implied.parent.resolve() == out.resolve():
+        raise InputError(f"{out} is where {model_id} already lives; export it to another folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out} is not empty; choose an empty folder or pass --overwrite")
+    src = implied if implied is not None else resolve_weights(card)
+    load_weights(src, card.sha256)  # verify before publishing (and before creating anything)
     out.mkdir(parents=True, exist_ok=True)
-    src = resolve_weights(card)
-    load_weights(src, card.sha256)  # verify before publishing
     shutil.copyfile(src, out / card.weights_file)
     new = dataclasses.replace(card, hub_repo=repo or card.hub_repo, hub_revision=None, path=None)
     new.sha256 = sha256_file(out / card.weights_file)

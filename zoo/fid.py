@@ -12,6 +12,7 @@ The file's sha256 is checked before it is loaded.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -61,10 +62,13 @@ def find_weights(path: str | Path | None = None, download: bool = True) -> Path:
         if p is not None and p.is_file():
             return p
     if download:
+        from .locking import locked
         target = _cache_path()
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(WEIGHTS_URL, str(target), progress=False)
+            # one download at a time: a second process waits, then finds the file
+            with locked(target, timeout=None, purpose="downloading the FID Inception weights"):
+                if not target.is_file():
+                    torch.hub.download_url_to_file(WEIGHTS_URL, str(target), progress=False)  # temp file, renamed
             return target
         except Exception as e:
             reason = f"{type(e).__name__}: {e}"
@@ -137,17 +141,26 @@ class Stats:
         """Mean and covariance (unbiased, like np.cov) of features (N, D)."""
         return StatsAccumulator(feats.shape[1]).add(feats).stats(source)
 
+    @property
+    def foreign(self) -> bool:
+        """True for statistics that do not say how they were made (a pytorch-fid .npz holds only mu, sigma)."""
+        return not self.preprocessing and not self.weights_sha256
+
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, mu=self.mu, sigma=self.sigma, n=self.n, source=self.source,
-                 preprocessing=self.preprocessing, weights_sha256=self.weights_sha256)
-        os.replace(tmp, path)
-        return path
+        """Write the statistics and what they were computed from as .npz, atomically (readers never see half)."""
+        from .locking import atomic_write_bytes
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, mu=self.mu, sigma=self.sigma, n=self.n, source=self.source,
+                         preprocessing=self.preprocessing, weights_sha256=self.weights_sha256)
+        return atomic_write_bytes(path, write)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Stats":
+    def load(cls, path: str | Path, allow_foreign: bool = True) -> "Stats":
+        """Read statistics written by `save`, or a pytorch-fid .npz (mu and sigma only): that one is accepted
+        with a FIDStatsWarning, since its preprocessing and weights are unknown (allow_foreign=False refuses
+        it). Statistics that record another preprocessing or other weights are refused."""
         try:
             with np.load(path) as z:
                 mu, sigma = z["mu"], z["sigma"]
@@ -165,10 +178,25 @@ class Stats:
             raise InputError(f"{path}: the statistics hold NaN or infinite values")
         stats = cls(mu, sigma, n, meta.get("source", ""), meta.get("preprocessing", ""),
                     meta.get("weights_sha256", ""))
+        if stats.foreign:
+            if not allow_foreign:
+                raise InputError(f"{path}: statistics without their preprocessing and weights (mu and sigma only)")
+            stats.source = stats.source or f"{path} (mu, sigma only)"
+            warnings.warn(FIDStatsWarning(f"{path}: mu and sigma only (a pytorch-fid .npz?): its preprocessing and "
+                                          "weights are unknown, so the FID compares like with like only if it was "
+                                          f"made as zoo does ({PREPROCESSING})"), stacklevel=2)
+            return stats
         if stats.preprocessing != PREPROCESSING or stats.weights_sha256 != WEIGHTS_SHA256:
             raise InputError(f"{path}: these statistics were computed with other preprocessing or weights "
                              f"('{stats.preprocessing}', weights {stats.weights_sha256[:12]}); recompute them")
         return stats
+
+
+class FIDStatsWarning(UserWarning):
+    """Statistics whose preprocessing and weights are unknown (a pytorch-fid .npz) were used."""
+
+
+UNKNOWN_PREPROCESSING = "preprocessing and weights unknown"
 
 
 class StatsAccumulator:
@@ -218,14 +246,24 @@ class StatsAccumulator:
         return Stats(mu, (sigma + sigma.T) / 2, self.n, source)
 
 
+#: images held at once while statistics stream (features are added to the accumulator chunk by chunk)
+CHUNK = 2048
+
+
+def add_features(acc: StatsAccumulator, images: torch.Tensor, model: torch.jit.ScriptModule, batch_size: int = 50,
+                 progress: Callable[[int], None] | None = None) -> StatsAccumulator:
+    """Add the features of images (N, C, H, W) to an accumulator, batch by batch (no (N, 2048) array)."""
+    for start in range(0, images.shape[0], batch_size):
+        acc.add(features(images[start:start + batch_size], model, batch_size, progress))
+    return acc
+
+
 def image_stats(images: torch.Tensor, model: torch.jit.ScriptModule, batch_size: int = 50,
                 progress: Callable[[int], None] | None = None, source: str = "", distributed: bool = False,
                 dims: int = DIMS) -> Stats:
     """Statistics of the features of images (N, C, H, W). With distributed=True each rank passes its own
     share of the images and gets the statistics of all of them (every rank must call it)."""
-    acc = StatsAccumulator(dims)
-    if images.shape[0]:
-        acc.add(features(images, model, batch_size, progress))
+    acc = add_features(StatsAccumulator(dims), images, model, batch_size, progress)
     if distributed:
         acc.all_reduce()
     return acc.stats(source)
@@ -236,23 +274,80 @@ def sample_stats(sampler: Callable[[int, int | None], torch.Tensor], n: int, mod
                  distributed: bool = False, dims: int = DIMS) -> Stats:
     """Statistics of n generated images; `sampler(k, seed)` draws k images. With distributed=True each rank
     draws its share with its own seed (distributed.rank_seed) and the statistics are reduced across ranks;
-    in one process it is sampler(n, seed)."""
+    in one process it is sampler(n, seed). It holds the n images at once: `model_sample_stats` streams."""
     lo, hi = zdist.shard(n) if distributed else (0, n)
     x = sampler(hi - lo, zdist.rank_seed(seed) if distributed else seed) if hi > lo else torch.zeros(0)
-    source = f"{n:,} samples, seed {seed}" + (f", {zdist.world_size()} ranks" if zdist.world_size() > 1 and
-                                              distributed else "")
-    return image_stats(x, model, batch_size, progress, source, distributed, dims)
+    return image_stats(x, model, batch_size, progress, _sample_source(n, seed, distributed), distributed, dims)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)), with scipy's sqrtm; an eps*I offset when the product is
-    singular; an imaginary residue is dropped only when negligible, else it is an error."""
-    from scipy import linalg
+def _sample_source(n: int, seed: int | None, distributed: bool) -> str:
+    return f"{n:,} samples, seed {seed}" + (f", {zdist.world_size()} ranks" if zdist.world_size() > 1 and
+                                            distributed else "")
+
+
+def model_sample_stats(gen_model, n: int, model: torch.jit.ScriptModule, seed: int | None = 0,
+                       batch_size: int = 50, progress: Callable[[int], None] | None = None,
+                       sample_progress: Callable[[int], None] | None = None, distributed: bool = False,
+                       sample_batch_size: int = 256, chunk: int = CHUNK, dims: int = DIMS,
+                       **sample_kwargs) -> Stats:
+    """Statistics of n samples of a zoo model, streamed: at most `chunk` images (rounded to whole sampling
+    batches) are held at once, so memory does not grow with n. One generator runs through the chunks, so the
+    images are exactly those of `gen_model.sample(n, seed=seed)` (per rank under torchrun, as sample_stats)."""
+    from .model import make_generator
+    lo, hi = zdist.shard(n) if distributed else (0, n)
+    generator = make_generator(zdist.rank_seed(seed) if distributed else seed, gen_model.device)
+    step = sample_batch_size * max(1, chunk // sample_batch_size)  # whole batches: the same draws as one call
+    acc = StatsAccumulator(dims)
+    for start in range(0, hi - lo, step):
+        x = gen_model.sample(min(step, hi - lo - start), generator=generator, batch_size=sample_batch_size,
+                             progress=sample_progress, **sample_kwargs)
+        add_features(acc, x, model, batch_size, progress)
+        del x
+    if distributed:
+        acc.all_reduce()
+    return acc.stats(_sample_source(n, seed, distributed))
+
+
+def _check_stats(mu1, sigma1, mu2, sigma2):
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise InputError(f"statistics of different dimensions: {mu1.shape} vs {mu2.shape}")
+    return mu1, sigma1, mu2, sigma2
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float | None = None) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)). S1 S2 is similar to the symmetric L^T S2 L (S1 = L L^T,
+    Cholesky; S1^1/2 by eigh when S1 is singular), so Tr sqrt(S1 S2) is the sum of the square roots of its
+    eigenvalues (eigvalsh): far faster than a general matrix square root at 2048 dimensions, and never complex.
+    `frechet_distance_sqrtm` is the scipy.linalg.sqrtm reference it matches."""
+    if eps is not None:
+        warnings.warn("frechet_distance(eps=...) is deprecated and ignored: the eigh form needs no offset for a "
+                      "singular product; call frechet_distance_sqrtm(..., eps=) for the sqrtm computation",
+                      DeprecationWarning, stacklevel=2)
+    mu1, sigma1, mu2, sigma2 = _check_stats(mu1, sigma1, mu2, sigma2)
+    if not (np.isfinite(sigma1).all() and np.isfinite(sigma2).all()):
+        raise InputError("FID: the covariance contains NaN or infinity; recompute the statistics")
+    diff = mu1 - mu2
+    try:                                                              # S1 = L L^T: A S2 A ~ L^T S2 L
+        root = np.linalg.cholesky(sigma1)
+        product = root.T @ sigma2 @ root
+    except np.linalg.LinAlgError:                                     # singular S1 (fewer images than dims)
+        w, v = np.linalg.eigh((sigma1 + sigma1.T) / 2)
+        root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T               # S1^1/2
+        product = root @ sigma2 @ root
+    lam = np.linalg.eigvalsh((product + product.T) / 2)
+    tr_covmean = np.sqrt(np.clip(lam, 0, None)).sum()
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+
+
+def frechet_distance_sqrtm(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                           eps: float = 1e-6) -> float:
+    """The reference: pytorch-fid's computation with scipy's sqrtm; an eps*I offset when the product is
+    singular; an imaginary residue is dropped only when negligible, else it is an error."""
+    from scipy import linalg
+    mu1, sigma1, mu2, sigma2 = _check_stats(mu1, sigma1, mu2, sigma2)
     diff = mu1 - mu2
     covmean = linalg.sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
@@ -268,23 +363,30 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 @dataclass(frozen=True)
 class FIDResult:
+    """An FID, the number of images on each side (-1: not recorded), and any caveat printed with it."""
+
     value: float
     n_a: int
     n_b: int
+    caveat: str = ""
 
     @property
     def reliable(self) -> bool:
         """Below 2048 images the 2048x2048 covariance is singular and FID is biased upward."""
-        return min(self.n_a, self.n_b) >= DIMS
+        return min(n for n in (self.n_a, self.n_b, DIMS) if n >= 0) >= DIMS
 
     def __str__(self) -> str:
         note = "" if self.reliable else f" (unreliable: fewer than {DIMS} images, the covariance is singular)"
-        return f"FID {self.value:.2f} (n = {self.n_a:,} vs {self.n_b:,}){note}"
+        sizes = " vs ".join(f"{n:,}" if n >= 0 else "unknown" for n in (self.n_a, self.n_b))
+        return f"FID {self.value:.2f} (n = {sizes}){note}" + (f" [{self.caveat}]" if self.caveat else "")
 
 
 def fid(a: Stats, b: Stats) -> FIDResult:
-    """FID between two sets of statistics."""
-    return FIDResult(frechet_distance(a.mu, a.sigma, b.mu, b.sigma), a.n, b.n)
+    """FID between two sets of statistics; statistics of unknown preprocessing make it say so."""
+    foreign = [s.source for s in (a, b) if s.foreign]
+    caveat = (f"{UNKNOWN_PREPROCESSING} for {' and '.join(foreign)}: comparable only if made with zoo's"
+              " preprocessing") if foreign else ""
+    return FIDResult(frechet_distance(a.mu, a.sigma, b.mu, b.sigma), a.n, b.n, caveat)
 
 
 def load_image_folder(path: str | Path) -> torch.Tensor:
@@ -317,42 +419,96 @@ def stats_cache_dir() -> Path:
     return Path(os.environ.get("ZOO_FID_CACHE") or zoo_cache("fid"))
 
 
-def reference_stats(dataset: str, split: str, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
-                    n: int | None = None, batch_size: int = 50,
-                    progress: Callable[[int], None] | None = None, distributed: bool = False) -> Stats:
-    """Statistics of a dataset split (first n images, all by default), cached as .npz and recomputed when the
-    data, n, preprocessing or weights differ. With distributed=True the ranks share the work (each extracts
-    the features of its contiguous slice) and rank 0 writes the cache."""
-    from .data import load_dataset
-    data = load_dataset(dataset, split, data_dir)
+def _reference_data(dataset, split: str, data_dir):
+    """(data, cache key) of a named dataset's split, or of an image folder's split given as ImageData."""
+    from .data import ImageData, load_dataset
+    if isinstance(dataset, ImageData):
+        key = dataset.extra.get("cache_key")
+        if not key:
+            raise InputError("reference statistics of in-memory data need a cache key (data.extra['cache_key'])")
+        return dataset, key
+    return load_dataset(dataset, split, data_dir), f"{dataset}-{split}"
+
+
+def _reference_key(data, key: str, n: int | None) -> tuple[int, Path, str]:
+    """(n, cache file, source description) of the reference statistics of a split's first n images."""
     n = len(data) if n is None else min(n, len(data))
     source = f"{data.describe()}; first {n:,}" + ("; Bernoulli draws seeded 0" if data.dynamic_binarization else "")
-    path = stats_cache_dir() / f"{dataset}-{split}-{n}.npz"
-    cached = None
-    if path.is_file():
-        try:
-            cached = Stats.load(path)
-            if cached.source != source or cached.n != n:
-                cached = None
-        except InputError:
-            pass
-    # in a process group the ranks decide together (a rank on another node may lack the cache file)
-    if zdist.all_agree(cached is not None) if distributed else cached is not None:
-        return cached
-    lo, hi = zdist.shard(n) if distributed else (0, n)
-    if data.dynamic_binarization:
-        # a split binarized per batch (training data) is drawn once with seed 0, for all n images, so the
-        # statistics are reproducible and the same for any number of ranks
-        x = data.batch(torch.arange(0, hi), generator=torch.Generator().manual_seed(0))[0][lo:]
-    else:
-        x, _ = data.batch(torch.arange(lo, hi))
-    stats = image_stats(x, model, batch_size, progress, source, distributed)
-    if zdist.is_main() or not distributed:
-        stats.save(path)
-    return stats
+    return n, stats_cache_dir() / f"{key}-{n}.npz", source
 
 
-FLOORS_FILE = Path(__file__).with_name("fid_floors.toml")
+def _cached(path: Path, source: str, n: int) -> "Stats | None":
+    if not path.is_file():
+        return None
+    try:
+        cached = Stats.load(path, allow_foreign=False)
+    except InputError:
+        return None
+    return cached if cached.source == source and cached.n == n else None
+
+
+def reference_cached(dataset, split: str, data_dir: str | Path | None = None,
+                     n: int | None = None) -> tuple[bool, int, Path]:
+    """Whether the statistics `reference_stats` would use are cached already: (cached, n, cache file)."""
+    data, key = _reference_data(dataset, split, data_dir)
+    n, path, source = _reference_key(data, key, n)
+    return _cached(path, source, n) is not None, n, path
+
+
+def images_per_second(model: torch.jit.ScriptModule, shape: tuple[int, ...] = (1, 28, 28), k: int = 8) -> float:
+    """Inception's throughput on this machine now, from one timed batch of k images after a warm-up: what a
+    long FID job will cost, said before it starts."""
+    import time
+    x = torch.rand(k, *shape)
+    features(x[:2], model, 2)
+    t = time.perf_counter()
+    features(x, model, k)
+    return k / max(time.perf_counter() - t, 1e-9)
+
+
+def reference_stats(dataset, split: str, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
+                    n: int | None = None, batch_size: int = 50,
+                    progress: Callable[[int], None] | None = None, distributed: bool = False,
+                    chunk: int = CHUNK) -> Stats:
+    """Statistics of a dataset split (first n images, all by default), cached as .npz and recomputed when the
+    data, n, preprocessing or weights differ. `dataset` is a dataset name, or the ImageData of an image folder's
+    split (zoo.image_folder.load_folder), whose statistics are cached under its content hash. The images stream
+    through in chunks (memory flat in n). In one process the cache entry is locked while it is computed: a second
+    evaluation that needs it waits and reads it instead of computing it again. With distributed=True the ranks
+    share the work (each extracts the features of its contiguous slice) and rank 0 writes the cache (atomically;
+    no lock across the job)."""
+    from .locking import locked
+    data, key = _reference_data(dataset, split, data_dir)
+    n, path, source = _reference_key(data, key, n)
+    parallel = distributed and zdist.world_size() > 1
+    with (contextlib.nullcontext() if parallel else
+          locked(path, timeout=None, purpose=f"computing FID reference statistics {path.name}")):
+        found = _cached(path, source, n)
+        # in a process group the ranks decide together (a rank on another node may lack the cache file)
+        if zdist.all_agree(found is not None) if distributed else found is not None:
+            return found
+        lo, hi = zdist.shard(n) if distributed else (0, n)
+        acc = StatsAccumulator()
+        # a split binarized per batch (training data) is drawn with one generator seeded 0 over images 0..n,
+        # chunk after chunk (the same draws as one call), so the statistics are the same for any number of ranks
+        gen = torch.Generator().manual_seed(0) if data.dynamic_binarization else None
+        first = 0 if gen is not None else lo
+        for start in range(first, hi, chunk):
+            stop = min(start + chunk, hi)
+            x, _ = data.batch(torch.arange(start, stop), generator=gen)
+            if stop > lo:
+                add_features(acc, x[max(0, lo - start):], model, batch_size, progress)
+            del x
+        if distributed:
+            acc.all_reduce()
+        stats = acc.stats(source)
+        if zdist.is_main() or not distributed:
+            stats.save(path)
+        return stats
+
+
+# one home for the floors file, readable without torch
+from .floors import FLOORS_FILE, FLOORS_HEADER, _parse_floors, known_floors  # noqa: E402,F401
 
 
 def real_floor(dataset: str, n: int, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
@@ -363,28 +519,16 @@ def real_floor(dataset: str, n: int, model: torch.jit.ScriptModule, data_dir: st
     return fid(train, reference_stats(dataset, "test", model, data_dir, progress=progress))
 
 
-def known_floors(path: str | Path | None = None) -> dict[tuple[str, int], dict]:
-    """Measured floors shipped with zoo, keyed by (dataset, n): value, command, note."""
-    import tomllib
-    path = Path(path or FLOORS_FILE)
-    if not path.is_file():
-        return {}
-    entries = tomllib.loads(path.read_text(encoding="utf-8")).get("floor", [])
-    return {(e["dataset"], int(e["n"])): e for e in entries}
-
-
 def record_floor(path: str | Path, dataset: str, r: FIDResult, command: str, note: str) -> None:
-    """Add or replace one floor entry in a floors TOML file (atomically)."""
+    """Add or replace one floor entry in a floors TOML file: a locked, atomic read-modify-write written with
+    the cards' TOML writer (any note round-trips; concurrent writers all keep their entries)."""
+    from .cards import dump_toml
+    from .locking import update_text
     path = Path(path)
-    floors = known_floors(path) if path.is_file() else {}
-    floors[(dataset, r.n_a)] = {"dataset": dataset, "n": r.n_a, "value": round(r.value, 3), "command": command,
-                                "note": note}
-    lines = ["# Real-vs-real FID floors: the first n train images against the whole test split, measured with",
-             "# the command given. `zoo list` and `zoo info` print them beside model FIDs of the same n.", ""]
-    for key in sorted(floors):
-        e = floors[key]
-        lines += ["[[floor]]", f'dataset = "{e["dataset"]}"', f'n = {int(e["n"])}', f'value = {float(e["value"])}',
-                  f'command = "{e["command"]}"', f'note = "{e["note"]}"', ""]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, path)
+
+    def change(old: str | None) -> str:
+        floors = _parse_floors(old, path) if old else {}
+        floors[(dataset, r.n_a)] = {"dataset": dataset, "n": r.n_a, "value": round(r.value, 3), "command": command,
+                                    "note": note}
+        return FLOORS_HEADER + dump_toml({"floor": [floors[k] for k in sorted(floors)]})
+    update_text(path, change)

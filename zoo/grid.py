@@ -43,6 +43,20 @@ def labelled_rows(rows: list[tuple[str, torch.Tensor]], scale: int = 2) -> Image
     return out
 
 
+def captioned(img: Image.Image, text: str, width: int = 100) -> Image.Image:
+    """The image with a text band under it (wrapped to `width` characters): a figure that says what it shows,
+    e.g. that its model's weights are not the card's."""
+    import textwrap
+    lines = textwrap.wrap(text, width) or [""]
+    band = 12 * len(lines) + 6
+    out = Image.new("RGB", (max(img.width, 6 * width + 8), img.height + band), "white")
+    out.paste(img.convert("RGB"), (0, 0))
+    draw = ImageDraw.Draw(out)
+    for i, line in enumerate(lines):
+        draw.text((4, img.height + 3 + 12 * i), line, fill=(200, 0, 0))
+    return out
+
+
 def check_output(path: str | Path, extra: tuple[str, ...] = ()) -> Path:
     """Check, before any work, that an image can be written to `path`: an extension PIL writes (or one of
     `extra`, e.g. '.pt') and a folder that exists or can be made and is writable. Creates the folder."""

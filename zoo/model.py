@@ -22,7 +22,9 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .logits import LogitProcessor
+from . import presets
+from .logits import Guidance, LogitProcessor
+from .presets import UNSET
 from .sampling import FullRecomputeStepper, Sampler, Stepper, as_steps
 from .tokenizers import Tokenizer, check_images
 
@@ -171,6 +173,21 @@ def deprecated(cls: type, message: str) -> None:
     warnings.warn(f"{cls.__module__}.{cls.__qualname__}: {message}", DeprecationWarning, stacklevel=3)
 
 
+class _GuidedReference(FullRecomputeStepper):
+    """The naive reference with classifier-free guidance: the class and the null-class logits of the whole
+    sequence at every step, guided with the step's scale (`Guidance`, its ramp included)."""
+
+    def __init__(self, cond: Any, uncond: Any, guidance: Guidance, order: Any, n: int, num_tokens: int,
+                 device: torch.device | str) -> None:
+        super().__init__(cond, order, n, num_tokens, device)
+        self.uncond, self.guidance = uncond, guidance
+
+    def logits(self, t: int) -> torch.Tensor:
+        pos = self.steps[t].to(self.tokens.device)
+        return self.guidance.guide(self.logits_all(self.tokens)[:, pos], self.uncond(self.tokens)[:, pos], t,
+                                   self.num_steps)
+
+
 class Trainable(nn.Module):
     """What a card can describe and `zoo train` can fit: a model or a learned tokenizer. The core records the
     constructor's arguments (defaults included) as `config`, so it is re-created with `zoo.create(name, **config)`."""
@@ -179,6 +196,9 @@ class Trainable(nn.Module):
     num_classes: int = 0
     #: the card it was loaded from (None for an untrained `zoo.create` one)
     card: Any = None
+    #: set when `zoo.load(..., weights=PATH)` loaded a file that is not the card's (sha256 differs): says whose
+    #: weights these are; every output made from the model should carry it ("" for verified weights)
+    weights_note: str = ""
     #: the constructor's arguments, defaults included, recorded by the core when it is built (never set by hand)
     config: dict[str, Any]
     #: True for a Model (it samples), False for a LearnedTokenizer (it encodes and decodes)
@@ -300,11 +320,9 @@ class Model(Trainable):
         in the order of `generation_steps`; with a class and `cfg`, guided against the unconditional logits."""
         steps = self.generation_steps(observed_mask)
         if y is not None and cfg is not None:
-            guide = LogitProcessor(cfg=cfg).guide
-            fn = lambda t: guide(self._logits(t, y), self._logits(t, None))  # noqa: E731
-        else:
-            fn = lambda t: self._logits(t, y)  # noqa: E731
-        return FullRecomputeStepper(fn, steps, n, self.tokenizer.num_tokens, self.device)
+            return _GuidedReference(lambda t: self._logits(t, y), lambda t: self._logits(t, None), Guidance.of(cfg),
+                                    steps, n, self.tokenizer.num_tokens, self.device)
+        return FullRecomputeStepper(lambda t: self._logits(t, y), steps, n, self.tokenizer.num_tokens, self.device)
 
     def _legacy_stepper(self) -> bool:
         """Whether `stepper` has the 0.1 signature (processor=, naive=): still served, with a DeprecationWarning."""
@@ -316,7 +334,9 @@ class Model(Trainable):
                      naive: bool = False) -> Stepper:
         """The stepper the sampler drives: the family's cached one, or the core's naive reference."""
         processor = processor or LogitProcessor()
-        cfg = processor.cfg if y is not None else None
+        # the guidance scale as a float that also carries its ramp over the steps (zoo.logits.Guidance)
+        guided = y is not None and processor.cfg is not None
+        cfg = Guidance(processor.cfg, processor.cfg_schedule) if guided else None
         if self._legacy_stepper():
             deprecated(type(self), "stepper(n, *, y, observed_mask, generator, processor, naive) is the zoo 0.1 "
                        "contract; implement logits_all(tokens, y=None) and stepper(n, *, y=None, "
@@ -418,19 +438,64 @@ class Model(Trainable):
         return Sampler(processor).run(stepper, n, self.tokenizer.num_tokens, generator=generator,
                                       observed=observed, observed_mask=observed_mask, device=self.device)
 
+    @property
+    def sampling_preset(self) -> dict[str, Any]:
+        """The card's recommended sampling settings ([sampling]; empty for a model without a card or preset)."""
+        return dict(getattr(self.card, "sampling", None) or {})
+
+    def sampling_settings(self, n: int, *, generator: torch.Generator, preset: bool = True, temperature: Any = UNSET,
+                          top_k: Any = UNSET, top_p: Any = UNSET, cfg: Any = UNSET, cfg_schedule: Any = UNSET,
+                          y: Any = UNSET) -> tuple[LogitProcessor, torch.Tensor | None]:
+        """The logit processor and the classes (n,) or None of one `sample` call: each argument given wins,
+        then the card's preset (when `preset`), then the plain defaults. y may be a class, n classes,
+        "uniform" (one class per image, drawn from `generator`) or "null" (the unconditional model)."""
+        s = presets.resolve(self.sampling_preset if preset else {}, temperature=temperature, top_k=top_k,
+                            top_p=top_p, cfg=cfg, cfg_schedule=cfg_schedule)
+        classes = s.pop("classes")
+        if y is UNSET:
+            y = classes
+        elif y is None and self.num_classes:
+            warnings.warn("sample(y=None) on a class-conditional model is deprecated: pass y='null' for the null "
+                          "class (unconditional), or leave y out for the card's preset (classes drawn uniformly "
+                          "on the VAR cards)", DeprecationWarning, stacklevel=3)
+        labels = None
+        if isinstance(y, str):
+            if y not in presets.CLASS_CHOICES:
+                raise InputError(f"a class must be an integer, {n} integers, 'uniform' or 'null'; got {y!r}")
+            if y == "uniform":
+                if not self.num_classes:
+                    raise InputError("this model is not class-conditional; 'uniform' classes need one")
+                labels = torch.randint(self.num_classes, (n,), generator=generator,
+                                       device=generator.device).to(self.device)
+            elif s["cfg"] is not None:  # the null class has nothing to guide towards
+                if cfg is not UNSET:
+                    raise InputError("classifier-free guidance needs a class: give a class or 'uniform', not "
+                                     "'null', with cfg")
+                s["cfg"] = None
+        else:
+            labels = self._labels(y, n)
+        return LogitProcessor(**s), labels
+
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None, temperature: float = 1.0, top_k: int | None = None,
-               top_p: float | None = None, cfg: float | None = None, y: torch.Tensor | int | None = None,
-               batch_size: int = 256, naive: bool = False, generator: torch.Generator | None = None,
-               progress: Any = None) -> torch.Tensor:
-        """Draw n images, float in [0, 1], shape (n, C, H, W). Same seed, same images."""
+    def sample(self, n: int, *, seed: int | None = None, temperature: float = UNSET, top_k: int | None = UNSET,
+               top_p: float | None = UNSET, cfg: float | None = UNSET, cfg_schedule: str = UNSET,
+               y: torch.Tensor | int | str | None = UNSET, preset: bool = True, batch_size: int = 256,
+               naive: bool = False, generator: torch.Generator | None = None, progress: Any = None) -> torch.Tensor:
+        """Draw n images, float in [0, 1], shape (n, C, H, W). Same seed, same images.
+
+        Settings not given come from the card's sampling preset (`sampling_preset`), else the model's own
+        distribution (temperature 1, no top-k/top-p, no guidance); preset=False ignores the preset. y: a class,
+        n classes, "uniform" or "null" (the null class); not given: the preset's classes, else the null class.
+        cfg = s gives uncond + s * (cond - uncond) (the VAR reference's t is s - 1); cfg_schedule "constant"
+        or "linear" (s grows from 1 at the first step to s at the last, as the VAR reference does)."""
         self._require_generative("sample")
         n = self._check_n(n)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
-        processor = LogitProcessor(temperature, top_k, top_p, cfg)
         generator = generator or make_generator(seed, self.device)
-        labels = self._labels(y, n)
+        processor, labels = self.sampling_settings(n, generator=generator, preset=preset, temperature=temperature,
+                                                   top_k=top_k, top_p=top_p, cfg=cfg, cfg_schedule=cfg_schedule,
+                                                   y=y)
         self._check_memory(n, batch_size)
         out = torch.empty((n, *self.image_shape), device=self.device)
         for start in range(0, n, batch_size):

@@ -1,13 +1,18 @@
 """Plugin discovery through the entry-point group `zoo.plugins`.
 
 A plugin is one `Plugin` object: its name, version, the model architectures and learned tokenizers it
-provides, and the folders of the cards and bundled weights it ships. The core never imports a family itself. A plugin that fails to load is recorded with its
-error (shown by `zoo plugins`) and every other plugin still works. Two plugins claiming one id is refused.
+provides, the folders of the cards and bundled weights it ships and the named datasets it reads (zoo's own
+four come from its built-in plugin `zoo`, added first, always, through the same `Registry.add`, but not listed
+among the installed plugins). The core never imports a family itself. A plugin that fails to load is recorded
+with its error (shown by `zoo plugins`) and every other plugin still works. Two plugins claiming one id is
+refused.
 Set `ZOO_LOAD_PLUGINS` to a comma-separated allow-list (empty: no plugins) to choose which load.
 """
 from __future__ import annotations
 
+import importlib
 import os
+import re
 import traceback
 import warnings
 from dataclasses import dataclass, field
@@ -24,8 +29,10 @@ GROUP = "zoo.plugins"
 @dataclass
 class Plugin:
     """What a plugin hands the core. `architectures` maps a name to a zoo.Model subclass, `tokenizers` a name to
-    a zoo.LearnedTokenizer subclass (cards name either as their `architecture`). `cards_dir` holds the cards it
-    ships, `weights_dir` their bundled weights files (before 0.2 the core guessed `cards_dir/../weights`)."""
+    a zoo.LearnedTokenizer subclass (cards name either as their `architecture`); either may instead be a
+    "package.module:Class" string that the core imports on first use (so that listing cards never imports a
+    family's code, or torch). `cards_dir` holds the cards it ships, `weights_dir` their bundled weights files
+    (before 0.2 the core guessed `cards_dir/../weights`)."""
 
     name: str
     version: str
@@ -34,6 +41,8 @@ class Plugin:
     description: str = ""
     tokenizers: dict[str, type] = field(default_factory=dict)
     weights_dir: Path | None = None
+    #: named datasets the plugin ships (name -> zoo.Dataset): readers and layouts, found by `load_dataset`
+    datasets: dict[str, Any] = field(default_factory=dict)
 
     def card_paths(self) -> list[Path]:
         """The TOML files of the cards the plugin ships."""
@@ -52,30 +61,88 @@ class Failure:
     detail: str = ""
 
 
+_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def _generative_model(cls: Any) -> bool:
+    """Whether a registered class (already imported) is a model that samples, not a tokenizer."""
+    from .model import Model
+    return isinstance(cls, type) and issubclass(cls, Model) and bool(cls.generative)
+
+
+def resolve_ref(ref: Any, where: str) -> type:
+    """The class an architecture entry names: the class itself, or "module:attr" imported now."""
+    if not isinstance(ref, str):
+        return ref
+    from .model import LearnedTokenizer, Model
+    module, _, attr = ref.partition(":")
+    try:
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (Exception, SystemExit) as e:
+        raise PluginError(f"{where}: cannot import {ref!r} ({type(e).__name__}: {e}); reinstall the plugin or "
+                          "check its architectures") from None
+    if not (isinstance(obj, type) and issubclass(obj, (Model, LearnedTokenizer))):
+        raise PluginError(f"{where}: {ref!r} is not a zoo.Model or zoo.LearnedTokenizer subclass (got {obj!r})")
+    return obj
+
+
+class Architectures(dict):
+    """name -> (plugin, class). Entries given as "module:Class" are imported on first access and kept."""
+
+    def __getitem__(self, name: str) -> tuple[Plugin, type]:
+        plugin, ref = super().__getitem__(name)
+        if isinstance(ref, str):
+            ref = resolve_ref(ref, f"plugin '{plugin.name}', architecture '{name}'")
+            super().__setitem__(name, (plugin, ref))
+        return plugin, ref
+
+    def get(self, name, default=None):
+        return self[name] if name in self else default
+
+    def values(self):
+        return [self[k] for k in self]
+
+    def items(self):
+        return [(k, self[k]) for k in self]
+
+    def pop(self, name, *default):
+        value = self[name] if name in self else None
+        super().pop(name, *default)
+        return value if value is not None else (default[0] if default else None)
+
+
 @dataclass
 class Registry:
     """Everything the installed plugins provide, keyed for lookup."""
 
     plugins: dict[str, Plugin] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
-    architectures: dict[str, tuple[Plugin, type]] = field(default_factory=dict)  # models and tokenizers
-    tokenizers: dict[str, tuple[Plugin, type]] = field(default_factory=dict)     # the tokenizers alone
+    architectures: Architectures = field(default_factory=Architectures)  # models and tokenizers
+    tokenizers: Architectures = field(default_factory=Architectures)     # the tokenizers alone
     cards: dict[str, Card] = field(default_factory=dict)
     conflicts: dict[str, list[str]] = field(default_factory=dict)
+    datasets: dict[str, tuple[Plugin, Any]] = field(default_factory=dict)
 
-    def add(self, plugin: Plugin, source: str = "") -> None:
-        """Register a plugin's architectures and cards, refusing any id another plugin already claims."""
+    def add(self, plugin: Plugin, source: str = "", listed: bool = True) -> None:
+        """Register a plugin's architectures, cards and datasets, refusing any id another plugin already claims.
+        listed=False registers zoo's own built-in plugin without listing it among the installed plugins."""
         if not isinstance(plugin, Plugin):
             raise PluginError(f"entry point {source or '?'} must give a zoo.Plugin, got {type(plugin).__name__}")
         check_plugin(plugin, source)  # before anything is registered: a bad plugin leaves no half of itself
         if plugin.name in self.plugins:
             raise PluginError(f"two plugins are named '{plugin.name}' ({source}); uninstall one of them")
-        self.plugins[plugin.name] = plugin
-        from .model import Model
+        if listed:
+            self.plugins[plugin.name] = plugin
         for arch, cls in [*plugin.architectures.items(), *plugin.tokenizers.items()]:
             self._claim(self.architectures, arch, (plugin, cls), plugin.name, lambda v: v[0].name)
-            if arch in plugin.tokenizers or not (issubclass(cls, Model) and cls.generative):
+            # a string under tokenizers is a tokenizer; a string under architectures is not looked into (that
+            # would import the family); a class given directly is a tokenizer when it cannot sample
+            if arch in plugin.tokenizers or (not isinstance(cls, str) and not _generative_model(cls)):
                 self.tokenizers[arch] = (plugin, cls)
+        for name, ds in plugin.datasets.items():
+            self._claim(self.datasets, name, (plugin, ds), plugin.name, lambda v: v[0].name)
         weights_dir = None if plugin.weights_dir is None else Path(plugin.weights_dir)
         if weights_dir is None and plugin.cards_dir is not None and plugin.card_paths():
             weights_dir = Path(plugin.cards_dir).parent / "weights"
@@ -115,10 +182,9 @@ class Registry:
 
 def check_plugin(plugin: Plugin, source: str = "") -> None:
     """Refuse a Plugin whose fields have the wrong types: a str name and version, architectures mapping names to
-    zoo.Model subclasses, tokenizers to zoo.LearnedTokenizer subclasses, cards_dir and weights_dir paths or None.
-    A 0.1 plugin listing a tokenizer (a Model with generative = False) under architectures gets a
-    DeprecationWarning."""
-    from .model import LearnedTokenizer, Model
+    zoo.Model subclasses, tokenizers to zoo.LearnedTokenizer subclasses (either may be a "module:Class" string,
+    checked when first used), cards_dir and weights_dir paths or None, datasets to zoo.Dataset. A 0.1 plugin
+    listing a tokenizer class (a Model with generative = False) under architectures gets a DeprecationWarning."""
     where = f"plugin '{plugin.name}' ({source or '?'})" if isinstance(plugin.name, str) else f"entry point {source}"
     if not isinstance(plugin.name, str) or not plugin.name or not isinstance(plugin.version, str):
         raise PluginError(f"{where}: name and version must be non-empty strings, got {plugin.name!r}, "
@@ -130,23 +196,42 @@ def check_plugin(plugin: Plugin, source: str = "") -> None:
         raise PluginError(f"{where}: tokenizers must be a dict of name -> zoo.LearnedTokenizer subclass, got "
                           f"{type(plugin.tokenizers).__name__}")
     for arch, cls in plugin.architectures.items():
+        if isinstance(cls, str):
+            if not isinstance(arch, str) or not _REF.fullmatch(cls):
+                raise PluginError(f"{where}: architecture {arch!r} must name a zoo.Model subclass or a "
+                                  f"'package.module:Class' string, got {cls!r}")
+            continue
+        from .model import LearnedTokenizer, Model  # a class: its plugin imported torch already
         if isinstance(arch, str) and isinstance(cls, type) and issubclass(cls, LearnedTokenizer):
             warnings.warn(f"{where}: list the tokenizer {arch!r} under Plugin(tokenizers=...), not architectures "
                           "(zoo 0.2); it still works through 0.x", DeprecationWarning, stacklevel=3)
             continue
         if not isinstance(arch, str) or not (isinstance(cls, type) and issubclass(cls, Model)):
-            raise PluginError(f"{where}: architecture {arch!r} must name a zoo.Model subclass, got {cls!r}")
+            raise PluginError(f"{where}: architecture {arch!r} must name a zoo.Model subclass or a "
+                              f"'package.module:Class' string, got {cls!r}")
         if not cls.generative:
             warnings.warn(f"{where}: {arch!r} is a tokenizer written as a zoo.Model with generative = False; "
                           "subclass zoo.LearnedTokenizer and list it under Plugin(tokenizers=...) (zoo 0.2). It "
                           "still works through 0.x", DeprecationWarning, stacklevel=3)
     for arch, cls in plugin.tokenizers.items():
-        if not isinstance(arch, str) or not (isinstance(cls, type) and issubclass(cls, LearnedTokenizer)):
-            raise PluginError(f"{where}: tokenizer {arch!r} must name a zoo.LearnedTokenizer subclass, got {cls!r}")
+        if isinstance(cls, str):
+            ok = isinstance(arch, str) and _REF.fullmatch(cls) is not None
+        else:
+            from .model import LearnedTokenizer
+            ok = isinstance(arch, str) and isinstance(cls, type) and issubclass(cls, LearnedTokenizer)
+        if not ok:
+            raise PluginError(f"{where}: tokenizer {arch!r} must name a zoo.LearnedTokenizer subclass or a "
+                              f"'package.module:Class' string, got {cls!r}")
     for name in ("cards_dir", "weights_dir"):
         value = getattr(plugin, name)
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise PluginError(f"{where}: {name} must be a folder path or None, got {type(value).__name__}")
+    if not isinstance(plugin.datasets, dict):
+        raise PluginError(f"{where}: datasets must be a dict of name -> zoo.Dataset, got "
+                          f"{type(plugin.datasets).__name__}")
+    from .datasets import check_dataset
+    for name, ds in plugin.datasets.items():
+        check_dataset(name, ds, where)
 
 
 def allowed_plugins() -> set[str] | None:
@@ -160,6 +245,10 @@ def allowed_plugins() -> set[str] | None:
 def discover() -> Registry:
     """Load every entry point in `zoo.plugins` (subject to ZOO_LOAD_PLUGINS) into a new Registry."""
     reg = Registry()
+    from .datasets import builtin_plugin
+    # zoo's own datasets, through the same checks and claims as any plugin's; part of zoo, so not listed as an
+    # installed plugin and not subject to ZOO_LOAD_PLUGINS
+    reg.add(builtin_plugin(), source="zoo.datasets:builtin_plugin", listed=False)
     allow = allowed_plugins()
     for ep in sorted(entry_points(group=GROUP), key=lambda e: (e.name, e.value)):
         if allow is not None and ep.name not in allow:

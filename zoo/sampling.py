@@ -35,15 +35,21 @@ class Stepper(Protocol):
 
 
 def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Inverse-CDF draw from probs (..., V): one uniform per row, so two samplers that see the same
-    probabilities (up to float rounding) draw the same tokens from the same generator."""
+    """Inverse-CDF draw from probs (..., V), unnormalised weights allowed: one uniform per row, so two samplers
+    that see the same probabilities (up to float rounding) draw the same tokens from the same generator."""
     flat = probs.reshape(-1, probs.shape[-1]).double()
     device = generator.device if generator is not None else flat.device
     u = torch.rand(flat.shape[0], 1, generator=generator, device=device, dtype=torch.float64).to(flat.device)
     cdf = flat.cumsum(-1)
-    cdf = cdf / cdf[:, -1:]
-    idx = (cdf < u).sum(-1).clamp_(max=flat.shape[-1] - 1)
+    # the first index whose cumulative weight exceeds u * total (searchsorted: one call, no tiny reductions)
+    idx = torch.searchsorted(cdf, u.mul_(cdf[:, -1:]), right=True).clamp_(max=flat.shape[-1] - 1)
     return idx.reshape(probs.shape[:-1])
+
+
+def draw_logits(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """`draw` from softmax(logits) without a softmax call (slow over a short last axis, e.g. 2 levels):
+    exp(log_softmax) gives the same weights."""
+    return draw(logits.log_softmax(-1).exp_(), generator)
 
 
 class Sampler:
@@ -55,7 +61,7 @@ class Sampler:
     def choose(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if self.processor.temperature == 0:
             return logits.argmax(-1)
-        return draw(self.processor.process(logits).softmax(-1), generator)
+        return draw_logits(self.processor.process(logits), generator)
 
     @torch.no_grad()
     def run(self, stepper: Stepper, n: int, num_tokens: int, *, generator: torch.Generator | None = None,

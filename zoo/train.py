@@ -29,11 +29,14 @@ from . import distributed as zdist
 from .data import ImageData
 from .errors import InputError, ZooError
 from .evaluate import nll, reconstruction, validate
+from .image_folder import SPLIT_RULE
+from .locking import hold_run_folder
 from .model import Model
 from .weights import load_weights, save_weights
 
 STATE_FILE = "state.json"
-BEST_FILE = "best.safetensors"
+BEST_FILE = "best.safetensors"  # the best epoch's weights
+STOP_FILE = "stop.safetensors"  # the weights where a run stopped mid-epoch
 
 
 @dataclass
@@ -78,10 +81,13 @@ class TrainConfig:
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
+    # the fused kernel updates each tensor in one pass (about 10x the default per-tensor loop on a CPU)
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, **kw)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, **kw)
     raise InputError(f"unknown optimizer '{cfg.optimizer}'; use adam or adamw")
 
 
@@ -165,13 +171,23 @@ def load_checkpoint(out: Path, model: Model, opt: torch.optim.Optimizer) -> dict
 # ---- the loop -------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
-    """What a run produced: the best validation NLL, its epoch, and the per-epoch history."""
+    """What a run produced: the validation NLL of the weights it ships, where they come from, and the per-epoch
+    history."""
 
     best_val_nll: float
-    best_epoch: int
+    best_epoch: int  # -1 when the shipped weights are those of a mid-epoch stop
     history: list[dict[str, float]] = field(default_factory=list)
     global_step: int = 0
     stopped_early: bool = False
+    weights: Path | None = None  # the file holding the weights this stop ships
+    best_step: int = 0  # the global step those weights were trained to
+
+    @property
+    def when(self) -> str:
+        """Where the shipped weights come from, in words."""
+        if self.best_epoch > 0:
+            return f"at epoch {self.best_epoch} (step {self.best_step})"
+        return f"at step {self.best_step}, where the run stopped mid-epoch"
 
 
 class _Bar:
@@ -185,7 +201,7 @@ class _Bar:
                                    TimeRemainingColumn)
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[info]}"), TextColumn("{task.fields[speed]}"),
-                                 TimeElapsedColumn(), TimeRemainingColumn())
+                                 TimeElapsedColumn(), TimeRemainingColumn(), refresh_per_second=4)
         self.progress.start()
         self.task = self.progress.add_task("train", total=total, completed=done, info="", speed="")
         self.t0, self.done0, self.total = time.time(), done, total
@@ -224,6 +240,15 @@ class _LossModule(nn.Module):
         return self.model.training_loss(x, y, generator=generator) * weight
 
 
+def _clip(params: list[nn.Parameter], max_norm: float) -> None:
+    """clip_grad_norm_, without its pass over every gradient when the norm is already within max_norm
+    (its clip coefficient is then exactly 1)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads)
+    if float(norm) + 1e-6 > max_norm:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+
+
 class _Precision:
     """--amp: autocast to bfloat16 (CPU, and GPUs that support it) or float16 with a GradScaler (older
     GPUs); off, it changes nothing."""
@@ -248,7 +273,7 @@ class _Precision:
         if self.scaler is None:
             loss.backward()
             if grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+                _clip(params, grad_clip)
             opt.step()
             return
         self.scaler.scale(loss).backward()
@@ -266,6 +291,16 @@ class _Precision:
 def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: str | Path,
         resume: bool = False, progress: bool = True, device: str | torch.device = "cpu", amp: bool = False,
         compile: bool = False) -> TrainResult:
+    """Train `model` into the run folder `out`, which this process holds for the run (see _fit): a second
+    trainer or a --resume of the same folder while it runs is refused with a LockedError naming this one."""
+    with hold_run_folder(out):
+        return _fit(model, train, val, cfg, out, resume=resume, progress=progress, device=device, amp=amp,
+                    compile=compile)
+
+
+def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: str | Path,
+         resume: bool = False, progress: bool = True, device: str | torch.device = "cpu", amp: bool = False,
+         compile: bool = False) -> TrainResult:
     """Train `model` on `train`, validating on `val` each epoch; checkpoints and the best weights go to `out`.
 
     With resume=True a run folder's last checkpoint is restored and training continues exactly; without it
@@ -296,9 +331,15 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
                            "another --out")
         progress_state = load_checkpoint(out, model, opt)
         if progress_state["run"] != json.loads(json.dumps(run_id)):
-            raise ZooError(f"{out}: the run there used a different model, data or training config; resume it "
-                           "with the same settings (only --epochs and --patience may change), or choose another --out")
+            before, now = progress_state["run"], json.loads(json.dumps(run_id))
+            changed = [k for k in now if before.get(k) != now[k]]
+            detail = (f": it trained on {before.get('train')}, this run would train on {now['train']}"
+                      if "train" in changed else f" (changed: {', '.join(changed)})")
+            raise ZooError(f"{out}: the run there used a different model, data or training config{detail}; resume "
+                           "it with the same settings (only --epochs, --patience, --max-steps and --time-limit may "
+                           "change), or choose another --out")
         progress_state["done"] = False
+        progress_state.pop("stop", None)  # training continues past the last stop: its figure no longer applies
     if precision.scaler is not None and progress_state.get("grad_scaler"):
         precision.scaler.load_state_dict(progress_state["grad_scaler"])
     loss_fn: nn.Module = _LossModule(model)
@@ -316,9 +357,13 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
     def run_validation() -> float:
         return validate(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size, distributed=True)
 
+    def out_of_time() -> bool:
+        # rank 0's clock decides, so that every rank stops at the same step
+        return cfg.time_limit is not None and zdist.broadcast_flag(time.time() - started > cfg.time_limit)
+
     bar = _Bar(progress and zdist.is_main(), stop_at, progress_state["global_step"])
     loss_ema = progress_state.get("loss_ema")  # kept in the checkpoint: a resumed run logs what one run would
-    stopped_early = False
+    stopped_early = timed_out = False
     started = time.time()
     try:
         while progress_state["epoch"] < cfg.epochs and progress_state["global_step"] < stop_at:
@@ -356,8 +401,13 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
                 bar.update(step + 1, f"epoch {epoch + 1}/{cfg.epochs}  loss {loss_ema:.4g}")
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
                     checkpoint()
-            if progress_state["step_in_epoch"] < steps_per_epoch:
-                break  # max_steps reached mid-epoch
+                    if b + 1 < steps_per_epoch and out_of_time():
+                        bar.log(f"time limit of {cfg.time_limit:.0f} s reached at step {step + 1} (a checkpoint, "
+                                f"mid-epoch {epoch + 1}); continue later with --resume")
+                        timed_out = True
+                        break
+            if timed_out or progress_state["step_in_epoch"] < steps_per_epoch:
+                break  # max_steps or the time limit reached mid-epoch
             val_nll = run_validation()
             model.train()
             record = {"epoch": epoch + 1, "step": progress_state["global_step"], "train_loss": loss_ema,
@@ -379,8 +429,7 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
                 stopped_early = True
                 progress_state["epoch"] = cfg.epochs
             checkpoint()
-            # rank 0's clock decides, so that every rank stops after the same epoch
-            if cfg.time_limit is not None and zdist.broadcast_flag(time.time() - started > cfg.time_limit):
+            if out_of_time():
                 bar.log(f"time limit of {cfg.time_limit:.0f} s reached after epoch {epoch + 1}; "
                         "continue later with --resume")
                 break
@@ -390,15 +439,75 @@ def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: s
         raise
     finally:
         bar.close()
-    if progress_state["best_val_nll"] is None and progress_state["global_step"]:
-        # stopped before the first epoch ended (max_steps): validate what we have
-        progress_state.update(best_val_nll=run_validation(), best_epoch=progress_state["epoch"])
+    step = progress_state["global_step"]
+    last_validated = progress_state["history"][-1]["step"] if progress_state["history"] else 0
+    if step > last_validated:
+        # stopped mid-epoch (max_steps, time limit): the steps since the last validation were trained, so they are
+        # validated too, and the better of these weights and the best epoch's is what this stop ships. The figure
+        # stays out of the epoch history (and out of early stopping), so a run continued later with --resume
+        # selects among its epochs exactly as a run that was never stopped.
+        val_nll = run_validation()
+        progress_state["stop"] = {"step": step, "epoch": progress_state["epoch"], "val_nll": val_nll}
         if zdist.is_main():
-            save_weights(model.state_dict(), out / BEST_FILE)
+            save_weights(model.state_dict(), out / STOP_FILE)
+        bar.log(f"stopped at step {step}, mid-epoch {progress_state['epoch'] + 1}: {model.val_metric[0]} "
+                f"{val_nll:.4g} {model.val_metric[1]}")
     checkpoint()
-    return TrainResult(progress_state["best_val_nll"] if progress_state["best_val_nll"] is not None else float("nan"),
-                       progress_state["best_epoch"], progress_state["history"], progress_state["global_step"],
-                       stopped_early)
+    return _result(progress_state, out, stopped_early)
+
+
+def _result(state: dict[str, Any], out: Path, stopped_early: bool) -> TrainResult:
+    """What a stop ships: the best epoch's weights, or the weights at the stop when it came mid-epoch and
+    validates better (or no epoch has ended yet)."""
+    best, stop = state["best_val_nll"], state.get("stop")
+    if stop is not None and (best is None or stop["val_nll"] < best):
+        return TrainResult(stop["val_nll"], -1, state["history"], state["global_step"], stopped_early,
+                           weights=out / STOP_FILE, best_step=stop["step"])
+    best_step = next((h["step"] for h in state["history"] if h["epoch"] == state["best_epoch"]), 0)
+    return TrainResult(best if best is not None else float("nan"), state["best_epoch"], state["history"],
+                       state["global_step"], stopped_early, weights=out / BEST_FILE, best_step=best_step)
+
+
+def _folder_card(card, folder: str | Path):
+    """The card, model and splits for training a card's architecture on an image folder: the model keeps the
+    card's image shape and levels; a class-conditional one gets the folder's classes. The card is renamed
+    `<id>-<folder>` and its [data] describes the folder (name, images, classes, preprocessing, content hash).
+    Every image is decoded here, before any run folder is touched."""
+    from dataclasses import replace
+
+    from .api import create
+    from .datasets import FOLDER_DATASET
+    from .errors import DataError
+    from .image_folder import PREPROCESSING, load_folder, scan, slug
+
+    model = create(card.architecture, **card.config)
+    f = scan(folder)
+    config = dict(card.config)
+    if model.num_classes:
+        if not f.conditional or len(f.classes) < 2:
+            got = f"one class subfolder ('{f.classes[0]}')" if f.classes else "no class subfolders"
+            raise DataError(f"{card.id} is class-conditional ({model.num_classes} classes), but {f.root} has {got}; "
+                            "give it one subfolder per class (at least 2), or train an unconditional card")
+        if "num_classes" not in config:
+            raise DataError(f"{card.id} is class-conditional but its config has no num_classes to set to the "
+                            f"folder's {len(f.classes)} classes")
+        config["num_classes"] = len(f.classes)
+        model = create(card.architecture, **config)
+    levels = int(getattr(model.tokenizer, "levels", 256))
+    shape = tuple(int(s) for s in model.image_shape)
+    train = load_folder(f, "train", shape, levels)
+    val = load_folder(f, "val", shape, levels)
+    quant = {2: "binarized (Bernoulli, as mnist-bin)", 256: "8-bit"}.get(levels, f"quantized to {levels} levels")
+    data = {"dataset": FOLDER_DATASET, "folder": f.name, "images": len(f.files), "classes": list(f.classes),
+            "labels_used": bool(model.num_classes), "content_sha256": f.sha256,
+            "preprocessing": f"{PREPROCESSING}; fitted to {shape[0]}x{shape[1]}x{shape[2]}, {quant}",
+            "trained_from": card.id}
+    base = card.data.get("trained_from", card.id) if card.dataset == FOLDER_DATASET else card.id
+    data["trained_from"] = base
+    new = replace(card, id=f"{base}-{slug(f.name)}"[:100].rstrip("-._"), dataset=FOLDER_DATASET, data=data,
+                  config=config, description=f"the {card.architecture} architecture of {base}, trained on the image "
+                                             f"folder '{f.name}' ({len(f.files):,} images)")
+    return new, model, train, val
 
 
 def _fmt(x: float | None) -> str:
@@ -417,11 +526,25 @@ def with_recon_metrics(card, r, command: str, note: str, split: str = "test"):
 
 def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False,
                data_dir: str | Path | None = None, download: bool = False, device: str = "cpu", progress: bool = True,
-               eval_test: bool = True, amp: bool = False, compile: bool = False, command: str | None = None):
-    """Train the model a card describes on its dataset; write `<id>.safetensors` and `card.toml` (with the
-    validation and test NLL) into `out`. Returns (card, TrainResult). Under torchrun every rank calls it;
-    rank 0 writes the files. `command` is the command line that ran (default: `zoo train ID` with every
-    override and switch), recorded with the validation figure."""
+               eval_test: bool = True, amp: bool = False, compile: bool = False, data: str | Path | None = None,
+               command: str | None = None):
+    """Train the model a card describes into `out` (see _train_card), holding the run folder from the start
+    to the written card: one process per run folder (rank 0 holds it for a torchrun job)."""
+    with hold_run_folder(out):
+        return _train_card(card, out, overrides, resume=resume, data_dir=data_dir, download=download,
+                           device=device, progress=progress, eval_test=eval_test, amp=amp, compile=compile,
+                           data=data, command=command)
+
+
+def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False,
+                data_dir: str | Path | None = None, download: bool = False, device: str = "cpu",
+                progress: bool = True, eval_test: bool = True, amp: bool = False, compile: bool = False,
+                data: str | Path | None = None, command: str | None = None):
+    """Train the model a card describes on its dataset, or with `data` on that image folder instead (see
+    zoo.image_folder); write `<id>.safetensors` and `card.toml` (with the validation and test NLL) into `out`.
+    Returns (card, TrainResult). Under torchrun every rank calls it; rank 0 writes the files. `command` is the
+    command line that ran (the CLI passes it), recorded with the validation figure; without it the card gets an
+    equivalent `zoo train` line built from the arguments (zoo.records.train_command)."""
     from dataclasses import replace
 
     from .api import create
@@ -433,41 +556,56 @@ def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, r
     recipe = {k: v for k, v in card.training.items() if k != "run"}
     cfg = TrainConfig.from_dict({**recipe, **(overrides or {})})
     torch.manual_seed(cfg.seed)
-    model = create(card.architecture, **card.config)
+    source = card.id
+    if data is not None:
+        if data_dir is not None or download:
+            raise InputError("--data DIR trains on that image folder; --data-dir and --download are for named "
+                             "datasets: give one or the other")
+        card, model, train, val = _folder_card(card, data)
+    else:
+        model = create(card.architecture, **card.config)
+        train = load_dataset(card.dataset, "train", data_dir, download)
+        val = load_dataset(card.dataset, "val", data_dir, download)
     model.before_training()
-    train = load_dataset(card.dataset, "train", data_dir, download)
-    val = load_dataset(card.dataset, "val", data_dir, download)
     out = Path(out)
     result = fit(model, train, val, cfg, out, resume=resume, progress=progress, device=zdist.rank_device(device),
                  amp=amp, compile=compile)
-    load_into(model, load_weights(out / BEST_FILE), str(out / BEST_FILE))
+    load_into(model, load_weights(result.weights), str(result.weights))
     weights_file = f"{card.id}.safetensors"
     sha = save_weights(model.state_dict(), out / weights_file) if zdist.is_main() else ""
-    new = replace(card, weights_file=weights_file, sha256=sha, path=None, metrics=[],
+    new = replace(card, weights_file=weights_file, sha256=sha, path=None, metrics=[], params=model.num_params,
                   training={k: v for k, v in asdict(cfg).items()
                             if k in recipe or (k in (overrides or {}) and k not in ("max_steps", "time_limit"))})
     stops = {k: v for k, v in (overrides or {}).items() if k in ("max_steps", "time_limit")}
-    new.training["run"] = {"device": str(device), "best_epoch": result.best_epoch, "steps": result.global_step,
-                           "epochs_done": len(result.history), **stops}
+    new.training["run"] = {"device": str(device), "best_epoch": result.best_epoch, "best_step": result.best_step,
+                           "steps": result.global_step, "epochs_done": len(result.history), **stops}
     if zdist.world_size() > 1:
         new.training["run"]["processes"] = zdist.world_size()
     if amp or compile:
         new.training["run"].update({k: True for k, on in (("amp", amp), ("compile", compile)) if on})
     new.data = {**card.data, "train": train.describe(), "val": val.describe(), "copy": train.copy}
+    if data is not None:
+        new.data["split"] = SPLIT_RULE
     val_name, val_unit = model.val_metric
+    if command is None:
+        command = train_command(source, overrides, device=device, amp=amp, compile=compile, data=data)
     new = with_metric(new, Metric(val_name, round(result.best_val_nll, 6), val_unit, "val",
-                                  min(cfg.val_n or len(val), len(val)),
-                                  command or train_command(card.id, overrides, device=device, amp=amp,
-                                                           compile=compile),
-                                  "best epoch's validation figure"))
+                                  min(cfg.val_n or len(val), len(val)), command,
+                                  f"validation figure of the shipped weights, {result.when}"
+                                  + (f"; {val.describe()}; the held-out share also chose the best epoch"
+                                     if data is not None else "")))
     if eval_test:
-        test = load_dataset(card.dataset, "test", data_dir, download)
+        # an image folder has no test split: its figures are on the held-out share, by `zoo eval --data`
+        split, ref = ("val", f"local-dir:{out}") if data is not None else ("test", card.id)
+        test = val if data is not None else load_dataset(card.dataset, "test", data_dir, download)
+        data_name = Path(data).name if data is not None else None
         if model.generative:
             r = nll(model.eval(), test, batch_size=cfg.eval_batch_size, distributed=True)
-            new = record_nll(new, card.id, r, "test", None, test.describe())
+            new = record_nll(new, ref, r, split, None, test.describe(),
+                             command=eval_command(ref, "nll", split=split, data=data_name))
         else:
             new = record_recon(new, reconstruction(model.eval(), test, batch_size=cfg.eval_batch_size),
-                               eval_command(card.id, "recon"), test.describe())
+                               eval_command(ref, "recon", split=split, data=data_name), test.describe(), split)
     if zdist.is_main():
         write_card(new, out / "card.toml")
     zdist.barrier()

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
 
 from .cache import user_cache
 from .cards import Card
 from .errors import WeightsError
+
+if TYPE_CHECKING:
+    import torch
 
 SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
 
@@ -128,7 +132,13 @@ def resolve_weights(card: Card, explicit: str | Path | None = None) -> Path:
                        f"({bundled}) nor published on the Hub; pass an explicit weights path")
 
 
-def _check_safetensors_header(path: Path) -> None:
+def tensor_count(path: str | Path) -> int:
+    """The number of values stored in a safetensors file, from its header alone (no torch, no data read)."""
+    return sum(math.prod(v["shape"]) for k, v in _check_safetensors_header(Path(path)).items()
+               if k != "__metadata__")
+
+
+def _check_safetensors_header(path: Path) -> dict:
     """Refuse pickles and truncated files before handing them to safetensors, with a message naming the file."""
     size = path.stat().st_size
     with open(path, "rb") as f:
@@ -154,6 +164,7 @@ def _check_safetensors_header(path: Path) -> None:
     if 8 + n + end != size:
         raise WeightsError(f"{path}: truncated or corrupt safetensors file (expected {8 + n + end} bytes, "
                            f"found {size}); delete it and fetch it again")
+    return header
 
 
 def load_weights(path: str | Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
@@ -192,6 +203,7 @@ def check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
     """Refuse a state dict that does not fit the model: missing, unexpected or mis-shaped tensors, a dtype of
     another kind (integer where the model has floats), or parameters that are NaN or infinite. The model may be
     on the 'meta' device (nothing allocated), so a card's config is checked against its file before it is built."""
+    import torch
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

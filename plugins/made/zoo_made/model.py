@@ -5,13 +5,15 @@ forward pass gives every conditional p(x_d | x_<d). Several masks (orderings x c
 at once (connectivity-agnostic training) and ensembled at evaluation by averaging *probabilities*
 (log-mean-exp of per-mask log-likelihoods).
 
-Read top to bottom: masks, the network, exact log-likelihood, and the incremental sampler that computes every
-hidden unit exactly once per image (a unit of degree m becomes final when the input of rank m is set).
+Read top to bottom: masks, the network, exact log-likelihood, and the incremental sampler that costs about one
+forward pass per image (a unit of degree m becomes final when the input of rank m is set; it gets the finished
+blocks' part of its input once, and its own block's part at each of that block's steps).
 """
 from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -20,7 +22,8 @@ from torch import nn
 
 import zoo
 from zoo.errors import InputError
-from zoo.sampling import FullRecomputeStepper
+from zoo.heads import make_head
+from zoo.sampling import FullRecomputeStepper, draw_logits
 
 ORDERINGS = ("natural", "random", "agnostic")
 
@@ -49,6 +52,13 @@ class Connectivity:
     uid: int = field(default_factory=itertools.count().__next__)
 
 
+def _agnostic_models() -> str:
+    """The installed MADE cards that complete any mask (ordering = 'agnostic'), read from the registry."""
+    ids = [i for i in zoo.list_models() if zoo.get_card(i).architecture == "made"
+           and zoo.get_card(i).config.get("ordering") == "agnostic"]
+    return ", ".join(ids) if ids else "none installed; train one with ordering = 'agnostic'"
+
+
 @dataclass
 class MADEOptions:
     """MADE's log_prob options (`zoo eval -o masks=1`)."""
@@ -58,10 +68,14 @@ class MADEOptions:
 
 
 class MADE(zoo.Model):
-    """MADE over pixel tokens: Bernoulli outputs for 2 levels, a 256-way softmax per pixel for 8-bit data.
+    """MADE over pixel tokens: Bernoulli outputs for 2 levels; for 8-bit data, an output head per sub-pixel.
 
-    For more than 2 levels the output layer gives `features` numbers per pixel, mapped to the levels' logits by
-    a linear map shared by all pixels plus a per-pixel bias (a factorized softmax, so the layer stays small).
+    `head = "softmax"` (the default): the output layer gives `features` numbers per sub-pixel, mapped to the
+    levels' logits by a linear map shared by all pixels plus a per-pixel bias (a factorized softmax, so the layer
+    stays small). `head = "logistic"` or `"gaussian"`: the output layer gives the parameters of a discretized
+    logistic mixture (`mixtures` components, 10 by default) or Gaussian (1 by default) per sub-pixel
+    (zoo.heads); `features` is then unused. MADE's ordering carries every dependence, channels included, so each
+    sub-pixel has a grey head of its own.
     """
 
     Options = MADEOptions
@@ -73,7 +87,7 @@ class MADE(zoo.Model):
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2, hidden=(1000, 1000), num_masks: int = 1,
                  eval_masks: int | None = None, ordering: str = "natural", natural_prob: float = 0.5,
                  direct: bool = True, direct_features: int | None = None, features: int = 32,
-                 head: str = "softmax", seed: int = 0) -> None:
+                 head: str = "softmax", mixtures: int | None = None, seed: int = 0) -> None:
         super().__init__()
         if ordering not in ORDERINGS:
             raise InputError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
@@ -85,17 +99,24 @@ class MADE(zoo.Model):
         self.num_masks, self.ordering, self.natural_prob = int(num_masks), ordering, float(natural_prob)
         self.eval_masks = int(eval_masks or num_masks)
         self.direct, self.seed, self.head = bool(direct), int(seed), head
-        if head not in ("softmax", "gauss"):
-            raise InputError(f"head must be 'softmax' or 'gauss', got {head!r}")
+        if head == "gauss":
+            warnings.warn("MADE(head='gauss') is deprecated: it adds a Gaussian-shaped bump to the factorized "
+                          "softmax. Use head='gaussian' (an exact discretized Gaussian, zoo.heads) or "
+                          "head='logistic'; 'gauss' still builds the old model", DeprecationWarning, stacklevel=3)
+        elif levels == 2 and head != "softmax":
+            raise InputError(f"head={head!r} is for 8-bit (many-level) data; a binary MADE (levels = 2) outputs one "
+                             "Bernoulli logit per pixel: use head='softmax'")
+        self.output_head = make_head("softmax" if head == "gauss" else head, levels, 1, mixtures)
         D = self.num_dims
-        self.per_dim = 1 if levels == 2 else int(features)
+        mixture = self.output_head.name != "softmax"
+        self.per_dim = 1 if levels == 2 else self.output_head.num_params if mixture else int(features)
         sizes = [D, *self.hidden]
         self.layers = nn.ModuleList(MaskedLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.out = MaskedLinear(sizes[-1], D * self.per_dim)
         # direct input->output connections feed the first `direct_features` features of each pixel
         self.direct_features = min(self.per_dim, int(direct_features or self.per_dim))
         self.skip = MaskedLinear(D, D * self.direct_features, bias=False) if direct else None
-        if levels > 2:
+        if levels > 2 and not mixture:
             self.level_proj = nn.Parameter(torch.randn(self.per_dim, levels) / math.sqrt(self.per_dim))
             self.level_bias = nn.Parameter(torch.zeros(D, levels))
         self._current: tuple | None = None
@@ -116,21 +137,64 @@ class MADE(zoo.Model):
             low = int(m.min())
         return Connectivity(order, input_degree, degrees)
 
+    def mask_tensors(self, c: Connectivity) -> list[torch.Tensor]:
+        """The 0/1 masks of connectivity c: one per hidden layer, then the output layer, then the skip layer."""
+        masks, prev = [], c.input_degree
+        for m in c.hidden_degrees:
+            masks.append((m[:, None] >= prev[None, :]).float())
+            prev = m
+        masks.append((c.input_degree[:, None] > prev[None, :]).repeat_interleave(self.per_dim, dim=0).float())
+        if self.skip is not None:
+            masks.append((c.input_degree[:, None] > c.input_degree[None, :])
+                         .repeat_interleave(self.direct_features, dim=0).float())
+        return masks
+
     def apply_masks(self, c: Connectivity) -> None:
         """Set every layer's mask buffer from a connectivity (cached: repeated calls are free)."""
         key = c.uid
         if self._current == key:
             return
-        prev = c.input_degree
-        for layer, m in zip(self.layers, c.hidden_degrees):
-            layer.mask.copy_((m[:, None] >= prev[None, :]).float())
-            prev = m
-        rep = lambda mask: mask.repeat_interleave(self.per_dim, dim=0).float()  # noqa: E731
-        self.out.mask.copy_(rep(c.input_degree[:, None] > prev[None, :]))
-        if self.skip is not None:
-            self.skip.mask.copy_((c.input_degree[:, None] > c.input_degree[None, :])
-                                 .repeat_interleave(self.direct_features, dim=0).float())
+        layers = [*self.layers, self.out] + ([self.skip] if self.skip is not None else [])
+        for layer, mask in zip(layers, self.mask_tensors(c)):
+            layer.mask.copy_(mask)
         self._current = key
+
+    def train(self, mode: bool = True) -> "MADE":
+        """Also drops the sampling caches: an optimizer may update weights without bumping their version
+        counters (fused Adam does not), so products cached before training must not outlive it."""
+        for name in ("_masked_cache", "_plan_cache"):
+            self.__dict__.pop(name, None)
+        return super().train(mode)
+
+    def _weights_key(self) -> tuple:
+        return tuple((p.data_ptr(), p._version) for p in self.parameters())
+
+    def masked_weights(self, c: Connectivity) -> list[torch.Tensor]:
+        """Each layer's weight times connectivity c's mask (hidden layers, output, skip), without gradient.
+        Cached per connectivity until a parameter changes, so a sampler that runs the network D times (or
+        several masks in turn) multiplies the masks once."""
+        cache = self.__dict__.setdefault("_masked_cache", {})
+        key = (c.uid, self._weights_key())
+        if key not in cache:
+            if len(cache) >= 2 * max(self.num_masks, self.eval_masks) + 4:
+                cache.pop(next(iter(cache)))
+            layers = [*self.layers, self.out] + ([self.skip] if self.skip is not None else [])
+            with torch.no_grad():
+                cache[key] = [layer.weight * mask.to(layer.weight.device)
+                              for layer, mask in zip(layers, self.mask_tensors(c))]
+        return cache[key]
+
+    def conn(self, k: int, order: torch.Tensor | None = None) -> Connectivity:
+        """Mask k (`_fixed`), or mask k in a given order (cached, so its masked weights are cached too)."""
+        if order is None:
+            return self._fixed(k)
+        cache = self.__dict__.setdefault("_order_cache", {})
+        key = (k, order.cpu().numpy().tobytes())
+        if key not in cache:
+            if len(cache) >= 4 * max(self.num_masks, self.eval_masks):
+                cache.pop(next(iter(cache)))
+            cache[key] = self.connectivity(k, order=order.cpu())
+        return cache[key]
 
     def _fixed(self, k: int) -> Connectivity:
         cache = self.__dict__.setdefault("_fixed_cache", {})
@@ -142,19 +206,25 @@ class MADE(zoo.Model):
     def encode_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens.float() / (self.levels - 1)
 
-    def to_logits(self, feats: torch.Tensor, dims: torch.Tensor | slice = slice(None)) -> torch.Tensor:
-        """Output features (N, P * per_dim) of the dims `dims` -> logits (N, P, levels)."""
+    def head_params(self, feats: torch.Tensor, dims: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """Output features (N, P * per_dim) of the dims `dims` -> the head's parameters (N, P, num_params)."""
         n = feats.shape[0]
         if self.levels == 2:
             f = feats.reshape(n, -1)
             return torch.stack([torch.zeros_like(f), f], dim=-1)
         f = feats.reshape(n, -1, self.per_dim)
+        if self.output_head.name != "softmax":
+            return f
         logits = f @ self.level_proj + self.level_bias[dims]
-        if self.head == "gauss":
+        if self.head == "gauss":  # deprecated
             # a discretized Gaussian bump (mean f0, log-precision f1) that the free features reshape
             t = torch.linspace(-1, 1, self.levels, device=f.device)
             logits = logits - f[..., 1:2].clamp(-10, 10).exp() * (t - f[..., :1]).square()
         return logits
+
+    def to_logits(self, feats: torch.Tensor, dims: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """Output features (N, P * per_dim) of the dims `dims` -> logits (N, P, levels), through the head."""
+        return self.output_head.logits(self.head_params(feats, dims))[..., 0, :]
 
     def skip_features(self, direct: torch.Tensor) -> torch.Tensor:
         """Direct-connection outputs (N, D * direct_features) laid out as output features (N, D * per_dim)."""
@@ -163,23 +233,33 @@ class MADE(zoo.Model):
         pad = self.per_dim - self.direct_features
         return F.pad(direct.reshape(direct.shape[0], self.num_dims, self.direct_features), (0, pad)).flatten(1)
 
+    def features(self, tokens: torch.Tensor, c: Connectivity | None = None) -> torch.Tensor:
+        """Output features (N, D * per_dim) under connectivity c (mask 0 by default)."""
+        c = c or self._fixed(0)
+        x = self.encode_inputs(tokens)
+        if torch.is_grad_enabled():
+            self.apply_masks(c)
+            ws = [layer.masked_weight() for layer in self.layers] + [self.out.masked_weight()]
+            ws += [self.skip.masked_weight()] if self.skip is not None else []
+        else:
+            ws = self.masked_weights(c)
+        h = x
+        for layer, w in zip(self.layers, ws):
+            h = F.relu(F.linear(h, w, layer.bias))
+        feats = F.linear(h, ws[len(self.layers)], self.out.bias)
+        if self.skip is not None:
+            feats = feats + self.skip_features(F.linear(x, ws[-1]))
+        return feats
+
     def logits_all(self, tokens: torch.Tensor, c: Connectivity | None = None) -> torch.Tensor:
         """Logits (N, D, levels) of every conditional under connectivity c (mask 0 by default)."""
-        self.apply_masks(c or self._fixed(0))
-        x = self.encode_inputs(tokens)
-        h = x
-        for layer in self.layers:
-            h = F.relu(layer(h))
-        feats = self.out(h)
-        if self.skip is not None:
-            feats = feats + self.skip_features(self.skip(x))
-        return self.to_logits(feats)
+        return self.to_logits(self.features(tokens, c))
 
     def _log_prob_one(self, tokens: torch.Tensor, c: Connectivity) -> torch.Tensor:
-        logits = self.logits_all(tokens, c)
+        feats = self.features(tokens, c)
         if self.levels == 2:
-            return -F.binary_cross_entropy_with_logits(logits[..., 1], tokens.float(), reduction="none").sum(1)
-        return -F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none").sum(1)
+            return -F.binary_cross_entropy_with_logits(feats, tokens.float(), reduction="none").sum(1)
+        return self.output_head.log_prob(self.head_params(feats), tokens[..., None])[..., 0].sum(1)
 
     def log_prob_tokens(self, tokens: torch.Tensor, y=None, masks: int | None = None) -> torch.Tensor:
         """Exact log p(x) in nats; with masks = E > 1, the ensemble log (1/E) sum_k p_k(x)."""
@@ -211,8 +291,37 @@ class MADE(zoo.Model):
                 return c.order
         return None
 
-    def _connectivities(self, observed_mask: torch.Tensor | None) -> list[Connectivity]:
-        """The masks generation mixes over: every eval mask in the order that puts the observed dims first."""
+    def _components(self, conns: list[Connectivity], n: int, generator, observed=None, observed_mask=None):
+        """Each image's mask (CPU LongTensor (n,)). The ensemble is a uniform mixture, so an image draws its mask
+        uniformly; given observed pixels (which come first in every mask's order) it draws mask k with the
+        posterior probability, proportional to p_k(observed pixels): the exact conditional of the mixture."""
+        if len(conns) == 1:
+            return torch.zeros(n, dtype=torch.long)
+        dev = generator.device if generator is not None else "cpu"
+        if observed_mask is None or not bool(observed_mask.any()):
+            return torch.randint(len(conns), (n,), generator=generator, device=dev).cpu()
+        obs = observed_mask[0]
+        logp = []
+        for c in conns:
+            lp = self.logits_all(observed, c).float().log_softmax(-1)
+            lp = lp.gather(-1, observed.unsqueeze(-1)).squeeze(-1)
+            logp.append(torch.where(obs, lp, torch.zeros_like(lp)).sum(1))
+        return draw_logits(torch.stack(logp, 1), generator).cpu()
+
+    def generate_tokens(self, n: int, *, generator, processor, y=None, observed=None, observed_mask=None,
+                        naive: bool = False) -> torch.Tensor:
+        """The core's generation, with each image's mask drawn first (from the posterior, for a completion)."""
+        shared = observed_mask[0] if observed_mask is not None else None
+        conns = self._sampling_conns(shared)
+        self._pending = self._components(conns, n, generator, observed, observed_mask)
+        try:
+            return super().generate_tokens(n, generator=generator, processor=processor, y=y, observed=observed,
+                                           observed_mask=observed_mask, naive=naive)
+        finally:
+            self._pending = None
+
+    def _sampling_conns(self, observed_mask: torch.Tensor | None) -> list[Connectivity]:
+        """The masks a sample (or a completion given observed_mask) mixes; they share one generation order."""
         order = None
         if observed_mask is not None and bool(observed_mask.any()):
             order = self.completion_order(observed_mask)
@@ -220,21 +329,21 @@ class MADE(zoo.Model):
                 raise InputError(
                     f"this MADE was trained with {self.ordering} ordering(s): it completes masks whose observed "
                     "pixels come first in one of its orderings (top-half, first:K). For any other mask use a "
-                    "model trained with ordering = 'agnostic' (made-mnist, made-cifar10-gray)")
+                    f"model trained with ordering = 'agnostic' ({_agnostic_models()})")
         if order is None:
             conns = [self._fixed(k) for k in range(self.eval_masks)]
             if len({tuple(c.order.tolist()) for c in conns}) > 1:
                 conns = conns[:1]  # orderings differ: sample mask 0 (a mixture needs one shared order)
             return conns
-        return [self.connectivity(k, order=order) for k in range(self.eval_masks)]
+        return [self.conn(k, order) for k in range(self.eval_masks)]
 
     def generation_steps(self, observed_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
-        return list(self._connectivities(observed_mask)[0].order.reshape(-1, 1))
+        return list(self._sampling_conns(observed_mask)[0].order.reshape(-1, 1))
 
     def conditionals_tokens(self, tokens: torch.Tensor, y=None) -> torch.Tensor:
         """Per-position log-probabilities in generation order. For an ensemble sharing one order, the mixture's
         conditionals: log p(x_<=t) - log p(x_<t), each prefix probability averaged over the masks."""
-        conns = self._connectivities(None)
+        conns = self._sampling_conns(None)
         per = []
         for c in conns:
             logits = self.logits_all(tokens, c)
@@ -244,99 +353,209 @@ class MADE(zoo.Model):
         return torch.diff(prefix, dim=1, prepend=torch.zeros_like(prefix[:, :1]))
 
     def stepper(self, n: int, *, y=None, observed_mask=None, generator=None, cfg=None):
-        return self._mixture(n, observed_mask, generator, naive=False)
+        """The blocked incremental sampler: every image through its own mask, all images in one pass."""
+        conns, comp = self._mixture(n, observed_mask, generator)
+        return IncrementalStepper(self, conns, comp)
 
     def reference_stepper(self, n: int, *, y=None, observed_mask=None, generator=None, cfg=None):
-        """The naive reference of the mixture: each row's mask recomputes the whole network at every step."""
-        return self._mixture(n, observed_mask, generator, naive=True)
+        """The naive reference of the mixture: each image's mask recomputes the whole network at every step."""
+        conns, comp = self._mixture(n, observed_mask, generator)
+        groups = [(comp == k).nonzero().flatten().to(self.device) for k in range(len(conns))]
 
-    def _mixture(self, n: int, observed_mask, generator, naive: bool) -> "MixtureStepper":
-        conns = self._connectivities(observed_mask)
-        # the ensemble is a mixture: each row draws its component
-        comp = (torch.randint(len(conns), (n,), generator=generator, device=generator.device).cpu()
-                if len(conns) > 1 else torch.zeros(n, dtype=torch.long))
-        parts = []
-        for k, c in enumerate(conns):
-            rows = (comp == k).nonzero().flatten()
-            if len(rows):
-                s = (FullRecomputeStepper(lambda t, c=c: self.logits_all(t, c), c.order, len(rows),
-                                          self.num_dims, self.device) if naive
-                     else IncrementalStepper(self, c, len(rows)))
-                parts.append((rows.to(self.device), s))
-        return MixtureStepper(parts, n, conns[0].order)
+        def mixture_logits(tokens: torch.Tensor) -> torch.Tensor:
+            if len(conns) == 1:
+                return self.logits_all(tokens, conns[0])
+            out = None
+            for rows, c in zip(groups, conns):
+                if len(rows):
+                    part = self.logits_all(tokens[rows], c)
+                    out = part.new_empty(n, *part.shape[1:]) if out is None else out
+                    out[rows] = part
+            return out
 
+        return FullRecomputeStepper(mixture_logits, conns[0].order, n, self.num_dims, self.device)
 
-class MixtureStepper:
-    """Rows split among several steppers that share one generation order."""
-
-    def __init__(self, parts, n: int, order: torch.Tensor) -> None:
-        self.parts, self.n, self.order = parts, n, order
-        self.num_steps = len(order)
-
-    def positions(self, t: int) -> torch.Tensor:
-        return self.order[t:t + 1]
-
-    def logits(self, t: int) -> torch.Tensor:
-        if len(self.parts) == 1:
-            return self.parts[0][1].logits(t)
-        first = self.parts[0][1].logits(t)
-        out = first.new_empty(self.n, *first.shape[1:])
-        out[self.parts[0][0]] = first
-        for rows, s in self.parts[1:]:
-            out[rows] = s.logits(t)
-        return out
-
-    def advance(self, t: int, tokens: torch.Tensor) -> None:
-        for rows, s in self.parts:
-            s.advance(t, tokens if len(self.parts) == 1 else tokens[rows])
+    def _mixture(self, n: int, observed_mask, generator) -> tuple[list[Connectivity], torch.Tensor]:
+        """The masks a pass mixes and each image's mask: the ones `generate_tokens` drew (from the posterior,
+        for a completion), or uniform draws when a stepper is built directly."""
+        conns = self._sampling_conns(observed_mask)
+        comp = self.__dict__.get("_pending")
+        if comp is None or len(comp) != n:  # called directly, not through generate_tokens
+            comp = self._components(conns, n, generator)
+        return conns, comp
 
 
 class IncrementalStepper:
-    """O(one forward pass) sampling: hidden units are sorted by degree, and the units of degree m are computed
-    once, right after the input of rank m is set; their contribution is added to every output's pre-activation."""
+    """O(one forward pass) sampling of an ensemble, every image through its own mask, all images in one pass.
 
-    def __init__(self, model: MADE, c: Connectivity, n: int) -> None:
-        self.model, self.order, self.num_steps = model, c.order, model.num_dims
-        model.apply_masks(c)
-        dev = model.device
-        D, P = model.num_dims, model.per_dim
-        self.x = torch.zeros(n, D, device=dev)
-        self.weights, self.biases, self.bounds, self.h = [], [], [], []
-        prev_perm = torch.arange(D)
-        for layer, m in zip(model.layers, c.hidden_degrees):
-            perm = torch.argsort(m, stable=True)
-            w = layer.masked_weight().detach()[perm][:, prev_perm] if self.weights else layer.masked_weight().detach()[perm]
-            self.weights.append(w)
-            self.biases.append(layer.bias.detach()[perm])
-            sorted_m = m[perm]
-            # units with degree == s+1 occupy [bounds[s], bounds[s+1])
-            self.bounds.append(torch.searchsorted(sorted_m, torch.arange(1, D + 2)).tolist())
-            self.h.append(torch.zeros(n, layer.out_features, device=dev))
-            prev_perm = perm
-        self.w_out = model.out.masked_weight().detach()[:, prev_perm].t().contiguous()  # (H_L, D*P)
-        self.feats = model.out.bias.detach().expand(n, -1).clone()                     # (n, D*P)
-        self.w_skip = (model.skip_features(model.skip.masked_weight().detach().t()).contiguous()
-                       if model.skip is not None else None)  # (D inputs, D * P features)
-        self.P = P
+    A hidden unit of degree m sees only inputs of rank <= m (and units of degree <= m below it), so it is final
+    once the input of rank m is drawn. Steps go in blocks of B: at a block's start, one product per layer
+    gives every unit of the block's degrees its part from the finished blocks (a wide product, every input read
+    once per block, not once per step); at each step, a small product adds the part from the block's own
+    inputs. Activations are stored transposed, (mask, unit slot, image slot): block b's units of every mask
+    share rows (padded with zero-weight rows to the largest mask's count), and the images of mask k share row k,
+    so one batched product per layer and step serves every mask.
+    """
+
+    block = 16
+
+    def __init__(self, model: MADE, conns: list[Connectivity], comp: torch.Tensor) -> None:
+        self.model, self.order, self.num_steps = model, conns[0].order, model.num_dims
+        self.levels, self.P, dev = model.levels, model.per_dim, model.device
+        n, K = len(comp), len(conns)
+        self.plan = p = _plan(model, conns, self.block)
+        counts = torch.bincount(comp, minlength=K)
+        self.K, self.n, self.n_max = K, n, max(1, int(counts.max()))
+        slot = torch.empty(n, dtype=torch.long)
+        for k in range(K):
+            rows = (comp == k).nonzero().flatten()
+            slot[rows] = k * self.n_max + torch.arange(len(rows))
+        self.slot = slot.to(dev)
+        self.identity = K == 1
+        nb = -(-model.num_dims // self.block)
+        self.x = torch.zeros(nb * self.block, K, self.n_max, device=dev)  # inputs in rank order, padded
+        self.xt = self.x.transpose(0, 1)                                          # (K, D, n_max)
+        self.h = [torch.zeros(K, r, self.n_max, device=dev) for r in p.rows]     # hidden units in slot order
+        self.part: list[torch.Tensor] = []                                        # block partials per layer
+        self.f: torch.Tensor | None = None                                        # output partials of the block
+        self.dims = self.order.tolist()
+        self._started = -1
 
     def positions(self, t: int) -> torch.Tensor:
         return self.order[t:t + 1]
 
+    def _start_block(self, b: int) -> None:
+        """Everything the block's units and pixels get from finished blocks, in one product per layer."""
+        p, B = self.plan, self.block
+        s = b * B
+        inp = self.xt[:, :s]
+        self.part = []
+        for li, h in enumerate(self.h):
+            w, bias = p.prev_w[li][b], p.bias[li][b]
+            self.part.append(torch.baddbmm(bias, w, inp) if w.shape[-1] else bias.expand(-1, -1, self.n_max))
+            inp = h[:, :p.starts[li][b]]
+        f = p.out_bias[b].expand(self.K, -1, self.n_max)
+        if p.out_prev[b].shape[-1]:
+            f = torch.baddbmm(f, p.out_prev[b], inp)
+        if p.skip_prev[b] is not None and s:
+            f = torch.baddbmm(f, p.skip_prev[b].expand(self.K, -1, -1), self.xt[:, :s])
+        self.f, self._started = f, b
+
     def logits(self, t: int) -> torch.Tensor:
-        d = int(self.order[t])
-        return self.model.to_logits(self.feats[:, d * self.P:(d + 1) * self.P], slice(d, d + 1))
+        p, B, P = self.plan, self.block, self.P
+        b, j = divmod(t, B)
+        if self._started != b:
+            self._start_block(b)
+        s = b * B
+        lo, hi = p.starts[-1][b], p.starts[-1][b + 1]
+        f = self.f[:, j * P:(j + 1) * P]
+        if hi > lo:
+            f = torch.baddbmm(f, p.out_cur[t], self.h[-1][:, lo:hi])
+        if p.skip_cur[t] is not None:
+            f = torch.baddbmm(f, p.skip_cur[t], self.xt[:, s:s + B])
+        f = f[0].t() if self.identity else f.transpose(1, 2).reshape(-1, P).index_select(0, self.slot)
+        d = self.dims[t]
+        return self.model.to_logits(f, slice(d, d + 1))
 
     def advance(self, t: int, tokens: torch.Tensor) -> None:
-        d = int(self.order[t])
-        value = tokens[:, 0].float() / (self.model.levels - 1)
-        self.x[:, d] = value
-        if self.w_skip is not None:
-            self.feats.addmm_(value[:, None], self.w_skip[d:d + 1])
-        inp = self.x
-        for li, (w, b, bounds, h) in enumerate(zip(self.weights, self.biases, self.bounds, self.h)):
-            lo, hi = bounds[t], bounds[t + 1]  # units of degree t+1
+        p, B = self.plan, self.block
+        b, j = divmod(t, B)
+        if self._started != b:  # a completion may skip the block's first logits
+            self._start_block(b)
+        value = tokens[:, 0] if self.levels == 2 else tokens[:, 0].float() / (self.levels - 1)
+        if self.identity:
+            self.x[t, 0].copy_(value)
+        else:
+            self.x[t].view(-1).index_copy_(0, self.slot, value.float())
+        s = b * B
+        inp = self.xt[:, s:s + B]
+        for li, h in enumerate(self.h):
+            lo, hi = p.starts[li][b], p.starts[li][b + 1]
             if hi > lo:
-                h[:, lo:hi] = F.relu(torch.addmm(b[lo:hi], inp, w[lo:hi].t()))
-                if li == len(self.weights) - 1:
-                    self.feats.addmm_(h[:, lo:hi], self.w_out[lo:hi])
-            inp = h
+                torch.baddbmm(self.part[li], p.cur_w[li][b], inp, out=h[:, lo:hi]).relu_()
+            inp = h[:, lo:hi]
+
+
+@dataclass
+class _Plan:
+    """An ensemble's weights rearranged for IncrementalStepper (see there), built once per masks and weights.
+    Layer l's units are stored in slots: block b (degrees b*B+1 .. b*B+B) owns rows starts[l][b]..starts[l][b+1]
+    of every mask, padded with zero rows. Inputs are in rank order; output rows are in generation order."""
+
+    rows: list[int]                 # slot rows per hidden layer
+    starts: list[list[int]]         # [layer][block] first row of the block (and the end, at index blocks)
+    prev_w: list[list[torch.Tensor]]  # [layer][block] (K, U, rows of finished blocks below)
+    cur_w: list[list[torch.Tensor]]   # [layer][block] (K, U, rows of this block below (inputs: B))
+    bias: list[list[torch.Tensor]]    # [layer][block] (K, U, 1)
+    out_prev: list[torch.Tensor]      # [block] (K, B * P, last-layer rows of finished blocks)
+    out_bias: list[torch.Tensor]      # [block] (1, B * P, 1)
+    skip_prev: list[torch.Tensor | None]  # [block] (1, B * P, inputs of finished blocks)
+    out_cur: list[torch.Tensor]       # [step] (K, P, last-layer rows of the step's block)
+    skip_cur: list[torch.Tensor | None]   # [step] (K, P, B) direct weights from the block's inputs
+
+
+def _plan(model: MADE, conns: list[Connectivity], block: int) -> _Plan:
+    cache = model.__dict__.setdefault("_plan_cache", {})
+    key = (tuple(c.uid for c in conns), block, model._weights_key())
+    if key not in cache:
+        if len(cache) >= 2:
+            cache.pop(next(iter(cache)))
+        with torch.no_grad():
+            cache[key] = _build_plan(model, conns, block)
+    return cache[key]
+
+
+def _build_plan(model: MADE, conns: list[Connectivity], B: int) -> _Plan:
+    D, P, K, dev = model.num_dims, model.per_dim, len(conns), model.device
+    nb = -(-D // B)
+    order = conns[0].order
+    masked = [model.masked_weights(c) for c in conns]
+    # slot_unit[l][k]: the unit of mask k in each slot row of layer l (-1: padding)
+    slot_units, starts = [], []
+    for li in range(len(model.layers)):
+        blocks_of = [torch.div(c.hidden_degrees[li] - 1, B, rounding_mode="floor") for c in conns]  # block of each unit
+        size = torch.stack([torch.bincount(bk, minlength=nb) for bk in blocks_of]).max(0).values   # (nb,)
+        st = [0] + torch.cumsum(size, 0).tolist()
+        per_k = []
+        for bk in blocks_of:
+            su = torch.full((st[-1],), -1, dtype=torch.long)
+            for b in range(nb):
+                units = (bk == b).nonzero().flatten()
+                su[st[b]:st[b] + len(units)] = units
+            per_k.append(su)
+        slot_units.append(per_k)
+        starts.append(st)
+
+    def gather(w: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """w[rows][:, cols] with -1 meaning a zero row or column."""
+        w = F.pad(w, (0, 1, 0, 1))
+        return w[rows.to(dev)][:, cols.to(dev)]
+
+    prev_w, cur_w, bias = [], [], []
+    cols = [order] * K
+    for li, layer in enumerate(model.layers):
+        full = torch.stack([gather(masked[k][li], slot_units[li][k], cols[k]) for k in range(K)])  # (K, R, C)
+        bvec = torch.stack([F.pad(layer.bias, (0, 1))[slot_units[li][k].to(dev)] for k in range(K)])[..., None]
+        st = starts[li]
+        in_st = [min(b * B, D) for b in range(nb + 1)] if li == 0 else starts[li - 1]
+        prev_w.append([full[:, st[b]:st[b + 1], :in_st[b]].contiguous() for b in range(nb)])
+        cur_w.append([full[:, st[b]:st[b + 1], in_st[b]:in_st[b + 1]].contiguous() for b in range(nb)])
+        if li == 0:  # the block's inputs are always B wide (the last block's missing inputs stay zero)
+            cur_w[0] = [F.pad(w, (0, B - w.shape[-1])) for w in cur_w[0]]
+        bias.append([bvec[:, st[b]:st[b + 1]].contiguous() for b in range(nb)])
+        cols = slot_units[li]
+    out_rows = (order[:, None] * P + torch.arange(P)[None, :]).flatten()            # generation order
+    out_full = torch.stack([gather(masked[k][len(model.layers)], out_rows, cols[k]) for k in range(K)])
+    st = starts[-1]
+    out_prev = [out_full[:, b * B * P:(b + 1) * B * P, :st[b]].contiguous() for b in range(nb)]
+    out_bias = [model.out.bias[out_rows[b * B * P:(b + 1) * B * P].to(dev)].view(1, -1, 1) for b in range(nb)]
+    out_cur = [out_full[:, t * P:(t + 1) * P, st[t // B]:st[t // B + 1]].contiguous() for t in range(D)]
+    skip_prev, skip_cur = [None] * nb, [None] * D
+    if model.skip is not None:
+        skip = gather(model.skip_features(masked[0][-1].t()).t(), out_rows, order)     # (D * P, D) rank order
+        skip = F.pad(skip, (0, nb * B - D))
+        skip_prev = [skip[b * B * P:(b + 1) * B * P, :b * B][None].contiguous() for b in range(nb)]
+        skip_cur = [skip[t * P:(t + 1) * P, (t // B) * B:(t // B + 1) * B][None].expand(K, -1, -1).contiguous()
+                    for t in range(D)]
+    return _Plan([starts[li][-1] for li in range(len(model.layers))], starts, prev_w, cur_w, bias,
+                 out_prev, out_bias, skip_prev, out_cur, skip_cur)

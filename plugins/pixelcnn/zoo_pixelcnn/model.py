@@ -3,12 +3,15 @@
 Plain: a 7x7 mask-A convolution, residual blocks with 3x3 mask-B convolutions, 1x1 output layers.
 Gated: a vertical stack (rows above, shifted down one row) and a horizontal stack (pixels to the left)
 with tanh x sigmoid gates, v->h 1x1 links, residual and skip connections and optional class conditioning,
-so no blind spot. Outputs: a softmax over `levels` values per sub-pixel (2 for binarized data, 256 for 8-bit).
+so no blind spot. Outputs: an output head (zoo.heads) per pixel: a softmax over `levels` values per sub-pixel
+(2 for binarized data, 256 for 8-bit; the default), or for 8-bit data a discretized logistic mixture (PixelCNN++)
+or Gaussian, whose colour version adds PixelCNN++'s linear dependence of G on R and of B on R, G.
 
 Colour (C = 3): the R -> G -> B dependency within a pixel (arXiv 1601.06759, section 3.4). Every feature map
 is split into C colour groups; at the centre tap, group g of a layer's output sees input groups < g (mask A,
 first layer) or <= g (mask B, every later layer, the 1x1 convolutions and the output layers), so R is
-predicted from the pixels before, G also from R, B from R and G. Taps at earlier pixels see every group. The
+predicted from the pixels before, G also from R, B from R and G. Taps at earlier pixels see every group; the
+output layer gives each head parameter the group of the channel it belongs to (`Head.param_channels`). The
 gated model's vertical stack only ever reaches the horizontal stack from the row above, so it needs no groups.
 Generation order is pixel by pixel, channel by channel within a pixel (`generation_order`). For C = 1 the
 groups collapse and the masks are the grayscale ones.
@@ -26,6 +29,7 @@ from torch import nn
 
 import zoo
 from zoo.errors import InputError
+from zoo.heads import make_head
 
 
 def colour_groups(size: int, colours: int, period: int) -> torch.Tensor:
@@ -36,12 +40,13 @@ def colour_groups(size: int, colours: int, period: int) -> torch.Tensor:
 
 
 def centre_mask(cout: int, cin: int, mask_type: str, colours: int = 1, out_period: int | None = None,
-                in_period: int | None = None) -> torch.Tensor:
+                in_period: int | None = None, out_groups: torch.Tensor | None = None) -> torch.Tensor:
     """(cout, cin) connections allowed at the centre tap: output group g sees input groups < g (mask A) or
-    <= g (mask B). With one colour: nothing (A) or everything (B)."""
+    <= g (mask B). With one colour: nothing (A) or everything (B). `out_groups` (cout,) gives the output
+    channels' groups explicitly (an output head's parameters)."""
     if mask_type not in ("A", "B"):
         raise InputError(f"mask type must be 'A' or 'B', got {mask_type!r}")
-    g_out = colour_groups(cout, colours, out_period or cout)[:, None]
+    g_out = (colour_groups(cout, colours, out_period or cout) if out_groups is None else out_groups)[:, None]
     g_in = colour_groups(cin, colours, in_period or cin)[None, :]
     return (g_out > g_in if mask_type == "A" else g_out >= g_in).float()
 
@@ -52,12 +57,13 @@ class MaskedConv2d(nn.Conv2d):
     masked 1x1 convolutions that keep colour groups apart."""
 
     def __init__(self, cin: int, cout: int, k: int, mask_type: str, colours: int = 1,
-                 out_period: int | None = None, in_period: int | None = None) -> None:
+                 out_period: int | None = None, in_period: int | None = None,
+                 out_groups: torch.Tensor | None = None) -> None:
         super().__init__(cin, cout, k, padding=k // 2)
         mask = torch.ones(cout, cin, k, k)
         mask[:, :, k // 2, k // 2:] = 0
         mask[:, :, k // 2 + 1:] = 0
-        mask[:, :, k // 2, k // 2] = centre_mask(cout, cin, mask_type, colours, out_period, in_period)
+        mask[:, :, k // 2, k // 2] = centre_mask(cout, cin, mask_type, colours, out_period, in_period, out_groups)
         self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,11 +87,6 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.c(F.relu(self.b(F.relu(self.a(F.relu(x))))))
-
-
-def _conv1x1_at(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    w = conv.weight * conv.mask if isinstance(conv, MaskedConv2d) else conv.weight
-    return F.linear(x, w[:, :, 0, 0], conv.bias)
 
 
 class GatedLayer(nn.Module):
@@ -124,14 +125,16 @@ class GatedLayer(nn.Module):
 
 class PixelCNN(zoo.Model):
     """A PixelCNN over pixel tokens. `kind` = "gated" (no blind spot) or "plain" (mask A/B convolutions);
-    C = 1 (grayscale) or C = 3 (colour, R -> G -> B within a pixel)."""
+    C = 1 (grayscale) or C = 3 (colour, R -> G -> B within a pixel). `head` = "softmax" (default), "logistic"
+    (`mixtures` components, 10 by default) or "gaussian" (1 by default): see zoo.heads."""
 
     @classmethod
     def check_config(cls) -> dict:
         return {"image_shape": [1, 3, 3], "levels": 2, "hidden": 8, "layers": 2, "num_classes": 2}
 
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2, kind: str = "gated", hidden: int = 32,
-                 layers: int = 8, kernel: int = 3, out_hidden: int | None = None, num_classes: int = 0) -> None:
+                 layers: int = 8, kernel: int = 3, out_hidden: int | None = None, num_classes: int = 0,
+                 head: str = "softmax", mixtures: int | None = None) -> None:
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
         c = self.image_shape[0]
@@ -148,6 +151,10 @@ class PixelCNN(zoo.Model):
             raise InputError(f"a colour PixelCNN splits its feature maps into {c} colour groups, so "
                              + ", ".join(f"{k} ({v})" for k, v in uneven.items())
                              + f" must be a positive multiple of {c}")
+        if levels == 2 and head != "softmax":
+            raise InputError(f"head={head!r} is for 8-bit (many-level) data; for binary images (levels = 2) use "
+                             "head='softmax'")
+        self.output_head = make_head(head, levels, c, mixtures)
         self.tokenizer = zoo.PixelTokenizer(levels, self.image_shape)
         self.levels, self.kind, self.num_classes = int(levels), kind, int(num_classes)
         if kind == "plain":
@@ -157,7 +164,8 @@ class PixelCNN(zoo.Model):
             self.gated = nn.ModuleList(GatedLayer(c if i == 0 else hidden, hidden, 7 if i == 0 else kernel, i == 0,
                                                   self.num_classes, c) for i in range(layers))
         self.out1 = MaskedConv2d(hidden, out_hidden, 1, "B", c)
-        self.out2 = MaskedConv2d(out_hidden, c * levels, 1, "B", c)
+        self.out2 = MaskedConv2d(out_hidden, self.output_head.num_params, 1, "B", c,
+                                 out_groups=self.output_head.param_channels())
         _, hh, ww = self.image_shape
         # pixel by pixel in raster order, R, G, B within a pixel (tokens are laid out (C, H, W))
         self.generation_order = (torch.arange(c)[None, :] * hh * ww + torch.arange(hh * ww)[:, None]).flatten()
@@ -178,16 +186,22 @@ class PixelCNN(zoo.Model):
             skip = skip + s
         return F.relu(skip)
 
-    def logits_all(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (N, T, levels) of every pixel given the tokens (N, T)."""
+    def head_params(self, tokens: torch.Tensor, y: torch.Tensor | None = None):
+        """The head's parameters (N, H*W, num_params) of every pixel and the pixels' values (N, H*W, C)."""
         f = self.out2(F.relu(self.out1(self.features(self.encode_inputs(tokens), y))))
-        n, _, hh, ww = f.shape
-        return f.view(n, self.image_shape[0], self.levels, hh, ww).permute(0, 1, 3, 4, 2).reshape(n, -1, self.levels)
+        n = f.shape[0]
+        return f.flatten(2).transpose(1, 2), tokens.view(n, self.image_shape[0], -1).transpose(1, 2)
+
+    def logits_all(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (N, T, levels) of every sub-pixel given the tokens (N, T) (laid out (C, H, W))."""
+        params, values = self.head_params(tokens, y)
+        logits = self.output_head.logits(params, values)  # (N, H*W, C, levels)
+        return logits.transpose(1, 2).reshape(tokens.shape[0], -1, self.levels)
 
     def log_prob_tokens(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact log p(x) in nats: the sum over pixels of log softmax at the observed value."""
-        logits = self.logits_all(tokens, y)
-        return -F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none").sum(1)
+        """Exact log p(x) in nats: the sum over sub-pixels of the head's log-probability at the observed value."""
+        params, values = self.head_params(tokens, y)
+        return self.output_head.log_prob(params, values).transpose(1, 2).flatten(1).sum(1)
 
     def generation_steps(self, observed_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Raster order (R, G, B within a pixel); a completion mask must be a raster prefix."""
@@ -207,28 +221,48 @@ class PixelCNN(zoo.Model):
 class CachedStepper:
     """Raster sampling at about the cost of one forward pass: each layer's activation at a pixel is computed
     once, when the pixel is reached, from cached activations of the layer below (all earlier in raster order);
-    the gated model's vertical stack is computed one row at a time, when the row above is complete."""
+    the gated model's vertical stack is computed one row at a time, when the row above is complete.
+
+    A CPU step is bound by the number of torch calls, so everything that does not change within a call is
+    prepared once (`_GatedWeights`): masked weights, the v->h link and every bias folded into one per-row term,
+    the 1x1 output and skip convolutions of all layers merged into one product. Per pixel and layer that leaves
+    a product, a tanh, a multiply-add and the residual product (sigmoid(b) = (1 + tanh(b / 2)) / 2).
+    """
 
     def __init__(self, model: PixelCNN, n: int, y: torch.Tensor | None) -> None:
         self.m, self.n, self.y = model, n, y
         self.C, self.H, self.W = model.image_shape
         self.num_steps = self.C * self.H * self.W
         dev = model.device
-        zeros = lambda c, pad_h, pad_w: torch.zeros(n, c, self.H + 2 * pad_h, self.W + 2 * pad_w, device=dev)  # noqa: E731
+        self.head = [_masked_1x1(model.out1), _masked_1x1(model.out2)]      # (W^T, bias) of the output layers
         if model.kind == "plain":
+            zeros = lambda c, pad_h, pad_w: torch.zeros(n, c, self.H + 2 * pad_h, self.W + 2 * pad_w, device=dev)  # noqa: E731
             self.x = zeros(self.C, 3, 3)                                               # stem input, padded by 3
             hidden = model.stem.out_channels
             self.h = [zeros(hidden, 0, 0) for _ in range(len(model.blocks) + 1)]      # block inputs
             self.mid = [zeros(hidden // 2, 1, 1) for _ in model.blocks]               # 3x3 inputs, padded by 1
+            self.stem_w = model.stem.weight * model.stem.mask
+            self.blocks = [(_masked_1x1(b.a), b.b.weight * b.b.mask, b.b.bias, _masked_1x1(b.c)) for b in model.blocks]
         else:
-            self.cond = [layer.cond(y) if (layer.cond is not None and y is not None) else None for layer in model.gated]
+            g = self.g = _GatedWeights(model, n, y)
+            L, h = len(model.gated), model.gated[0].h
             ks = [layer.k for layer in model.gated]
-            cins = [self.C] + [model.gated[0].h] * (len(ks) - 1)
-            # vertical-stack inputs, padded top by k//2 and left/right by k//2
+            cins = [self.C] + [h] * (L - 1)
+            # vertical-stack inputs, padded top by k//2 and left/right by k//2 (channels first, for conv2d)
             self.v_in = [torch.zeros(n, c, self.H + k // 2, self.W + 2 * (k // 2), device=dev) for c, k in zip(cins, ks)]
-            self.v_pre = [torch.zeros(n, 2 * model.gated[0].h, self.H, self.W, device=dev) for _ in ks]
-            # horizontal-stack inputs, padded left by k//2
-            self.h_in = [torch.zeros(n, c, self.H, self.W + k // 2, device=dev) for c, k in zip(cins, ks)]
+            # horizontal-stack inputs, channels last and padded left by k//2: a window is one strided matrix
+            self.h_in = [torch.zeros(n, self.H, self.W + k // 2, c, device=dev) for c, k in zip(cins, ks)]
+            self.vh = [g.row0[l_].clone() for l_ in range(L)]   # (n, W, 2h): the h-stack's per-row term
+            self.vh_at = [[v[:, j] for j in range(self.W)] for v in self.vh]
+            self.strides = [x.stride()[:3] for x in self.h_in]
+            self.pre = [torch.empty(n, 2 * h, device=dev) for _ in range(L)]
+            self.pre_halves = [p.chunk(2, 1) for p in self.pre]
+            self.gates = torch.zeros(n, L, h + 1, device=dev)  # every layer's gate output, and a 1 for the biases
+            self.gates[:, :, h] = 1
+            self.gate_out = [self.gates[:, l_, :h] for l_ in range(L)]   # where each layer's gate output goes
+            self.gate_rows = [self.gates[:, l_] for l_ in range(L)]      # ... read with its constant 1
+            self.gates_flat = self.gates.view(n, -1)
+        self.values = torch.zeros(n, self.C, dtype=torch.long, device=dev)  # the current pixel's tokens (the head's)
 
     def positions(self, t: int) -> torch.Tensor:
         return self.m.generation_order[t:t + 1]
@@ -236,50 +270,53 @@ class CachedStepper:
     # ---- plain ----
     def _plain_pixel(self, i: int, j: int) -> torch.Tensor:
         m = self.m
-        h = m.stem.at(self.x, i, j)
+        h = torch.einsum("nckl,ockl->no", self.x[:, :, i:i + 7, j:j + 7], self.stem_w) + m.stem.bias
         self.h[0][:, :, i, j] = h
-        for b, block in enumerate(m.blocks):
-            a = F.relu(_conv1x1_at(block.a, F.relu(h)))
-            self.mid[b][:, :, i + 1, j + 1] = a
-            mid = F.relu(block.b.at(self.mid[b], i, j))
-            h = h + _conv1x1_at(block.c, mid)
+        for b, (a, w3, b3, c) in enumerate(self.blocks):
+            self.mid[b][:, :, i + 1, j + 1] = torch.addmm(a[1], F.relu(h), a[0]).relu_()
+            mid = F.relu(torch.einsum("nckl,ockl->no", self.mid[b][:, :, i:i + 3, j:j + 3], w3) + b3)
+            h = h + torch.addmm(c[1], mid, c[0])
             self.h[b + 1][:, :, i, j] = h
         return F.relu(h)
 
     # ---- gated ----
     def _gated_row(self, r: int) -> None:
-        """Vertical stack of row r, every layer (row r of the input is complete)."""
-        for l_, layer in enumerate(self.m.gated):
-            k = layer.k
-            slab = self.v_in[l_][:, :, r:r + k // 2 + 1]                 # input rows r - k//2 .. r
-            pre = F.conv2d(slab, layer.v.weight, layer.v.bias)[:, :, 0]  # (N, 2h, W)
-            if self.cond[l_] is not None:
-                pre = pre + self.cond[l_][:, :, None]
-            self.v_pre[l_][:, :, r] = pre
-            if l_ + 1 < len(self.m.gated):
-                kn = self.m.gated[l_ + 1].k
-                self.v_in[l_ + 1][:, :, r + kn // 2, kn // 2: kn // 2 + self.W] = layer.gate(pre[:, :, None])[:, :, 0]
-
-    def _gated_pixel(self, i: int, j: int) -> torch.Tensor:
-        skip = 0
-        layers = self.m.gated
+        """Vertical stack of row r, every layer (row r of the input is complete), and the h-stack's per-row
+        term of row r + 1 (biases, class, and the v->h link from row r)."""
+        g, layers, n, W = self.g, self.m.gated, self.n, self.W
         for l_, layer in enumerate(layers):
             k = layer.k
-            window = self.h_in[l_][:, :, i, j:j + k // 2 + 1]           # input cols j - k//2 .. j
-            pre = torch.einsum("nck,ock->no", window, (layer.hconv.weight * layer.hmask)[:, :, 0]) + layer.hconv.bias
-            if i > 0:
-                pre = pre + _conv1x1_at(layer.v2h, self.v_pre[l_][:, :, i - 1, j])
-            else:
-                pre = pre + layer.v2h.bias
-            if self.cond[l_] is not None:
-                pre = pre + self.cond[l_]
-            gated = layer.gate(pre[:, :, None])[:, :, 0]
-            h_new = _conv1x1_at(layer.h_out, gated) + (0 if layer.first else self.h_in[l_][:, :, i, j + k // 2])
-            skip = skip + _conv1x1_at(layer.skip, gated)
+            slab = self.v_in[l_][:, :, r:r + k // 2 + 1]                 # input rows r - k//2 .. r
+            # the row's (k//2 + 1) x k patches as one matrix: one product instead of a small conv2d
+            patches = slab.unfold(3, k, 1).permute(0, 3, 1, 2, 4).reshape(n * W, -1)
+            pre = torch.addmm(g.v_bias[l_], patches, g.v[l_]).view(n, W, -1)   # (N, W, 2h)
+            if g.cond[l_] is not None:
+                pre = pre + g.cond[l_][:, None, :]
+            torch.baddbmm(g.row0[l_], pre, g.v2h[l_].expand(n, -1, -1), out=self.vh[l_])
             if l_ + 1 < len(layers):
                 kn = layers[l_ + 1].k
-                self.h_in[l_ + 1][:, :, i, j + kn // 2] = h_new
-        return F.relu(skip)
+                a, b = pre.chunk(2, -1)
+                self.v_in[l_ + 1][:, :, r + kn // 2, kn // 2: kn // 2 + W] = (torch.tanh(a) * torch.sigmoid(b)).transpose(1, 2)
+
+    def _gated_pixel(self, i: int, j: int) -> torch.Tensor:
+        g, n, L, h = self.g, self.n, len(self.m.gated), self.g.h
+        residual = None
+        for l_ in range(L):
+            x, (s0, s1, s2) = self.h_in[l_], self.strides[l_]
+            # cols j - k//2 .. j of row i, channels last: one strided (N, kw * cin) matrix, no copy
+            window = x.as_strided((n, g.win[l_]), (s0, 1), i * s1 + j * s2)
+            torch.addmm(self.vh_at[l_][j], window, g.hconv[l_], out=self.pre[l_]).tanh_()
+            a, b = self.pre_halves[l_]
+            torch.addcmul(a, a, b, out=self.gate_out[l_])                 # 2 tanh(a) sigmoid(b)
+            if l_ + 1 < L:
+                y, (t0, t1, t2) = self.h_in[l_ + 1], self.strides[l_ + 1]
+                dest = y.as_strided((n, h), (t0, 1), i * t1 + (j + g.kw[l_ + 1] - 1) * t2)
+                if residual is None:
+                    torch.mm(self.gate_rows[l_], g.h_out[l_], out=dest)
+                else:
+                    torch.addmm(residual, self.gate_rows[l_], g.h_out[l_], out=dest)
+                residual = dest                                          # the next layer's input at (i, j)
+        return torch.mm(self.gates_flat, g.skip).relu_()
 
     def _pixel(self, i: int, j: int) -> torch.Tensor:
         return self._plain_pixel(i, j) if self.m.kind == "plain" else self._gated_pixel(i, j)
@@ -289,19 +326,61 @@ class CachedStepper:
         # after the last channel's step they are final, since no unit at a pixel sees the pixel's last channel
         p, c = divmod(t, self.C)
         feat = self._pixel(*divmod(p, self.W))
-        out = _conv1x1_at(self.m.out2, F.relu(_conv1x1_at(self.m.out1, feat)))
-        return out.view(self.n, self.C, self.m.levels)[:, c:c + 1]
+        (w1, b1), (w2, b2) = self.head
+        out = torch.addmm(b2, torch.addmm(b1, feat, w1).relu_(), w2)
+        return self.m.output_head.logits(out[:, None], self.values[:, None], channel=c)[:, 0]
 
     def advance(self, t: int, tokens: torch.Tensor) -> None:
         p, c = divmod(t, self.C)
         i, j = divmod(p, self.W)
+        self.values[:, c] = tokens[:, 0]
         value = tokens[:, 0].float() / (self.m.levels - 1) * 2 - 1
         if self.m.kind == "plain":
             self.x[:, c, i + 3, j + 3] = value
         else:
             k0 = self.m.gated[0].k
             self.v_in[0][:, c, i + k0 // 2, j + k0 // 2] = value
-            self.h_in[0][:, c, i, j + k0 // 2] = value
+            self.h_in[0][:, i, j + k0 // 2, c] = value
         if c == self.C - 1:
             if self.m.kind == "gated" and j == self.W - 1 and i + 1 < self.H:
                 self._gated_row(i)  # the row is complete: the vertical stack of the next row can see it
+
+
+def _masked_1x1(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 1x1 convolution as (W^T, bias) for torch.addmm, its mask (if any) applied once."""
+    w = conv.weight * conv.mask if isinstance(conv, MaskedConv2d) else conv.weight
+    return w[:, :, 0, 0].t().contiguous(), conv.bias
+
+
+class _GatedWeights:
+    """A gated PixelCNN's weights arranged for CachedStepper, gate halves pre-scaled: the b half of every gate
+    pre-activation by 1/2 (so tanh gives both gates), the 1x1 outputs by 1/2 (they read 2 tanh(a) sigmoid(b))."""
+
+    def __init__(self, model: PixelCNN, n: int, y: torch.Tensor | None) -> None:
+        layers = model.gated
+        h = self.h = layers[0].h
+        W = model.image_shape[2]
+        scale = torch.cat([torch.ones(h), torch.full((h,), 0.5)]).to(model.device)       # (2h,)
+        self.kw, self.win, self.hconv, self.v2h, self.row0, self.cond, self.h_out = [], [], [], [], [], [], []
+        self.v, self.v_bias = [], []
+        skips, skip_bias = [], 0
+        for layer in layers:
+            kw = layer.k // 2 + 1
+            self.kw.append(kw)
+            self.win.append(kw * layer.hconv.in_channels)
+            w = (layer.hconv.weight * layer.hmask)[:, :, 0]                                # (2h, cin, kw)
+            self.hconv.append((w.permute(0, 2, 1).flatten(1) * scale[:, None]).t().contiguous())  # (kw * cin, 2h)
+            self.v.append(layer.v.weight.flatten(1).t().contiguous())                    # (cin * kh * k, 2h)
+            self.v_bias.append(layer.v.bias)
+            self.v2h.append((layer.v2h.weight[:, :, 0, 0] * scale[:, None]).t().contiguous())    # (2h, 2h)
+            c = layer.cond(y) if (layer.cond is not None and y is not None) else None
+            self.cond.append(c)
+            bias = layer.hconv.bias + layer.v2h.bias + (c if c is not None else 0)
+            self.row0.append((bias * scale).expand(n, 2 * h)[:, None, :].expand(n, W, 2 * h).contiguous())
+            w_out, b_out = _masked_1x1(layer.h_out)                                        # (h, h), (h,)
+            self.h_out.append(torch.cat([w_out * 0.5, b_out[None]]))                      # (h + 1, h)
+            w_skip, b_skip = _masked_1x1(layer.skip)
+            skips.append(torch.cat([w_skip * 0.5, torch.zeros_like(b_skip)[None]]))
+            skip_bias = skip_bias + b_skip
+        skips[-1][-1] = skip_bias  # the biases of every skip ride on one layer's constant 1
+        self.skip = torch.cat(skips)                                                       # (L * (h + 1), h)

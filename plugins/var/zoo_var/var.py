@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.errors import InputError
-from zoo.logits import LogitProcessor
+from zoo.logits import Guidance
 from zoo.model import Model
 
 from .vqvae import VQVAE
@@ -37,7 +37,14 @@ class Attention(nn.Module):
                 cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         n, length, dim = x.shape
         q, k, v = self.qkv(x).view(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        if cache is not None:
+        if cache is not None and "k_buf" in cache:  # preallocated for the whole sequence: append in place
+            start = cache["len"]
+            end = start + length
+            cache["k_buf"][:, :, start:end] = k
+            cache["v_buf"][:, :, start:end] = v
+            cache["len"] = end
+            k, v = cache["k_buf"][:, :, :end], cache["v_buf"][:, :, :end]
+        elif cache is not None:
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
             cache["k"], cache["v"] = k, v
@@ -104,9 +111,37 @@ class VAR(Model):
         self.head_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.head_ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
         self.head = nn.Linear(dim, self.vqvae.codebook_size)
-        for blk in self.blocks:  # start each block near the identity, as adaLN-zero does
-            nn.init.zeros_(blk.ada[1].weight)
-            nn.init.zeros_(blk.ada[1].bias)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self, init_adaln: float = 0.5, init_adaln_gate: float = 1e-5, init_head: float = 0.02) -> None:
+        """The VAR reference's initialisation of the transformer (the frozen VQ-VAE is left alone): truncated
+        normal with std sqrt(1 / (3 * dim)) for every linear layer and embedding (class, level, position,
+        start; biases zero), the head's weights x0.02, each block's output projections (attention and MLP)
+        divided by sqrt(2 * depth), and the adaptive norms' scale/shift weights x0.5 with their gates x1e-5,
+        so that every block starts near the identity and no embedding dominates the input."""
+        std = (1 / (3 * self.pos.shape[-1])) ** 0.5  # dim (the config is recorded after __init__)
+        for name, mod in self.named_modules():
+            if name.startswith("vqvae"):
+                continue
+            if isinstance(mod, nn.Linear):
+                nn.init.trunc_normal_(mod.weight, std=std)
+                if mod.bias is not None:
+                    nn.init.zeros_(mod.bias)
+            elif isinstance(mod, nn.Embedding):
+                nn.init.trunc_normal_(mod.weight, std=std)
+        for p in (self.start, self.pos):
+            nn.init.trunc_normal_(p, std=std)
+        self.head.weight.mul_(init_head)
+        self.head_ada[1].weight.mul_(init_adaln)
+        depth, dim = len(self.blocks), self.pos.shape[-1]
+        for blk in self.blocks:
+            blk.attn.proj.weight.div_((2 * depth) ** 0.5)
+            blk.mlp[2].weight.div_((2 * depth) ** 0.5)
+            w = blk.ada[1].weight.view(6, dim, dim)  # chunks: gate1, scale1, shift1, gate2, scale2, shift2
+            w.mul_(init_adaln)
+            for gate in (0, 3):
+                w[gate].mul_(init_adaln_gate / init_adaln)
 
     def before_training(self) -> None:
         """Load the trained VQ-VAE named by `tokenizer_card` (stage 1) before training the transformer."""
@@ -202,7 +237,7 @@ class ScaleStepper:
     def __init__(self, model: VAR, n: int, y: torch.Tensor | None, cfg: float | None) -> None:
         self.m, self.n = model, n
         self.guided = y is not None and cfg is not None
-        self.processor = LogitProcessor(cfg=cfg)
+        self.guidance = Guidance.of(cfg)  # the scale and, when the core gives one, its ramp over the scales
         cond = model._cond(y, n)
         if self.guided:
             cond = torch.cat([cond, model._cond(None, n)])
@@ -212,7 +247,12 @@ class ScaleStepper:
         vq = model.vqvae
         self.f_hat = torch.zeros(batch, vq.latent_dim, vq.latent_size, vq.latent_size, device=model.device)
         self.inputs = torch.zeros(batch, 0, vq.latent_dim, device=model.device)  # inputs of positions 1..end
-        self.caches: list[dict[str, torch.Tensor]] = [{} for _ in model.blocks]
+        total, dim = model.tokenizer.num_tokens, model.pos.shape[-1]
+        # every block's keys and values for the whole sequence, appended in place (no copy of the prefix per step)
+        self.caches: list[dict[str, Any]] = [
+            {"k_buf": torch.empty(batch, blk.attn.heads, total, dim // blk.attn.heads, device=model.device),
+             "v_buf": torch.empty(batch, blk.attn.heads, total, dim // blk.attn.heads, device=model.device),
+             "len": 0} for blk in model.blocks]
 
     def positions(self, t: int) -> torch.Tensor:
         sl = self.m.slices[t]
@@ -223,7 +263,7 @@ class ScaleStepper:
         new = self.inputs[:, sl.start - 1:] if t else self.inputs
         out = self.m._run(self.m._embed(new, self.cond, sl.start), self.cond, None, self.caches)
         if self.guided:
-            out = self.processor.guide(out[:self.n], out[self.n:])
+            out = self.guidance.guide(out[:self.n], out[self.n:], t, self.num_steps)
         return out
 
     def advance(self, t: int, tokens: torch.Tensor) -> None:
