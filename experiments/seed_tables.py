@@ -20,7 +20,6 @@ import argparse
 import datetime as dt
 import fnmatch
 import json
-import math
 import os
 import subprocess
 import sys
@@ -140,7 +139,8 @@ TABLES = (
           (("1", (("exp-made-mnist-bin-1x500", "nll", 88.40),)),
            ("2", (("exp-made-mnist-bin-2x500", "nll", 89.59),))),
           "zoo's binarized MNIST is binarized by Bernoulli draws (test split seeded once), not the paper's "
-          "static binarization (Larochelle's), so the figures are close but not the same task."),
+          "static binarization (Larochelle's), and zoo's cells train for 10 epochs on a CPU, the paper's until "
+          "early stopping: the figures are not strictly comparable."),
     Table("PixelCNN, FID", "dataset", ("FID",),
           (("CIFAR-10 grayscale", (("pixelcnn-cifar10-gray", "fid", 170),)),
            ("CIFAR-10 grayscale, added layers", (("exp-pixelcnn-cifar10-gray-12-layers", "fid", 166),)),
@@ -167,8 +167,9 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
-def load_results(path: Path = RESULTS) -> dict[tuple[str, str], Result]:
+def load_results(path: Path | None = None) -> dict[tuple[str, str], Result]:
     """Recorded results keyed by (cell, metric); cells "floor-<dataset>" hold the real-vs-real floors."""
+    path = path or RESULTS
     if not path.is_file():
         return {}
     out = {}
@@ -188,8 +189,9 @@ def _toml_value(v) -> str:
     return json.dumps(str(v))  # a JSON string with ASCII escapes is a valid TOML basic string
 
 
-def save_results(results: dict[tuple[str, str], Result], path: Path = RESULTS) -> None:
+def save_results(results: dict[tuple[str, str], Result], path: Path | None = None) -> None:
     """Write every result, sorted, atomically (a crash never leaves half a file)."""
+    path = path or RESULTS
     lines = ["# Results of the seed tables (issue 13), written by `python experiments/seed_tables.py run`.",
              "# One entry per measured figure: value, n, seed, the command that reproduces it, and when.", ""]
     for key in sorted(results):
@@ -210,8 +212,9 @@ def save_results(results: dict[tuple[str, str], Result], path: Path = RESULTS) -
     os.replace(tmp, path)
 
 
-def record(result: Result, path: Path = RESULTS) -> None:
+def record(result: Result, path: Path | None = None) -> None:
     """Add one result to the file at once (re-read first, so concurrent runs of other cells are kept)."""
+    path = path or RESULTS
     results = load_results(path)
     results[(result.cell, result.metric)] = result
     save_results(results, path)
@@ -282,7 +285,7 @@ def sample_features(model: Model, net, threads: int | None):
     path = model.run_dir / f"features-n{N}-seed{SEED}.npy"
     if path.is_file():
         return np.load(path)
-    m = zoo.load(str(REPO / model.ref) if not model.card else model.card)
+    m = zoo.load(model.card or str(model.run_dir))
     print(f"{model.id}: sampling {N:,} images and their Inception features", flush=True)
     feats = zfid.sample_features(lambda k, s: m.sample(k, seed=s), N, net, SEED, distributed=True)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -291,18 +294,25 @@ def sample_features(model: Model, net, threads: int | None):
     return feats
 
 
-def _reference_stats(dataset: str, net, cached_only: bool):
+def _reference_cached(dataset: str, metric: str) -> bool:
+    """Whether the reference a figure needs (FID: the test statistics; KID: the test features) is cached."""
     from zoo import data as zdata
     from zoo import fid as zfid
-    n = len(zdata.load_dataset(dataset, "test"))
-    if cached_only and not (zfid.stats_cache_dir() / f"{dataset}-test-{n}.npz").is_file():
+    if metric == "fid":
+        return (zfid.stats_cache_dir() / f"{dataset}-test-{len(zdata.load_dataset(dataset, 'test'))}.npz").is_file()
+    return (zfid.stats_cache_dir() / f"{dataset}-test-{KID_REF_N}-features.npz").is_file()
+
+
+def _reference_stats(dataset: str, net, cached_only: bool):
+    from zoo import fid as zfid
+    if cached_only and not _reference_cached(dataset, "fid"):
         return None
     return zfid.reference_stats(dataset, "test", net)
 
 
 def _reference_features(dataset: str, net, cached_only: bool):
     from zoo import fid as zfid
-    if cached_only and not (zfid.stats_cache_dir() / f"{dataset}-test-{KID_REF_N}-features.npz").is_file():
+    if cached_only and not _reference_cached(dataset, "kid"):
         return None
     return zfid.reference_features(dataset, "test", net, n=KID_REF_N)
 
@@ -318,22 +328,22 @@ def evaluate(model: Model, needed: list[str], net, threads: int | None, cached_o
             record(Result(model.id, "fid", m.value, m.n, SEED, m.command, _now(), m.note.split("; 8-bit")[0],
                           "the shipped card's figure"))
             needed = [k for k in needed if k != "fid"]
+    if cached_only:  # sample only for the figures whose reference is ready
+        for k in [k for k in needed if not _reference_cached(model.dataset, k)]:
+            print(f"{model.id}: {k.upper()} waits for the {model.dataset} test reference (not in the cache yet)")
+            needed.remove(k)
     if not needed:
         return
     feats = sample_features(model, net, threads)
     if "fid" in needed:
         ref = _reference_stats(model.dataset, net, cached_only)
-        if ref is None:
-            print(f"{model.id}: FID waits for the {model.dataset} test statistics (not in the cache yet)")
-        else:
+        if ref is not None:
             r = zfid.fid(zfid.Stats.from_features(feats), ref)
             record(Result(model.id, "fid", round(r.value, 3), N, SEED, model.command("fid"), _now(), ref.source,
                           note))
     if "kid" in needed:
         ref_feats = _reference_features(model.dataset, net, cached_only)
-        if ref_feats is None:
-            print(f"{model.id}: KID waits for the {model.dataset} test features (not in the cache yet)")
-        else:
+        if ref_feats is not None:
             k = kid(feats, ref_feats)
             record(Result(model.id, "kid", round(k.mean, 6), N, SEED, model.command("kid"), _now(),
                           f"{model.dataset} test, first {len(ref_feats):,}", note,
@@ -426,7 +436,7 @@ def render(results: dict[tuple[str, str], Result]) -> str:
         floors.append(f"| {DATASET_NAMES[ds]} | {_fmt(f.value) if f else 'not run'} | "
                       f"{_fmt(k.value, 'kid') + ' ± ' + _fmt(k.extra.get('std'), 'kid') if k else 'not run'} |")
     out += [f"## Real-vs-real floors at n = {N:,}", "", *floors, ""]
-    pending: dict[str, str] = {}
+    pending: dict[tuple[str, str], str] = {}
     for t in TABLES:
         header = [t.corner] + [f"{c}: {who}" for c in t.columns for who in ("presentation", "zoo")]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -434,11 +444,11 @@ def render(results: dict[tuple[str, str], Result]) -> str:
         for label, cells in t.rows:
             row = [label]
             for cell, metric, theirs in cells:
-                row.append(_fmt(theirs, metric))
+                row.append("N/A" if theirs is None else f"{theirs:.2f}" if metric == "nll" else f"{theirs:g}")
                 r = results.get((cell, metric))
                 if r is None:
                     row.append("not run")
-                    pending[cell] = MODELS[cell].command(metric)
+                    pending[(cell, metric)] = MODELS[cell].command(metric)
                     continue
                 text = _fmt(r.value, metric)
                 k = results.get((cell, "kid")) if metric == "fid" else None
@@ -450,17 +460,17 @@ def render(results: dict[tuple[str, str], Result]) -> str:
     out += ["## Cells not run yet", "",
             "Each needs only its command (training on a GPU: add `--device cuda` to `zoo train`). "
             "`python experiments/seed_tables.py run --only CELL` runs it and records the result.", ""]
-    for cell, cmd in pending.items():
+    for (cell, metric), cmd in pending.items():
         reason = ""
         try:
             reason = unreachable(MODELS[cell]) or ""
         except Exception as e:  # the report must render even where a plugin is missing
             reason = f"{type(e).__name__}: {e}"
-        out.append(f"- `{cell}`: `{cmd}`" + (f" (not reachable here yet: {reason})" if reason else ""))
+        out.append(f"- `{cell}` {metric}: `{cmd}`" + (f" (not reachable here yet: {reason})" if reason else ""))
     return "\n".join(out) + "\n"
 
 
-def plot(results: dict[tuple[str, str], Result], path: Path = PLOT) -> Path:
+def plot(results: dict[tuple[str, str], Result], path: Path | None = None) -> Path:
     """FID against width and against depth, one line per dataset: the presentation's points (hollow, dashed)
     beside zoo's (filled, solid). Drawn with PIL (matplotlib is not a dependency)."""
     from PIL import Image, ImageDraw, ImageFont
@@ -516,12 +526,15 @@ def plot(results: dict[tuple[str, str], Result], path: Path = PLOT) -> Path:
         lx += 12 + int(d.textlength(DATASET_NAMES[ds], font=font)) + 24
     d.text((lx, ly), f"filled, solid: zoo (n={N:,} vs test)   hollow, dashed: the presentation", fill="black",
            font=font)
+    path = path or PLOT
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
     return path
 
 
-def report(results_path: Path = RESULTS, doc: Path = DOC, plot_path: Path = PLOT) -> str:
+def report(results_path: Path | None = None, doc: Path | None = None, plot_path: Path | None = None) -> str:
+    """Render the tables from the results file; write the markdown page and the plot beside it."""
+    doc, plot_path = doc or DOC, plot_path or PLOT
     results = load_results(results_path)
     text = render(results)
     doc.parent.mkdir(parents=True, exist_ok=True)
