@@ -325,7 +325,7 @@ def evaluate(model: Model, needed: list[str], net, threads: int | None, cached_o
     if model.card and "fid" in needed:
         m = next((m for m in api.get_card(model.card).metrics if m.name == "fid" and m.n == N), None)
         if m is not None:
-            record(Result(model.id, "fid", m.value, m.n, SEED, m.command, _now(), m.note.split("; 8-bit")[0],
+            record(Result(model.id, "fid", m.value, m.n, SEED, m.command, _now(), m.note.split("; 8-bit quantized")[0],
                           "the shipped card's figure"))
             needed = [k for k in needed if k != "fid"]
     if cached_only:  # sample only for the figures whose reference is ready

@@ -102,6 +102,7 @@ def test_reference_features_are_cached_and_write_the_fid_statistics(mnist_dir, t
     np.testing.assert_allclose(zfid.reference_features("mnist-bin", "test", broken, mnist_dir, n=8), f, rtol=1e-6)
 
 
+@pytest.mark.slow  # sampling a shipped MADE and a 2048-d Frechet distance
 def test_eval_kid_with_fid_shares_the_samples(mnist_dir, tmp_path, monkeypatch):
     """`zoo eval --fid --kid` on a tiny card, with a small stand-in feature network (the real one is tested in
     test_fid): both figures are printed and recorded with their commands."""

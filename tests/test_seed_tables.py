@@ -116,6 +116,7 @@ seed = 0
 """
 
 
+@pytest.mark.slow  # a zoo train subprocess and two 2048-d Frechet distances: a minute or two
 def test_run_trains_through_zoo_train_records_each_figure_and_resumes(st, mnist_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_DATA_DIR", str(mnist_dir))
     monkeypatch.setenv("ZOO_FID_CACHE", str(tmp_path / "cache"))
