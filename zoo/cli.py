@@ -421,6 +421,7 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
     output = output or _free_name("completion.png")
     grid.check_output(output)
     m = api.load(model_id, device=device)
+    zmasks.parse_mask(mask_spec, torch.zeros(1, *m.image_shape))  # a bad mask is said before any data is read
     x, source = _originals(m, n, data_dir, split, seed, download, from_samples)
     mask = zmasks.parse_mask(mask_spec, x)
     done = m.complete(x, mask, seed=seed, temperature=temperature, top_k=top_k)
