@@ -653,7 +653,8 @@ add("cli", "zoo complete: unknown mask", lambda ctx: cli("complete", "made-mnist
                                                          "-n", 2, "-o", ctx.tmp / "c.png"), CliError, "unknown mask",
     _not_written("c.png"))
 add("cli", "zoo complete: raster model, non-prefix mask",
-    lambda ctx: cli("complete", "made-mnist-bin", "--mask", "left-half", "-n", 2, "-o", ctx.tmp / "c.png"), CliError,
+    lambda ctx: cli("complete", "made-mnist-bin", "--mask", "left-half", "-n", 2, "--from-samples",
+                    "-o", ctx.tmp / "c.png"), CliError,
     "ordering", _not_written("c.png"))
 add("cli", "zoo complete: box outside the image",
     lambda ctx: cli("complete", "made-mnist-bin-agnostic", "--mask", "box:40,0,2,2", "-n", 2, "-o", ctx.tmp / "c.png"),

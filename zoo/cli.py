@@ -434,6 +434,7 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
     output = output or _free_name("completion.png")
     grid.check_output(output)
     m = api.load(model_id, device=device)
+    zmasks.parse_mask(mask_spec, torch.zeros(1, *m.image_shape))  # a bad mask is said before any data is read
     x, source = _originals(m, n, data_dir, split, seed, download, from_samples)
     mask = zmasks.parse_mask(mask_spec, x)
     done = m.complete(x, mask, seed=seed, temperature=temperature, top_k=top_k)
@@ -446,6 +447,11 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @click.argument("model_id")
 @click.option("--nll", "do_nll", is_flag=True, help="exact test NLL (nats/image and bits/dim)")
 @click.option("--fid", "do_fid", is_flag=True, help="FID of n samples against the test split")
+@click.option("--kid", "do_kid", is_flag=True,
+              help="KID (unbiased MMD^2, cubic kernel; mean and std over 100 subsets) of n samples against the split"
+                   ", from the same Inception features as --fid")
+@click.option("--kid-ref-n", type=int, default=None,
+              help="KID: compare against the split's first N images (default all)")
 @click.option("--recon", "do_recon", is_flag=True,
               help="a learned tokenizer's reconstruction PSNR and codebook usage on the split (VQ-VAE, VAR)")
 @click.option("-n", "--num", "n", type=int, default=None,
@@ -464,14 +470,14 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @sampling_options
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
-def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, ref_n, fid_weights, split, data_dir, download, folder,
-             batch_size, opts, write_card, temperature, top_k, top_p, cfg, cfg_schedule, cls, no_preset, device,
-             threads) -> None:
-    """Evaluate a model: exact NLL, FID, reconstruction on a dataset split (optionally recorded in a card with
+def eval_cmd(model_id, do_nll, do_fid, do_kid, kid_ref_n, do_recon, n, seed, ref_n, fid_weights, split, data_dir,
+             download, folder, batch_size, opts, write_card, temperature, top_k, top_p, cfg, cfg_schedule, cls,
+             no_preset, device, threads) -> None:
+    """Evaluate a model: exact NLL, FID, KID, reconstruction on a dataset split (optionally recorded in a card with
     its command)."""
     _threads(threads)
-    if not (do_nll or do_fid or do_recon):
-        raise click.UsageError("choose a metric: --nll, --fid and/or --recon")
+    if not (do_nll or do_fid or do_kid or do_recon):
+        raise click.UsageError("choose a metric: --nll, --fid, --kid and/or --recon")
     if ref_n is not None and (ref_n < 2 or not do_fid):
         raise click.UsageError("--ref-n goes with --fid and needs at least 2 reference images")
     _options(opts)  # bad options and a card we could not record in are refused before the evaluation
@@ -499,9 +505,15 @@ def eval_cmd(model_id, do_nll, do_fid, do_recon, n, seed, ref_n, fid_weights, sp
             _eval_recon(m, model_id, d, n, split, batch_size, write_card, flag)
         if do_nll:
             _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card, flag)
-        if do_fid:
+        if do_fid or do_kid:
             kw, _, flags = _sampling_kwargs(m, n or 10_000, temperature, top_k, top_p, cfg, cfg_schedule, cls,
                                             no_preset)
+        if do_kid:  # one set of samples and Inception features serves KID and, with --fid, FID
+            if folder:
+                raise click.UsageError("--kid is measured against a named dataset's split; use --fid with --data")
+            _eval_kid(m, model_id, d, n or 10_000, seed, split, data_dir, fid_weights, write_card, do_fid, kid_ref_n,
+                      kw, flags)
+        elif do_fid:
             _eval_fid(m, model_id, d, n or (len(d) if folder else 10_000), seed, split, data_dir, fid_weights,
                       write_card, flag, ref_n, kw, flags)
 
@@ -585,6 +597,60 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card,
         _say(f"recorded in {write_card}")
 
 
+def _eval_kid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card, do_fid, kid_ref_n,
+              kw=None, flags="") -> None:
+    """KID (and FID with do_fid) of n samples: the samples' Inception features are computed once for both."""
+    from . import fid as zfid
+    from .kid import kid
+    if kid_ref_n is not None and kid_ref_n < 2:
+        raise click.BadParameter(f"--kid-ref-n must be at least 2, got {kid_ref_n}")
+    net = zfid.load_inception(fid_weights).to(m.device)
+    lo, hi = zdist.shard(n)
+    with _progress() as prog:
+        t1 = prog.add_task(f"sampling {hi - lo:,} images", total=hi - lo)
+        t2 = prog.add_task("Inception features of the samples", total=hi - lo)
+        feats = zfid.sample_features(lambda k, s: m.sample(k, seed=s, progress=lambda b: prog.advance(t1, b), **(kw or {})), n,
+                                     net, seed, progress=lambda b: prog.advance(t2, b), distributed=True)
+        ref_feats = None
+        if zdist.is_main():  # the reference features are cached: rank 0 alone reads or computes them
+            t3 = prog.add_task(f"reference features of {d.name} {split}", total=min(kid_ref_n or len(d), len(d)))
+            ref_feats = zfid.reference_features(d.name, split, net, data_dir, n=kid_ref_n,
+                                                progress=lambda b: prog.advance(t3, b))
+        if do_fid:
+            lo, hi = zdist.shard(len(d))
+            t4 = prog.add_task(f"reference statistics of {d.name} {split}", total=hi - lo)
+            ref = zfid.reference_stats(d.name, split, net, data_dir, progress=lambda b: prog.advance(t4, b),
+                                       distributed=True)
+    if not zdist.is_main():
+        return
+    procs = f", {zdist.world_size()} processes" if zdist.world_size() > 1 else ""
+    launch = f"torchrun --nproc-per-node {zdist.world_size()} -m zoo.cli" if zdist.world_size() > 1 else "zoo"
+    where = f" --split {split}" if split != "test" else ""
+    ref_n = len(ref_feats)
+    ref_source = f"{d.describe()}; first {ref_n:,}"
+    metrics = []
+    if do_fid:
+        r = zfid.fid(zfid.Stats.from_features(feats, f"{n:,} samples, seed {seed}"), ref)
+        _say(f"{model_id}: {r}  [samples seed {seed}{procs} vs {ref.source}]", highlight=False, markup=False)
+        metrics.append(Metric("fid", round(r.value, 3), "FID", split, n,
+                              f"{launch} eval {model_id} --fid -n {n} --seed {seed}{where}{flags}",
+                              f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}"))
+    k = kid(feats, ref_feats)
+    _say(f"{model_id}: {k}  [samples seed {seed}{procs} vs {ref_source}]", highlight=False, markup=False)
+    ref_opt = f" --kid-ref-n {kid_ref_n}" if kid_ref_n is not None else ""
+    metrics.append(Metric("kid", round(k.mean, 6), "KID", split, n,
+                          f"{launch} eval {model_id} --kid -n {n} --seed {seed}{ref_opt}{where}{flags}",
+                          f"std {k.std:.6f} over {k.subsets} subsets of {k.subset_size:,}; {n:,} samples vs "
+                          f"{ref_source}; {zfid.PREPROCESSING}"))
+    if write_card:
+        def add(card):
+            for metric in metrics:
+                card = with_metric(card, metric)
+            return card
+        update_card(write_card, add)
+        _say(f"recorded in {write_card}")
+
+
 def _eval_recon(m, model_id, d, n, split, batch_size, write_card, flag="") -> None:
     from .evaluate import reconstruction
     if not zdist.is_main():
@@ -620,15 +686,20 @@ def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card, flag="") -
 @click.option("--batch-size", type=int, default=50, show_default=True)
 @click.option("--fid-weights", type=click.Path(), default=None, help="Inception weights file")
 @click.option("--save-stats", type=click.Path(), default=None, help="write PATH_A's statistics to this .npz")
+@click.option("--kid", "do_kid", is_flag=True, help="also KID (needs two image folders: statistics files hold no "
+                                                     "features)")
 @click.option("--threads", type=int, default=None)
-def fid_cmd(path_a, path_b, batch_size, fid_weights, save_stats, threads) -> None:
-    """FID between two image folders or .npz statistics files (like pytorch-fid's command line)."""
+def fid_cmd(path_a, path_b, batch_size, fid_weights, save_stats, do_kid, threads) -> None:
+    """FID between two image folders or .npz statistics files (like pytorch-fid's command line); with --kid,
+    KID between two image folders from the same features."""
     from rich.progress import Progress
 
     from . import fid as zfid
     _threads(threads)
+    if do_kid and any(str(p).endswith(".npz") for p in (path_a, path_b)):
+        raise click.UsageError("--kid needs two image folders: an .npz of FID statistics holds no features")
     net = None
-    stats = []
+    stats, feats = [], []
     with Progress(console=err, transient=True) as prog:
         for path in (path_a, path_b):
             if str(path).endswith(".npz"):
@@ -641,11 +712,14 @@ def fid_cmd(path_a, path_b, batch_size, fid_weights, save_stats, threads) -> Non
             x = zfid.load_image_folder(path)
             net = net or zfid.load_inception(fid_weights)
             task = prog.add_task(f"features of {path}", total=len(x))
-            stats.append(zfid.Stats.from_features(zfid.features(x, net, batch_size,
-                                                                lambda b: prog.advance(task, b)), str(path)))
+            feats.append(zfid.features(x, net, batch_size, lambda b: prog.advance(task, b)))
+            stats.append(zfid.Stats.from_features(feats[-1], str(path)))
     if save_stats:
         stats[0].save(save_stats)
     console.print(str(zfid.fid(*stats)), highlight=False, markup=False)
+    if do_kid:
+        from .kid import kid
+        console.print(str(kid(*feats)), highlight=False)
 
 
 @main.command("fid-stats")
@@ -683,8 +757,10 @@ def fid_stats(datasets, split, ref_n, fid_weights, data_dir, download, threads) 
 @data_options
 @click.option("--write", "write_path", type=click.Path(), default=None,
               help="record the floor in this floors file (zoo/fid_floors.toml is the one zoo ships)")
+@click.option("--kid", "do_kid", is_flag=True, help="also the KID floor: the same train images against the test split")
+@click.option("--kid-ref-n", type=int, default=None, help="KID: the test split's first N images (default all)")
 @click.option("--threads", type=int, default=None)
-def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, threads) -> None:
+def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, do_kid, kid_ref_n, threads) -> None:
     """Real-vs-real FID floor: the first n train images against the test split, as model FIDs are measured."""
     from rich.progress import Progress
 
@@ -696,8 +772,16 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, threads) 
     net = zfid.load_inception(fid_weights)
     with Progress(console=err, transient=True) as prog:
         task = prog.add_task(f"Inception features of {dataset} train (first {n:,}) and test", total=None)
+        if do_kid:  # features first: they also fill the statistics cache that the FID floor reads
+            from .kid import kid
+            train_feats = zfid.reference_features(dataset, "train", net, data_dir, n=n,
+                                                  progress=lambda b: prog.advance(task, b))
+            test_feats = zfid.reference_features(dataset, "test", net, data_dir, n=kid_ref_n,
+                                                 progress=lambda b: prog.advance(task, b))
         r = zfid.real_floor(dataset, n, net, data_dir, progress=lambda b: prog.advance(task, b))
     console.print(f"{dataset}: real-vs-real {r}", highlight=False)
+    if do_kid:
+        console.print(f"{dataset}: real-vs-real {kid(train_feats, test_feats)}", highlight=False)
     if write_path:
         zfid.record_floor(write_path, dataset, r, f"zoo fid-floor {dataset} -n {n}",
                           f"first {n:,} of the train split vs the {r.n_b:,} test images; {zfid.PREPROCESSING}")

@@ -532,3 +532,57 @@ def record_floor(path: str | Path, dataset: str, r: FIDResult, command: str, not
                                     "note": note}
         return FLOORS_HEADER + dump_toml({"floor": [floors[k] for k in sorted(floors)]})
     update_text(path, change)
+
+
+def sample_features(sampler: Callable[[int, int | None], torch.Tensor], n: int, model: torch.jit.ScriptModule,
+                    seed: int | None = 0, batch_size: int = 50, progress: Callable[[int], None] | None = None,
+                    distributed: bool = False) -> np.ndarray:
+    """Inception features (n, 2048) of n generated images, for FID (Stats.from_features) and KID alike.
+    With distributed=True each rank draws its share with its own seed (as sample_stats does) and every rank
+    gets all n features, in rank order."""
+    lo, hi = zdist.shard(n) if distributed else (0, n)
+    x = sampler(hi - lo, zdist.rank_seed(seed) if distributed else seed) if hi > lo else torch.zeros(0, 1, 1, 1)
+    feats = features(x, model, batch_size, progress) if hi > lo else np.zeros((0, DIMS))
+    if distributed and zdist.world_size() > 1:
+        feats = zdist.gather_cat(torch.from_numpy(feats)).numpy()
+    return feats
+
+
+def _features_path(dataset: str, split: str, n: int) -> Path:
+    return stats_cache_dir() / f"{dataset}-{split}-{n}-features.npz"
+
+
+def reference_features(dataset: str, split: str, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
+                       n: int | None = None, batch_size: int = 50,
+                       progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Inception features (n, 2048) of a dataset split's first n images (all by default), which KID needs, cached
+    as float32 .npz beside the FID statistics and recomputed when the data, n, preprocessing or weights differ.
+    Computing them also writes the split's FID statistics to the cache when they are missing, so a later FID
+    of the same split costs nothing."""
+    from .data import load_dataset
+    data = load_dataset(dataset, split, data_dir)
+    n = len(data) if n is None else min(n, len(data))
+    source = f"{data.describe()}; first {n:,}" + ("; Bernoulli draws seeded 0" if data.dynamic_binarization else "")
+    path = _features_path(dataset, split, n)
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                if (str(z["source"]) == source and str(z["preprocessing"]) == PREPROCESSING
+                        and str(z["weights_sha256"]) == WEIGHTS_SHA256 and z["features"].shape == (n, DIMS)):
+                    return z["features"].astype(np.float64)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass
+    if data.dynamic_binarization:  # drawn as reference_stats draws them, so both describe the same images
+        x = data.batch(torch.arange(0, n), generator=torch.Generator().manual_seed(0))[0]
+    else:
+        x, _ = data.batch(torch.arange(0, n))
+    feats = features(x, model, batch_size, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, features=feats.astype(np.float32), source=source, preprocessing=PREPROCESSING,
+             weights_sha256=WEIGHTS_SHA256)
+    os.replace(tmp, path)
+    stats_path = stats_cache_dir() / f"{dataset}-{split}-{n}.npz"
+    if not stats_path.is_file():
+        Stats.from_features(feats, source).save(stats_path)
+    return feats

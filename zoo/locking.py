@@ -229,6 +229,7 @@ def hold_run_folder(folder: str | Path, purpose: str = "training") -> Iterator[N
                 _held_runs[key][1] -= 1
         return
     lock, error = None, None
+    created = not folder.exists()  # a folder made here only to hold the lock goes again if nothing is written
     if zdist.is_main():
         folder.mkdir(parents=True, exist_ok=True)
         try:
@@ -248,3 +249,8 @@ def hold_run_folder(folder: str | Path, purpose: str = "training") -> Iterator[N
             _held_runs.pop(key, None)
         if lock is not None:
             lock.release()
+            if created:  # a run refused before it wrote anything leaves no folder behind
+                with contextlib.suppress(OSError):
+                    if {p.name for p in folder.iterdir()} <= {RUN_LOCK_FILE}:
+                        (folder / RUN_LOCK_FILE).unlink(missing_ok=True)
+                        folder.rmdir()
