@@ -624,8 +624,6 @@ def _eval_kid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card,
     if not zdist.is_main():
         return
     procs = f", {zdist.world_size()} processes" if zdist.world_size() > 1 else ""
-    launch = f"torchrun --nproc-per-node {zdist.world_size()} -m zoo.cli" if zdist.world_size() > 1 else "zoo"
-    where = f" --split {split}" if split != "test" else ""
     ref_n = len(ref_feats)
     ref_source = f"{d.describe()}; first {ref_n:,}"
     metrics = []
@@ -633,13 +631,13 @@ def _eval_kid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card,
         r = zfid.fid(zfid.Stats.from_features(feats, f"{n:,} samples, seed {seed}"), ref)
         _say(f"{model_id}: {r}  [samples seed {seed}{procs} vs {ref.source}]", highlight=False, markup=False)
         metrics.append(Metric("fid", round(r.value, 3), "FID", split, n,
-                              f"{launch} eval {model_id} --fid -n {n} --seed {seed}{where}{flags}",
+                              eval_command(model_id, "fid", n=n, split=split, seed=seed, extra=flags),
                               f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}"))
     k = kid(feats, ref_feats)
     _say(f"{model_id}: {k}  [samples seed {seed}{procs} vs {ref_source}]", highlight=False, markup=False)
-    ref_opt = f" --kid-ref-n {kid_ref_n}" if kid_ref_n is not None else ""
     metrics.append(Metric("kid", round(k.mean, 6), "KID", split, n,
-                          f"{launch} eval {model_id} --kid -n {n} --seed {seed}{ref_opt}{where}{flags}",
+                          eval_command(model_id, "kid", n=n, split=split, seed=seed,
+                                       flags={"--kid-ref-n": kid_ref_n}, extra=flags),
                           f"std {k.std:.6f} over {k.subsets} subsets of {k.subset_size:,}; {n:,} samples vs "
                           f"{ref_source}; {zfid.PREPROCESSING}"))
     if write_card:

@@ -49,11 +49,13 @@ def command(*words: Any, flags: dict[str, Any] | None = None) -> str:
 
 def eval_command(model_id: str, metric: str, *, n: int | None = None, split: str = "test", seed: int | None = None,
                  options: dict[str, Any] | None = None, data: str | None = None, ref_n: int | None = None,
-                 extra: str = "") -> str:
-    """The `zoo eval` line that reproduces a figure: `metric` is nll, fid or recon. `data` is an image folder
-    given with --data (it replaces --split); `extra` is further flags already written out (sampling settings)."""
+                 flags: dict[str, Any] | None = None, extra: str = "") -> str:
+    """The `zoo eval` line that reproduces a figure: `metric` is nll, fid, kid or recon. `data` is an image
+    folder given with --data (it replaces --split); `flags` are the metric's own (`{"--kid-ref-n": 10}`), `extra`
+    further flags already written out (sampling settings)."""
     words: list[Any] = ["eval", model_id, f"--{metric}"]
-    flags = {"-n": n, "--seed": seed}
+    given = flags
+    flags = {"-n": n, "--seed": seed, **(given or {})}
     if data is not None:
         flags["--data"] = data
     flags["--split"] = split if split != "test" and data is None else None
