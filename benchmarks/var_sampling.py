@@ -35,7 +35,7 @@ def flops_per_image(m: zoo.Model, n: int = 4, **kw) -> float:
 @torch.no_grad()
 def max_logit_gap(m: zoo.Model, n: int = 8) -> float:
     """Largest |logit| difference between the cached and full-recompute steppers along one greedy pass."""
-    fast, slow = m.stepper(n), m.stepper(n, naive=True)
+    fast, slow = m.stepper(n), m.reference_stepper(n)
     gap = 0.0
     for t in range(fast.num_steps):
         a, b = fast.logits(t), slow.logits(t)

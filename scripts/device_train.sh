@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Train recipes (plugins/*/recipes/ID.toml) in parallel on one GPU (the device machine), then evaluate each on
-# its test split. RECIPES names them (default: the four MADE recipes, as they were trained). Writes weights and a results tarball (cards, logs, run states) under $OUT (default: runs/device).
+# Train cards (their [training] tables are the recipes; cards/*/recipes/ID.toml for models with no card yet)
+# in parallel on one GPU (the device machine), then evaluate each on its test split. RECIPES names them (default: the four MADE recipes, as they were trained). Writes weights and a results tarball (cards, logs, run states) under $OUT (default: runs/device).
 # Data comes from .devdata/ (copies of ../shared/data and its materialize-data tool), laid out in /tmp/data.
 # Usage: [RECIPES="id ..."] bash scripts/device_train.sh [TIME_LIMIT_SECONDS] [DEVICE]
 set -u
@@ -15,7 +15,8 @@ zoo plugins
 pids=()
 RECIPES=${RECIPES:-made-mnist-bin made-mnist-bin-agnostic made-mnist made-cifar10-gray}
 for r in $RECIPES; do
-  ( zoo train plugins/*/recipes/$r.toml --out /tmp/runs/$r --data-dir /tmp/data --device "$DEV" \
+  src=$r; for f in cards/*/recipes/$r.toml; do [ -f "$f" ] && src=$f; done
+  ( zoo train "$src" --out /tmp/runs/$r --data-dir /tmp/data --device "$DEV" \
       --time-limit "$LIMIT" --threads 3 > /tmp/runs/$r.log 2>&1; echo "exit $?" >> /tmp/runs/$r.log ) &
   pids+=($!)
 done

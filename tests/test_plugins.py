@@ -150,13 +150,15 @@ def test_example_plugin_installs_and_works(tmp_path):
     assert (target / "zoo_hello" / "cards" / "hello-mnist-bin.toml").is_file()
 
     env = {k: v for k, v in os.environ.items() if k != "ZOO_LOAD_PLUGINS"}
-    env.update(PYTHONPATH=str(target), HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PYTHONIOENCODING="utf-8")
+    # the zoo under test (a checkout on PYTHONPATH, or the installed one) and the plugin just installed
+    paths = [str(target)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env.update(PYTHONPATH=os.pathsep.join(paths), HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PYTHONIOENCODING="utf-8")
     out = subprocess.run(_zoo_command() + ["plugins"], capture_output=True, text=True, encoding="utf-8", env=env,
                          timeout=120)
     assert out.returncode == 0, out.stderr
     cells = [[c.strip() for c in re.split(r"[│|]", line)[1:-1]] for line in out.stdout.splitlines()]
     rows = {c[0]: c for c in cells if len(c) == 4}  # plugin, version, architectures, models
-    assert rows.get("hello") == ["hello", "0.1.0", "pixels", "1"], out.stdout
+    assert rows.get("hello") == ["hello", "0.2.0", "pixels", "1"], out.stdout
     assert "made" in rows and "failed" not in out.stdout and "conflict" not in out.stdout
 
     out = subprocess.run(_zoo_command() + ["list"], capture_output=True, text=True, encoding="utf-8", env=env,
@@ -169,7 +171,7 @@ def test_example_plugin_installs_and_works(tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    assert r["plugins"]["hello"] == "0.1.0" and "made" in r["plugins"] and r["failures"] == []
+    assert r["plugins"]["hello"] == "0.2.0" and "made" in r["plugins"] and r["failures"] == []
     assert r["models"] == ["hello-mnist-bin"]
     assert Path(r["card"]).is_relative_to(target)  # the installed copy, not the source tree
     assert r["module"] == "zoo_hello.model"
@@ -309,14 +311,19 @@ def test_unknown_model_suggests_the_close_id(fake):
     assert out.exit_code == 2 and "Did you mean 'made-mnist-bin'" in out.output and "Traceback" not in out.output
 
 
-@pytest.mark.parametrize("recipe", sorted(ROOT.glob("plugins/*/recipes/*.toml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("recipe", sorted(ROOT.glob("cards/*/*.toml")) + sorted(ROOT.glob("cards/*/recipes/*.toml")),
+                         ids=lambda p: p.stem)
 def test_every_recipe_parses_and_builds_its_model(recipe):
-    """A recipe is what `zoo train RECIPE` reads: its card must parse and its architecture accept its config
-    (built on the meta device: no memory, no weights)."""
+    """A card's [training] table is the recipe `zoo train ID` reads (cards/*/recipes/ holds those of models with no
+    card yet): it must parse, its settings be known, and its architecture accept its config (built on the meta
+    device: no memory, no weights)."""
     import torch
+
+    from zoo.train import TrainConfig
 
     card = read_card(recipe, recipe=True)
     assert card.training and card.dataset
+    TrainConfig.from_dict({k: v for k, v in card.training.items() if k != "run"})
     with torch.device("meta"):
         model = zoo.create(card.architecture, **card.config)
     assert sum(p.numel() for p in model.parameters()) > 0

@@ -8,7 +8,7 @@ import torch
 
 import zoo
 from zoo.errors import InputError
-from zoo.logits import LogitProcessor
+from zoo.logits import Guidance, LogitProcessor
 
 TOK = dict(image_shape=[1, 12, 12], channels=8, latent_dim=8, codebook_size=16, scales=[1, 2, 3])
 
@@ -67,9 +67,8 @@ def test_probabilities_of_all_token_sequences_sum_to_one(num_classes):
                                                (None, None, 4, 0.9), (2, 1.5, 3, None)])
 def test_kv_cache_logits_and_samples_equal_the_full_recompute(y, cfg, top_k, top_p):
     m = tiny_var()
-    p = LogitProcessor(top_k=top_k, top_p=top_p, cfg=cfg)
     labels = None if y is None else torch.full((3,), y)
-    fast, slow = m.stepper(3, y=labels, processor=p), m.stepper(3, y=labels, processor=p, naive=True)
+    fast, slow = m.stepper(3, y=labels, cfg=cfg), m.reference_stepper(3, y=labels, cfg=cfg)
     for t in range(fast.num_steps):
         a, b = fast.logits(t), slow.logits(t)
         assert a.shape == (3, len(fast.positions(t)), 16)
@@ -92,7 +91,7 @@ def test_guided_logits_are_uncond_plus_scale_times_difference():
     m = tiny_var()
     y = torch.tensor([0, 1])
     with torch.no_grad():
-        guided = m.stepper(2, y=y, processor=LogitProcessor(cfg=2.5)).logits(0)
+        guided = m.stepper(2, y=y, cfg=2.5).logits(0)
         cond = m.stepper(2, y=y).logits(0)
         uncond = m.stepper(2).logits(0)
     torch.testing.assert_close(guided, uncond + 2.5 * (cond - uncond))
@@ -123,12 +122,12 @@ def test_completion_keeps_observed_pixels_and_teacher_forces_fully_observed_toke
     assert torch.equal(m.complete(x, everything, seed=1), x)
 
 
-def test_fully_observed_scales_still_fill_the_kv_cache():
+def test_fully_observed_scales_fill_the_kv_cache_like_the_reference():
     m = tiny_var()
     x = m.sample(3, seed=0)
     tokens = m.tokenizer.encode(x)
     observed = torch.zeros_like(tokens, dtype=torch.bool)
-    observed[:, m.slices[0]] = True  # the first scale is given; the sampler never asks for its logits
+    observed[:, m.slices[0]] = True  # the first scale is given: the sampler still asks for its logits
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     a = m.generate_tokens(3, generator=g1, processor=LogitProcessor(), observed=tokens, observed_mask=observed)
     b = m.generate_tokens(3, generator=g2, processor=LogitProcessor(), observed=tokens, observed_mask=observed,
@@ -230,8 +229,8 @@ def test_linear_schedule_guides_each_scale_with_the_references_ramp(cfg):
     the first scale is the conditional model, the last is guided with s; cached and naive samplers agree."""
     m = tiny_var(tokenizer=dict(TOK, image_shape=[1, 16, 16], scales=[1, 2, 3, 4]))
     y = torch.tensor([0, 2, 1])
-    p = LogitProcessor(cfg=cfg, cfg_schedule="linear")
-    guided, naive = m.stepper(3, y=y, processor=p), m.stepper(3, y=y, processor=p, naive=True)
+    g_ = Guidance(cfg, "linear")  # what the core passes a stepper as cfg for cfg_schedule="linear"
+    guided, naive = m.stepper(3, y=y, cfg=g_), m.reference_stepper(3, y=y, cfg=g_)
     cond, uncond = m.stepper(3, y=y), m.stepper(3)
     K = guided.num_steps
     with torch.no_grad():

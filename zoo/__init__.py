@@ -20,23 +20,26 @@ from .errors import (CardError, DataError, InputError, LockedError, PluginError,
                      UnverifiedWeightsWarning, WeightsError, ZooError)
 from .plugins import Plugin
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # public name -> the submodule that defines it (imported, with torch, when first asked for)
 _LAZY = {
     "create": "api", "get_card": "api", "list_architectures": "api", "list_models": "api", "load": "api",
-    "LogitProcessor": "logits", "Model": "model", "make_generator": "model",
+    "list_tokenizers": "api",
+    "LogitProcessor": "logits", "Model": "model", "make_generator": "model", "LearnedTokenizer": "model",
+    "Trainable": "model",
     "FullRecomputeStepper": "sampling", "Sampler": "sampling", "Stepper": "sampling",
     "PixelTokenizer": "tokenizers", "Tokenizer": "tokenizers",
 }
 _SUBMODULES = {"masks", "api", "cards", "data", "distributed", "evaluate", "export", "fid", "grid", "logits",
-               "model", "plugins", "sampling", "tokenizers", "train", "weights", "errors", "threads", "floors", "presets", "image_folder", "datasets", "locking", "heads"}
+               "model", "plugins", "sampling", "tokenizers", "train", "weights", "errors", "threads", "floors", "presets",
+               "image_folder", "datasets", "locking", "heads", "testing", "records", "cache"}
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly
     from . import masks  # noqa: F401
-    from .api import create, get_card, list_architectures, list_models, load  # noqa: F401
+    from .api import create, get_card, list_architectures, list_models, list_tokenizers, load  # noqa: F401
     from .logits import LogitProcessor  # noqa: F401
-    from .model import Model, make_generator  # noqa: F401
+    from .model import LearnedTokenizer, Model, Trainable, make_generator  # noqa: F401
     from .sampling import FullRecomputeStepper, Sampler, Stepper  # noqa: F401
     from .tokenizers import PixelTokenizer, Tokenizer  # noqa: F401
 
@@ -57,9 +60,9 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "Card", "CardError", "DataError", "Dataset", "FullRecomputeStepper", "InputError", "LockedError",
-    "LogitProcessor", "Metric", "Model", "PixelTokenizer", "Plugin", "PluginError", "Sampler", "Stepper",
-    "Tokenizer", "UnknownModelError", "UnverifiedWeightsWarning", "WeightsError", "ZooError", "create",
-    "get_card", "heads", "list_architectures", "list_datasets", "list_models", "load", "make_generator",
-    "masks", "read_card",
+    "Card", "CardError", "DataError", "Dataset", "FullRecomputeStepper", "InputError", "LearnedTokenizer",
+    "LockedError", "LogitProcessor", "Metric", "Model", "PixelTokenizer", "Plugin", "PluginError", "Sampler",
+    "Stepper", "Tokenizer", "Trainable", "UnknownModelError", "UnverifiedWeightsWarning", "WeightsError", "ZooError",
+    "create", "get_card", "heads", "list_architectures", "list_datasets", "list_models", "list_tokenizers", "load",
+    "make_generator", "masks", "read_card",
 ]

@@ -17,7 +17,7 @@ from .weights import (check_state, hub_download, load_into, load_weights, resolv
 if TYPE_CHECKING:  # torch is imported by the functions that build models, not by listing
     import torch
 
-    from .model import Model
+    from .model import LearnedTokenizer, Model
 
 CARD_FILE = "card.toml"
 
@@ -28,8 +28,30 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def list_architectures(pattern: str = "*") -> list[str]:
-    """Names of the architectures that `create` can build."""
+    """Names of everything `create` can build: model architectures and learned tokenizers."""
     return sorted(a for a in registry().architectures if fnmatch.fnmatch(a, pattern))
+
+
+def list_tokenizers(pattern: str = "*") -> list[str]:
+    """Names of the learned tokenizers (zoo.LearnedTokenizer) that `create` can build."""
+    return sorted(a for a in registry().tokenizers if fnmatch.fnmatch(a, pattern))
+
+
+def family_options() -> dict[str, list[tuple[str, str, Any, str]]]:
+    """The log_prob options each installed architecture declares (its `Options` dataclass): name -> a list of
+    (option, type, default, help). `zoo eval -o KEY=VALUE` help is written from it."""
+    from .errors import PluginError
+    from .model import describe_options
+    reg, out = registry(), {}
+    for arch in sorted(reg.architectures):
+        try:
+            _, cls = reg.architectures[arch]
+        except PluginError:  # a "module:Class" entry that does not import: `zoo plugins` shows the error
+            continue
+        fields = describe_options(getattr(cls, "Options", None))
+        if fields:
+            out[arch] = fields
+    return out
 
 
 def _suggest(name: str, choices: list[str]) -> str:
@@ -59,8 +81,8 @@ def get_card(model_id: str) -> Card:
     return reg.cards[model_id]
 
 
-def create(architecture: str, **config: Any) -> Model:
-    """An untrained model of a registered architecture, built from its config."""
+def create(architecture: str, **config: Any) -> Model | LearnedTokenizer:
+    """An untrained model (or learned tokenizer) of a registered architecture, built from its config."""
     reg = registry()
     if architecture in reg.conflicts:
         raise reg.conflict_error(architecture)
@@ -75,8 +97,7 @@ def create(architecture: str, **config: Any) -> Model:
         raise
     except (Exception, MemoryError) as e:  # a config the constructor cannot build (wrong type, size, value)
         raise InputError(f"architecture '{architecture}': bad config {config}: {type(e).__name__}: {e}") from None
-    model.config = dict(config)
-    return model
+    return model  # model.config: the constructor's arguments, defaults included (recorded by zoo.Model)
 
 
 def _card_from_ref(ref: str) -> tuple[Card, Path | None]:
@@ -97,7 +118,7 @@ def _card_from_ref(ref: str) -> tuple[Card, Path | None]:
     return get_card(ref), None
 
 
-def load(ref: str, weights: str | Path | None = None, device: str | torch.device | None = None) -> Model:
+def load(ref: str, weights: str | Path | None = None, device: str | torch.device | None = None) -> Model | LearnedTokenizer:
     """A pretrained model, weights verified and loaded, in eval mode.
 
     `ref` is a model id (`made-mnist-bin`), a Hub reference (`hf://org/name@rev`) or a folder written by

@@ -25,6 +25,16 @@ REV_RE = re.compile(r"^[\w.-]+(/[\w.-]+)*$")
 BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
+def first_party_cards_dir(plugin: str) -> Path:
+    """The folder of a first-party plugin's cards: cards/<plugin>/ in a checkout (or an editable install), or
+    zoo_cards/<plugin>/ beside the installed zoo package (the wheel ships the top-level cards/ as zoo_cards)."""
+    root = Path(__file__).resolve().parent.parent
+    for folder in (root / "cards" / plugin, root / "zoo_cards" / plugin):
+        if folder.is_dir():
+            return folder
+    return root / "cards" / plugin  # missing: the registry then finds no cards, and `zoo list` shows none
+
+
 def check_revision(rev: str, source: str, error: type[Exception] = CardError) -> str:
     """A Hub revision (branch, tag, commit or refs/pr/N): no '..', no absolute path, no odd characters."""
     if not REV_RE.match(rev) or any(part in (".", "..") for part in rev.split("/")) or len(rev) > 200:
@@ -65,6 +75,8 @@ class Card:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
     path: Path | None = None
+    #: where the plugin that ships the card keeps its bundled weights (set by the registry; None: not bundled)
+    weights_dir: Path | None = field(default=None, compare=False)
     #: the recommended sampling settings ([sampling] table; empty when the card has none)
     sampling: dict[str, Any] = field(default_factory=dict)
 
@@ -73,10 +85,12 @@ class Card:
         return next((m for m in self.metrics if m.name == name), None)
 
     def weights_path(self) -> Path | None:
-        """The bundled weights file next to the card (weights/ beside cards/), if the card came from disk."""
+        """The bundled weights file: in the `weights_dir` of the plugin that ships the card (None if it has none)."""
+        if self.weights_dir is not None:
+            return Path(self.weights_dir) / self.weights_file
         if self.path is None:
             return None
-        return self.path.parent.parent / "weights" / self.weights_file
+        return self.path.parent.parent / "weights" / self.weights_file  # a card read by hand: the 0.1 layout
 
     def to_dict(self) -> dict[str, Any]:
         """The card as TOML-ready data (the inverse of `parse_card`)."""
@@ -163,8 +177,10 @@ def parse_card(data: dict[str, Any], source: str = "<card>", recipe: bool = Fals
             unit=_get(m, "unit", str, where, source), split=_get(m, "split", str, where, source),
             n=_get(m, "n", int, where, source), command=_get(m, "command", str, where, source),
             note=_get(m, "note", str, where, source, required=False) or ""))
-        if not metrics[-1].command.startswith("zoo "):
-            raise CardError(f"{source}: field '{where}command' must be the zoo command that measured it")
+        cmd = metrics[-1].command
+        if not (cmd.startswith("zoo ") or (cmd.startswith("torchrun ") and " -m zoo.cli " in cmd)):
+            raise CardError(f"{source}: field '{where}command' must be the zoo command that measured it (`zoo ...`, "
+                            "or `torchrun ... -m zoo.cli ...` for several processes)")
     return Card(id=cid, plugin=plugin, architecture=arch, description=desc, dataset=dataset, data=dtab,
                 config=config, weights_file=wfile, sha256=sha, hub_repo=hub, hub_revision=rev,
                 params=params, training=training, metrics=metrics, sampling=sampling)

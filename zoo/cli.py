@@ -16,6 +16,7 @@ from rich.table import Table
 
 from .cards import Metric, read_card, update_card, with_metric, write_card as save_card  # noqa: F401
 from .errors import UnverifiedWeightsWarning, ZooError
+from .records import command_line, eval_command, record_fid, record_nll, record_recon, set_argv  # noqa: F401
 from .plugins import registry
 
 
@@ -75,21 +76,33 @@ def _options(pairs: tuple[str, ...]) -> dict:
     return out
 
 
-_ARGV: list[str] = []  # the arguments of this invocation, as typed: a card records the command that ran
+class FamilyOptionsOption(click.Option):
+    """`-o KEY=VALUE`, whose help lists each installed family's declared options with their types."""
+
+    def get_help_record(self, ctx):
+        try:
+            fams = api.family_options()
+        except Exception:  # help must never fail because a plugin does
+            fams = {}
+        listed = "; ".join(f"{arch}: " + ", ".join(f"{n}={t} (default {d!r}){': ' + h if h else ''}"
+                                                   for n, t, d, h in fields) for arch, fields in fams.items())
+        self.help = ("family option for log_prob, KEY=VALUE (VALUE a Python literal: 1, 0.5, 'text'); "
+                     + (listed or "no installed family declares any"))
+        return super().get_help_record(ctx)
 
 
-def command_line() -> str:
-    """The command line that is running, as a user would type it again (torchrun's launcher included)."""
+def _data_of(flag: str) -> str | None:
+    """The image folder named by an evaluation's ` --data NAME` flag (None: a named dataset's split)."""
     import shlex
-    launch = f"torchrun --nproc-per-node {zdist.world_size()} -m zoo.cli" if zdist.world_size() > 1 else "zoo"
-    return " ".join([launch, shlex.join(_ARGV)]) if _ARGV else launch
+    words = shlex.split(flag)
+    return words[words.index("--data") + 1] if "--data" in words else None
 
 
 class ZooGroup(click.Group):
     """Print zoo's own errors as one clear line (exit 2), never a traceback."""
 
     def main(self, args=None, *a, **k):
-        _ARGV[:] = list(sys.argv[1:] if args is None else args)
+        set_argv(list(sys.argv[1:] if args is None else args))
         console.width = _width() or Console().width  # per invocation: a test runner may change $COLUMNS
         return super().main(args, *a, **k)
 
@@ -452,7 +465,7 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @click.option("--data", "folder", type=click.Path(), default=None,
               help="an image folder: evaluate on its held-out share, fitted to the model (see zoo train --data)")
 @click.option("--batch-size", type=int, default=500, show_default=True)
-@click.option("-o", "--option", "opts", multiple=True, help="family option for log_prob, e.g. masks=1 (MADE)")
+@click.option("-o", "--option", "opts", multiple=True, cls=FamilyOptionsOption)
 @click.option("--write-card", type=click.Path(), default=None, help="record the result in this card file")
 @sampling_options
 @click.option("--device", default="cpu", show_default=True)
@@ -574,14 +587,13 @@ def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card,
     _say(f"{model_id}: {r}  [samples seed {seed}{procs} vs {ref.source}]", highlight=False, markup=False)
     if write_card:
         # W processes draw other samples than one (each rank has its own seed): the command says how many
-        launch = f"torchrun --nproc-per-node {zdist.world_size()} -m zoo.cli" if zdist.world_size() > 1 else "zoo"
-        cmd = (f"{launch} eval {model_id} --fid -n {n} --seed {seed}" + _split_flag(split, flag)
-               + (f" --ref-n {ref_n}" if ref_n else "") + flags)
+        cmd = eval_command(model_id, "fid", n=n, split=split, seed=seed, data=_data_of(flag), ref_n=ref_n,
+                           extra=flags)
         note = _sampling_note(m, kw) if kw else ""
         how = f"samples: {note}; " if note else ""
-        metric = Metric("fid", round(r.value, 3), "FID", split, n, cmd,
-                        f"{n:,} samples vs {ref.source}; {how}{zfid.PREPROCESSING}")
-        update_card(write_card, lambda card: with_metric(card, metric))
+        update_card(write_card, lambda card: record_fid(card, model_id, r.value, split, n, seed,
+                                                        f"{n:,} samples vs {ref.source}; {how}{zfid.PREPROCESSING}",
+                                                        command=cmd))
         _say(f"recorded in {write_card}")
 
 
@@ -612,8 +624,6 @@ def _eval_kid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card,
     if not zdist.is_main():
         return
     procs = f", {zdist.world_size()} processes" if zdist.world_size() > 1 else ""
-    launch = f"torchrun --nproc-per-node {zdist.world_size()} -m zoo.cli" if zdist.world_size() > 1 else "zoo"
-    where = f" --split {split}" if split != "test" else ""
     ref_n = len(ref_feats)
     ref_source = f"{d.describe()}; first {ref_n:,}"
     metrics = []
@@ -621,13 +631,13 @@ def _eval_kid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card,
         r = zfid.fid(zfid.Stats.from_features(feats, f"{n:,} samples, seed {seed}"), ref)
         _say(f"{model_id}: {r}  [samples seed {seed}{procs} vs {ref.source}]", highlight=False, markup=False)
         metrics.append(Metric("fid", round(r.value, 3), "FID", split, n,
-                              f"{launch} eval {model_id} --fid -n {n} --seed {seed}{where}{flags}",
+                              eval_command(model_id, "fid", n=n, split=split, seed=seed, extra=flags),
                               f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}"))
     k = kid(feats, ref_feats)
     _say(f"{model_id}: {k}  [samples seed {seed}{procs} vs {ref_source}]", highlight=False, markup=False)
-    ref_opt = f" --kid-ref-n {kid_ref_n}" if kid_ref_n is not None else ""
     metrics.append(Metric("kid", round(k.mean, 6), "KID", split, n,
-                          f"{launch} eval {model_id} --kid -n {n} --seed {seed}{ref_opt}{where}{flags}",
+                          eval_command(model_id, "kid", n=n, split=split, seed=seed,
+                                       flags={"--kid-ref-n": kid_ref_n}, extra=flags),
                           f"std {k.std:.6f} over {k.subsets} subsets of {k.subset_size:,}; {n:,} samples vs "
                           f"{ref_source}; {zfid.PREPROCESSING}"))
     if write_card:
@@ -641,7 +651,6 @@ def _eval_kid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card,
 
 def _eval_recon(m, model_id, d, n, split, batch_size, write_card, flag="") -> None:
     from .evaluate import reconstruction
-    from .train import with_recon_metrics
     if not zdist.is_main():
         return  # reconstruction is cheap next to sampling: rank 0 does all of it
     with _progress() as prog:
@@ -649,8 +658,8 @@ def _eval_recon(m, model_id, d, n, split, batch_size, write_card, flag="") -> No
         r = reconstruction(m, d, n=n, batch_size=batch_size, progress=lambda b: prog.advance(task, b))
     console.print(f"{model_id}: {r}  [{d.describe()}]", highlight=False, markup=False)
     if write_card:
-        cmd = " ".join(["zoo eval", model_id, "--recon"] + (["-n", str(n)] if n else [])) + _split_flag(split, flag)
-        update_card(write_card, lambda card: with_recon_metrics(card, r, cmd, d.describe(), split))
+        cmd = eval_command(model_id, "recon", n=n, split=split, data=_data_of(flag))
+        update_card(write_card, lambda card: record_recon(card, r, cmd, d.describe(), split))
         console.print(f"recorded in {write_card}")
 
 
@@ -664,13 +673,8 @@ def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card, flag="") -
                 **options)
     _say(f"{model_id}: NLL {r}  [{d.describe()}]", highlight=False, markup=False)
     if write_card and zdist.is_main():
-        cmd = " ".join(["zoo eval", model_id, "--nll"] + (["-n", str(n)] if n else []) +
-                       ([_split_flag(split, flag).strip()] if _split_flag(split, flag) else []) +
-                       [f"-o {o}" for o in opts])
-        name = "nll" if not options else "nll_" + "_".join(f"{k}{v}" for k, v in options.items())
-        metric = Metric(name, round(r.nats, 4), r.unit, split, r.n, cmd,
-                        f"{r.bits_per_dim:.4f} bits/dim, stderr {r.stderr:.3f}; {d.describe()}")
-        update_card(write_card, lambda card: with_metric(card, metric))
+        cmd = eval_command(model_id, "nll", n=n, split=split, options=options, data=_data_of(flag))
+        update_card(write_card, lambda card: record_nll(card, model_id, r, split, n, d.describe(), options, cmd))
         _say(f"recorded in {write_card}")
 
 

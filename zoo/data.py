@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cache import zoo_cache
 from .datasets import (CIFAR_CLASSES, DESCRIPTIONS, IMAGE_SHAPES, MNIST_FILES, NAMES,  # noqa: F401
                        _find, cifar_present, mnist_present)
 from .errors import DataError
@@ -36,8 +37,7 @@ def data_root(data_dir: str | Path | None = None) -> Path:
         return Path(data_dir).expanduser()
     if os.environ.get("ZOO_DATA_DIR"):
         return Path(os.environ["ZOO_DATA_DIR"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(cache) / "zoo" / "data"
+    return zoo_cache("data")
 
 
 def binarize(x: torch.Tensor, seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:

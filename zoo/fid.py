@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed as zdist
+from .cache import zoo_cache
 from .errors import InputError, WeightsError
 
 WEIGHTS_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
@@ -46,8 +47,7 @@ def _packaged_weights() -> Path | None:
 
 
 def _cache_path() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(cache) / "zoo" / "fid" / "inception-tf-2015-12-05.pt"
+    return zoo_cache("fid", "inception-tf-2015-12-05.pt")
 
 
 def find_weights(path: str | Path | None = None, download: bool = True) -> Path:
@@ -416,8 +416,7 @@ def load_image_folder(path: str | Path) -> torch.Tensor:
 
 
 def stats_cache_dir() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(os.environ.get("ZOO_FID_CACHE") or Path(cache) / "zoo" / "fid")
+    return Path(os.environ.get("ZOO_FID_CACHE") or zoo_cache("fid"))
 
 
 def _reference_data(dataset, split: str, data_dir):

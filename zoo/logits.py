@@ -75,3 +75,40 @@ class LogitProcessor:
             sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
             logits = torch.empty_like(logits).scatter_(-1, idx, sorted_logits)
         return logits
+
+
+class Guidance(float):
+    """The classifier-free guidance a stepper is given as `cfg`: a float (the scale s, so a family that only
+    reads the number keeps working) that also knows its schedule over the sampler's steps (`cfg_schedule`).
+    A cached stepper guides with `guide(cond, uncond, step, num_steps)`, as the core's reference does."""
+
+    schedule: str
+
+    def __new__(cls, scale: float, schedule: str = "constant") -> "Guidance":
+        obj = super().__new__(cls, scale)
+        LogitProcessor(cfg=float(obj), cfg_schedule=schedule)  # the same checks as a sampling call
+        obj.schedule = schedule
+        return obj
+
+    @classmethod
+    def of(cls, cfg: float | None) -> "Guidance":
+        """cfg as a Guidance (a plain number: constant; None: scale 1, the conditional model)."""
+        if isinstance(cfg, Guidance):
+            return cfg
+        return cls(1.0 if cfg is None else float(cfg))
+
+    def __repr__(self) -> str:
+        return f"Guidance({float(self)!r}, schedule={self.schedule!r})"
+
+    def __reduce__(self):
+        return (Guidance, (float(self), self.schedule))
+
+    def scale(self, step: int | None = None, num_steps: int | None = None) -> float:
+        """The scale s_k of step `step` of `num_steps` (see the module docstring)."""
+        return LogitProcessor(cfg=float(self), cfg_schedule=self.schedule).guidance(step, num_steps)
+
+    def guide(self, cond: "torch.Tensor", uncond: "torch.Tensor", step: int | None = None,
+              num_steps: int | None = None) -> "torch.Tensor":
+        """uncond + s_k * (cond - uncond)."""
+        return uncond + self.scale(step, num_steps) * (cond - uncond)
+

@@ -1,13 +1,20 @@
 """The Model interface: an autoregressive distribution over a tokenizer's tokens.
 
-A family implements `log_prob_tokens` (exact, nats per image), `stepper` (its generation order and cache)
-and optionally `training_loss`. Sampling, completion and validation are written here once.
+A family implements `logits_all` (the logits of every token given its predecessors, one teacher-forced pass).
+From it the core derives the exact `log_prob_tokens`, the per-position `conditionals` and the naive reference
+stepper that every cached stepper must match. A family may override `log_prob_tokens` (exact, nats per image),
+`generation_steps` (its order, and which completion masks it accepts), `stepper` (its cached generation pass),
+`training_loss`, and declare its log_prob options as an `Options` dataclass. Sampling, completion and
+validation are written here once. See CONTRIBUTING.md, "The plugin contract".
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import math
 import os
+import typing
 import warnings
 from typing import Any
 
@@ -16,9 +23,9 @@ from torch import nn
 
 from .errors import InputError
 from . import presets
-from .logits import LogitProcessor
+from .logits import Guidance, LogitProcessor
 from .presets import UNSET
-from .sampling import Sampler, Stepper
+from .sampling import FullRecomputeStepper, Sampler, Stepper, as_steps
 from .tokenizers import Tokenizer, check_images
 
 MAX_SAMPLES = 1_000_000
@@ -67,51 +74,160 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:,.1f} GiB"
 
 
-class Model(nn.Module):
-    """Base class of every zoo model. Subclasses set `tokenizer`, `image_shape` and `num_classes`."""
+def plain_config(value: Any) -> Any:
+    """A config value as a card stores it: tuples become lists (TOML has no tuples), recursively."""
+    if isinstance(value, (list, tuple)):
+        return [plain_config(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain_config(v) for k, v in value.items()}
+    return value
 
-    tokenizer: Tokenizer
+
+def record_config(cls: type) -> None:
+    """Wrap cls.__init__ so that the outermost constructor call records its arguments, defaults included, as
+    `self.config` (the one config mechanism: a model is re-created with `create(arch, **model.config)`)."""
+    init = cls.__dict__.get("__init__")
+    if init is None or getattr(init, "_zoo_records_config", False):
+        return
+    sig = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        depth = self.__dict__.get("_zoo_init_depth", 0)
+        self.__dict__["_zoo_init_depth"] = depth + 1
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            self.__dict__["_zoo_init_depth"] = depth
+        if depth == 0:
+            bound = sig.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            config: dict[str, Any] = {}
+            for name, value in list(bound.arguments.items())[1:]:
+                kind = sig.parameters[name].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:
+                    config.update(value)
+                elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                    config[name] = value
+            self.__dict__["config"] = plain_config(config)
+
+    __init__._zoo_records_config = True  # type: ignore[attr-defined]
+    cls.__init__ = __init__  # type: ignore[method-assign]
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    """Whether a value fits a simple annotation: int, float, str, bool, None, unions and Literal of those."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True
+    if origin is typing.Union or type(tp).__name__ == "UnionType":
+        return any(_matches(value, a) for a in typing.get_args(tp))
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if tp is type(None) or tp is None:
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+def describe_options(options: type | None) -> list[tuple[str, str, Any, str]]:
+    """(name, type, default, help) of each field of a family's Options dataclass (help from field metadata)."""
+    if options is None:
+        return []
+    hints = typing.get_type_hints(options)
+    out = []
+    for f in dataclasses.fields(options):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        out.append((f.name, _type_name(hints.get(f.name, Any)), default, f.metadata.get("help", "")))
+    return out
+
+
+def check_options(options: type | None, given: dict[str, Any], owner: str) -> dict[str, Any]:
+    """Validate log_prob options against a family's Options dataclass: known names, values of the declared
+    types. Returns the given options (the family's defaults fill the rest)."""
+    fields = describe_options(options)
+    known = {name: tp for name, tp, _, _ in fields}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        takes = ", ".join(f"{n} ({t})" for n, t, _, _ in fields) or "none"
+        raise InputError(f"unknown log_prob option(s) {unknown} for {owner}; it takes {takes}")
+    hints = typing.get_type_hints(options) if options is not None else {}
+    for name, value in given.items():
+        if not _matches(value, hints.get(name, Any)):
+            raise InputError(f"log_prob option {name}={value!r} for {owner} must be {known[name]}, "
+                             f"got {type(value).__name__}")
+    return dict(given)
+
+
+def deprecated(cls: type, message: str) -> None:
+    """A DeprecationWarning naming the family and the new call (the 0.x compatibility path of the contract)."""
+    warnings.warn(f"{cls.__module__}.{cls.__qualname__}: {message}", DeprecationWarning, stacklevel=3)
+
+
+class _GuidedReference(FullRecomputeStepper):
+    """The naive reference with classifier-free guidance: the class and the null-class logits of the whole
+    sequence at every step, guided with the step's scale (`Guidance`, its ramp included)."""
+
+    def __init__(self, cond: Any, uncond: Any, guidance: Guidance, order: Any, n: int, num_tokens: int,
+                 device: torch.device | str) -> None:
+        super().__init__(cond, order, n, num_tokens, device)
+        self.uncond, self.guidance = uncond, guidance
+
+    def logits(self, t: int) -> torch.Tensor:
+        pos = self.steps[t].to(self.tokens.device)
+        return self.guidance.guide(self.logits_all(self.tokens)[:, pos], self.uncond(self.tokens)[:, pos], t,
+                                   self.num_steps)
+
+
+class Trainable(nn.Module):
+    """What a card can describe and `zoo train` can fit: a model or a learned tokenizer. The core records the
+    constructor's arguments (defaults included) as `config`, so it is re-created with `zoo.create(name, **config)`."""
+
     image_shape: tuple[int, int, int]
     num_classes: int = 0
-    #: the card the model was loaded from (None for an untrained `zoo.create` model)
+    #: the card it was loaded from (None for an untrained `zoo.create` one)
     card: Any = None
     #: set when `zoo.load(..., weights=PATH)` loaded a file that is not the card's (sha256 differs): says whose
     #: weights these are; every output made from the model should carry it ("" for verified weights)
     weights_note: str = ""
-    #: the constructor config, so that the model can be saved and re-created
+    #: the constructor's arguments, defaults included, recorded by the core when it is built (never set by hand)
     config: dict[str, Any]
-    #: False for a learned tokenizer shipped as its own card (it encodes/decodes, it does not sample)
+    #: True for a Model (it samples), False for a LearnedTokenizer (it encodes and decodes)
     generative: bool = True
-    #: "pixels" when log_prob is a likelihood of the image's pixels, "tokens" when it is of learned codes
-    likelihood: str = "pixels"
     #: the name and unit of the figure the training engine validates on (lower is better)
     val_metric: tuple[str, str] = ("val_nll", "nats/image")
 
-    # ---- to implement in a family -------------------------------------------------------------
-    def log_prob_tokens(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact log-likelihood in nats of each token sequence (N, T) -> (N,)."""
-        raise NotImplementedError
+    @classmethod
+    def check_config(cls) -> dict[str, Any] | None:
+        """A config small enough for `zoo.testing` to enumerate (vocab ** tokens at most 4096): the project's
+        tests check every installed architecture and tokenizer with it. None: the family declares none."""
+        return None
 
-    def stepper(self, n: int, *, y: torch.Tensor | None = None,
-                observed_mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                processor: LogitProcessor | None = None, naive: bool = False) -> Stepper:
-        """A fresh generation pass for n images. `observed_mask` (T,) marks tokens that will be
-        teacher-forced, so the family can pick an order that puts them first (or refuse the mask)."""
-        raise NotImplementedError
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        record_config(cls)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor | None = None,
                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """Mean negative log-likelihood in nats per image of a training batch (override for tricks)."""
-        return -self.log_prob(x, y).mean()
+        """Mean loss of a training batch (a scalar that `zoo train` minimises)."""
+        raise NotImplementedError
 
     def validation_losses(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-image validation figure (N,) that training minimizes and checkpoints on: the NLL by default."""
-        return -self.log_prob(x, y)
+        """Per-image validation figure (N,) that training checkpoints on (lower is better)."""
+        raise NotImplementedError
 
     def before_training(self) -> None:
         """Called by `zoo train` on a freshly created model: a family may load pretrained parts here."""
 
-    # ---- written once ---------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
         return next(iter(self.parameters()), torch.empty(0)).device
@@ -124,6 +240,61 @@ class Model(nn.Module):
     def num_dims(self) -> int:
         return math.prod(self.image_shape)
 
+
+class Model(Trainable):
+    """Base class of every zoo model. Subclasses set `tokenizer`, `image_shape` and `num_classes`."""
+
+    tokenizer: Tokenizer
+    #: "pixels" when log_prob is a likelihood of the image's pixels, "tokens" when it is of learned codes
+    likelihood: str = "pixels"
+    #: True when `logits_all(tokens, None)` is the unconditional model (a null class trained with class
+    #: dropout), so classifier-free guidance (`cfg`) applies; zoo refuses `cfg` for other families
+    guidance: bool = False
+
+    #: the family's log_prob options (a dataclass whose fields are the options, with types and defaults), or
+    #: None when log_prob takes none. `zoo eval -o KEY=VALUE` lists and checks them.
+    Options: type | None = None
+
+    # ---- to implement in a family -------------------------------------------------------------
+    def logits_all(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (N, T, V) of every token of each sequence (N, T) given the tokens before it in the generation
+        order (`generation_steps`), in one teacher-forced pass. Everything else can be derived from it."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement logits_all(tokens, y=None), which "
+                                  "the zoo contract requires since 0.2 (see CONTRIBUTING.md)")
+
+    def log_prob_tokens(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact log-likelihood in nats of each token sequence (N, T) -> (N,): by default the sum of the
+        log-softmax of `logits_all` at the tokens. Override for mixtures or when a cheaper exact form exists."""
+        logp = self._logits(tokens, y).float().log_softmax(-1)
+        return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).sum(1)
+
+    def _logits(self, tokens: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """logits_all, called without y when there is none (a 0.1 family may define logits_all(tokens))."""
+        return self.logits_all(tokens) if y is None else self.logits_all(tokens, y)
+
+    def generation_steps(self, observed_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The token positions each generation step fills, in order (raster, one token per step, by default).
+        `observed_mask` (T,) marks tokens a completion will teacher-force: a family may choose an order that
+        puts them first, or refuse the mask with an InputError saying which masks it completes."""
+        return as_steps(torch.arange(self.tokenizer.num_tokens))
+
+    def stepper(self, n: int, *, y: torch.Tensor | None = None, observed_mask: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, cfg: float | None = None) -> Stepper:
+        """A fresh generation pass for n images: override with a cached stepper that matches
+        `reference_stepper` draw for draw. `cfg` is the classifier-free guidance scale (None: no guidance;
+        given only with a class y); `generator` is for a family's own random choices (a mixture component)."""
+        return self.reference_stepper(n, y=y, observed_mask=observed_mask, generator=generator, cfg=cfg)
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean negative log-likelihood in nats per image of a training batch (override for tricks)."""
+        return -self.log_prob(x, y).mean()
+
+    def validation_losses(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-image validation figure (N,) that training minimizes and checkpoints on: the NLL by default."""
+        return -self.log_prob(x, y)
+
+    # ---- written once ---------------------------------------------------------------------------
     def _labels(self, y: torch.Tensor | int | None, n: int) -> torch.Tensor | None:
         if y is None:
             return None
@@ -142,27 +313,86 @@ class Model(nn.Module):
             raise InputError(f"{name} is a tokenizer, not a generative model: it cannot {what}. Use a model "
                              "built on it (see `zoo list`), or its encode/decode methods")
 
+    def reference_stepper(self, n: int, *, y: torch.Tensor | None = None,
+                          observed_mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                          cfg: float | None = None) -> Stepper:
+        """The naive reference, built by the core: recompute `logits_all` over the whole sequence at every step,
+        in the order of `generation_steps`; with a class and `cfg`, guided against the unconditional logits."""
+        steps = self.generation_steps(observed_mask)
+        if y is not None and cfg is not None:
+            return _GuidedReference(lambda t: self._logits(t, y), lambda t: self._logits(t, None), Guidance.of(cfg),
+                                    steps, n, self.tokenizer.num_tokens, self.device)
+        return FullRecomputeStepper(lambda t: self._logits(t, y), steps, n, self.tokenizer.num_tokens, self.device)
+
+    def _legacy_stepper(self) -> bool:
+        """Whether `stepper` has the 0.1 signature (processor=, naive=): still served, with a DeprecationWarning."""
+        params = inspect.signature(self.stepper).parameters
+        return "naive" in params or "processor" in params
+
+    def make_stepper(self, n: int, *, y: torch.Tensor | None = None, observed_mask: torch.Tensor | None = None,
+                     generator: torch.Generator | None = None, processor: LogitProcessor | None = None,
+                     naive: bool = False) -> Stepper:
+        """The stepper the sampler drives: the family's cached one, or the core's naive reference."""
+        processor = processor or LogitProcessor()
+        # the guidance scale as a float that also carries its ramp over the steps (zoo.logits.Guidance)
+        guided = y is not None and processor.cfg is not None
+        cfg = Guidance(processor.cfg, processor.cfg_schedule) if guided else None
+        if self._legacy_stepper():
+            deprecated(type(self), "stepper(n, *, y, observed_mask, generator, processor, naive) is the zoo 0.1 "
+                       "contract; implement logits_all(tokens, y=None) and stepper(n, *, y=None, "
+                       "observed_mask=None, generator=None, cfg=None): zoo builds the naive reference "
+                       "(Model.reference_stepper). The old signature works through 0.x")
+            return self.stepper(n, y=y, observed_mask=observed_mask, generator=generator, processor=processor,
+                                naive=naive)
+        make = self.reference_stepper if naive else self.stepper
+        return make(n, y=y, observed_mask=observed_mask, generator=generator, cfg=cfg)
+
+    def _log_prob_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Check log_prob options against the family's Options (or, for a 0.1 family, its signature)."""
+        owner = type(self).__name__
+        if self.Options is not None or not kwargs:
+            return check_options(self.Options, kwargs, owner)
+        params = inspect.signature(self.log_prob_tokens).parameters
+        known = [k for k, p in params.items()
+                 if k not in ("tokens", "y") and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if known:
+            deprecated(type(self), f"log_prob options {known} are read from log_prob_tokens' signature; declare "
+                       "them as a dataclass `Options` on the model class (zoo 0.2). The signature works through 0.x")
+        unknown = sorted(set(kwargs) - set(known))
+        if unknown:
+            raise InputError(f"unknown log_prob option(s) {unknown} for {owner}; it takes {known or 'none'}")
+        return kwargs
+
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
-        """Exact log-likelihood in nats of each image in x (N, C, H, W), float in [0, 1]."""
+        """Exact log-likelihood in nats of each image in x (N, C, H, W), float in [0, 1]. Keyword options are
+        the family's `Options` (e.g. MADE's masks=1)."""
         self._require_generative("compute a likelihood")
         tokens = self.tokenizer.encode(check_images(x, self.image_shape).to(self.device))
         y = self._labels(y, tokens.shape[0])
         if not kwargs:
             return self.log_prob_tokens(tokens, y)
-        params = inspect.signature(self.log_prob_tokens).parameters
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        known = [k for k, p in params.items()
-                 if k not in ("tokens", "y") and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        unknown = sorted(set(kwargs) - set(known)) if not takes_any else []
-        if unknown:
-            raise InputError(f"unknown log_prob option(s) {unknown} for {type(self).__name__}; it takes "
-                             f"{known or 'none'}")
+        kwargs = self._log_prob_options(kwargs)
         try:
             return self.log_prob_tokens(tokens, y, **kwargs)
         except (TypeError, ValueError) as e:
             if isinstance(e, InputError):
                 raise
             raise InputError(f"bad log_prob option(s) {kwargs} for {type(self).__name__}: {e}") from None
+
+    def conditionals_tokens(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-probabilities (N, T) of each token given the tokens before it, in generation order (column i is
+        the i-th position of `torch.cat(generation_steps())`). They sum to `log_prob_tokens`."""
+        logp = self._logits(tokens, y).float().log_softmax(-1)
+        per = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        return per[:, torch.cat(self.generation_steps()).to(per.device)]
+
+    @torch.no_grad()
+    def conditionals(self, x: torch.Tensor, y: torch.Tensor | int | None = None) -> torch.Tensor:
+        """Log-probabilities in nats (N, T) of every token of each image given its predecessors, in generation
+        order: row sums equal `log_prob(x)`. For analysis (where a model is surprised) and for tests."""
+        self._require_generative("compute conditionals")
+        tokens = self.tokenizer.encode(check_images(x, self.image_shape).to(self.device))
+        return self.conditionals_tokens(tokens, self._labels(y, tokens.shape[0]))
 
     def bits_per_dim(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """-log_prob in bits divided by the number of sub-pixels."""
@@ -197,8 +427,14 @@ class Model(nn.Module):
             if not bool((observed_mask == observed_mask[:1]).all()):
                 raise InputError("a batch given to generate_tokens must share one observed mask")
             shared_mask = observed_mask[0]
-        stepper = self.stepper(n, y=y, observed_mask=shared_mask, generator=generator,
-                               processor=processor, naive=naive)
+        if processor.cfg is not None and not self.guidance and not self._legacy_stepper():
+            raise InputError(f"{type(self).__name__} has no unconditional (null-class) model, so classifier-free "
+                             "guidance does not apply; drop cfg (use a VAR model for guided sampling)")
+        if processor.cfg is not None and y is None and self.num_classes:
+            # guidance needs a class: draw one per image, as the VAR reference sampler does
+            y = torch.randint(self.num_classes, (n,), generator=generator, device=generator.device).to(self.device)
+        stepper = self.make_stepper(n, y=y, observed_mask=shared_mask, generator=generator,
+                                    processor=processor, naive=naive)
         return Sampler(processor).run(stepper, n, self.tokenizer.num_tokens, generator=generator,
                                       observed=observed, observed_mask=observed_mask, device=self.device)
 
@@ -309,3 +545,38 @@ class Model(nn.Module):
                 y=None if labels is None else labels[rows], observed=tokens[rows], observed_mask=flat[rows],
                 naive=naive)
         return torch.where(mask, x, self.tokenizer.decode(out).clamp_(0, 1))
+
+
+class LearnedTokenizer(Trainable):
+    """A tokenizer with weights (the VQ-VAE that VAR builds on), shipped as its own card and trained by
+    `zoo train`. It provides `tokenizer` (a zoo.Tokenizer: encode, decode, token_mask) and its training losses;
+    it does not sample. Plugins register it under `Plugin.tokenizers`."""
+
+    tokenizer: Tokenizer
+    generative = False
+    val_metric = ("val_recon_mse", "MSE per pixel in [0, 1]")
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) in [0, 1] -> tokens (N, T)."""
+        return self.tokenizer.encode(images)
+
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (N, T) -> images (N, C, H, W) in [0, 1]."""
+        return self.tokenizer.decode(tokens)
+
+    def _not_generative(self, what: str):
+        name = self.card.id if self.card is not None else type(self).__name__
+        raise InputError(f"{name} is a tokenizer, not a generative model: it cannot {what}. Use a model built on "
+                         "it (see `zoo list`), or its encode/decode methods")
+
+    def sample(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        self._not_generative("sample")
+
+    def complete(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        self._not_generative("complete images")
+
+    def log_prob(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        self._not_generative("compute a likelihood")
+
+    def conditionals(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        self._not_generative("compute conditionals")

@@ -1,10 +1,11 @@
 """Plugin discovery through the entry-point group `zoo.plugins`.
 
-A plugin is one `Plugin` object: its name, version, the model architectures it provides, the folder
-of cards it ships and the named datasets it reads (zoo's own four come from its built-in plugin `zoo`,
-added first, always, through the same `Registry.add`, but not listed among the installed plugins). The
-core never imports a family itself. A plugin that fails to load is recorded with its error (shown by
-`zoo plugins`) and every other plugin still works. Two plugins claiming one id is refused.
+A plugin is one `Plugin` object: its name, version, the model architectures and learned tokenizers it
+provides, the folders of the cards and bundled weights it ships and the named datasets it reads (zoo's own
+four come from its built-in plugin `zoo`, added first, always, through the same `Registry.add`, but not listed
+among the installed plugins). The core never imports a family itself. A plugin that fails to load is recorded
+with its error (shown by `zoo plugins`) and every other plugin still works. Two plugins claiming one id is
+refused.
 Set `ZOO_LOAD_PLUGINS` to a comma-separated allow-list (empty: no plugins) to choose which load.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib
 import os
 import re
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -26,15 +28,19 @@ GROUP = "zoo.plugins"
 
 @dataclass
 class Plugin:
-    """What a plugin hands the core. `architectures` maps a name to a zoo.Model subclass, or to a
+    """What a plugin hands the core. `architectures` maps a name to a zoo.Model subclass, `tokenizers` a name to
+    a zoo.LearnedTokenizer subclass (cards name either as their `architecture`); either may instead be a
     "package.module:Class" string that the core imports on first use (so that listing cards never imports a
-    family's code, or torch)."""
+    family's code, or torch). `cards_dir` holds the cards it ships, `weights_dir` their bundled weights files
+    (before 0.2 the core guessed `cards_dir/../weights`)."""
 
     name: str
     version: str
     architectures: dict[str, type] = field(default_factory=dict)
     cards_dir: Path | None = None
     description: str = ""
+    tokenizers: dict[str, type] = field(default_factory=dict)
+    weights_dir: Path | None = None
     #: named datasets the plugin ships (name -> zoo.Dataset): readers and layouts, found by `load_dataset`
     datasets: dict[str, Any] = field(default_factory=dict)
 
@@ -55,11 +61,20 @@ class Failure:
     detail: str = ""
 
 
+_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def _generative_model(cls: Any) -> bool:
+    """Whether a registered class (already imported) is a model that samples, not a tokenizer."""
+    from .model import Model
+    return isinstance(cls, type) and issubclass(cls, Model) and bool(cls.generative)
+
+
 def resolve_ref(ref: Any, where: str) -> type:
     """The class an architecture entry names: the class itself, or "module:attr" imported now."""
     if not isinstance(ref, str):
         return ref
-    from .model import Model
+    from .model import LearnedTokenizer, Model
     module, _, attr = ref.partition(":")
     try:
         obj = importlib.import_module(module)
@@ -68,8 +83,8 @@ def resolve_ref(ref: Any, where: str) -> type:
     except (Exception, SystemExit) as e:
         raise PluginError(f"{where}: cannot import {ref!r} ({type(e).__name__}: {e}); reinstall the plugin or "
                           "check its architectures") from None
-    if not (isinstance(obj, type) and issubclass(obj, Model)):
-        raise PluginError(f"{where}: {ref!r} is not a zoo.Model subclass (got {obj!r})")
+    if not (isinstance(obj, type) and issubclass(obj, (Model, LearnedTokenizer))):
+        raise PluginError(f"{where}: {ref!r} is not a zoo.Model or zoo.LearnedTokenizer subclass (got {obj!r})")
     return obj
 
 
@@ -104,7 +119,8 @@ class Registry:
 
     plugins: dict[str, Plugin] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
-    architectures: Architectures = field(default_factory=Architectures)
+    architectures: Architectures = field(default_factory=Architectures)  # models and tokenizers
+    tokenizers: Architectures = field(default_factory=Architectures)     # the tokenizers alone
     cards: dict[str, Card] = field(default_factory=dict)
     conflicts: dict[str, list[str]] = field(default_factory=dict)
     datasets: dict[str, tuple[Plugin, Any]] = field(default_factory=dict)
@@ -119,16 +135,27 @@ class Registry:
             raise PluginError(f"two plugins are named '{plugin.name}' ({source}); uninstall one of them")
         if listed:
             self.plugins[plugin.name] = plugin
-        for arch, cls in plugin.architectures.items():
+        for arch, cls in [*plugin.architectures.items(), *plugin.tokenizers.items()]:
             self._claim(self.architectures, arch, (plugin, cls), plugin.name, lambda v: v[0].name)
+            # a string under tokenizers is a tokenizer; a string under architectures is not looked into (that
+            # would import the family); a class given directly is a tokenizer when it cannot sample
+            if arch in plugin.tokenizers or (not isinstance(cls, str) and not _generative_model(cls)):
+                self.tokenizers[arch] = (plugin, cls)
         for name, ds in plugin.datasets.items():
             self._claim(self.datasets, name, (plugin, ds), plugin.name, lambda v: v[0].name)
+        weights_dir = None if plugin.weights_dir is None else Path(plugin.weights_dir)
+        if weights_dir is None and plugin.cards_dir is not None and plugin.card_paths():
+            weights_dir = Path(plugin.cards_dir).parent / "weights"
+            warnings.warn(f"plugin '{plugin.name}': set zoo.Plugin(weights_dir=...) to the folder of its bundled "
+                          f"weights; zoo 0.2 still guesses {weights_dir} (cards_dir/../weights) through 0.x",
+                          DeprecationWarning, stacklevel=2)
         for path in plugin.card_paths():
             try:
                 card = read_card(path)
             except CardError as e:  # one broken card hides only itself
                 self.failures.append(Failure(plugin.name, source, f"card error: {e}"))
                 continue
+            card.weights_dir = weights_dir
             if card.id in self.cards and self.cards[card.id].plugin == plugin.name:
                 self.failures.append(Failure(plugin.name, source, f"{path}: id '{card.id}' is used by two of "
                                              "this plugin's cards"))
@@ -155,7 +182,9 @@ class Registry:
 
 def check_plugin(plugin: Plugin, source: str = "") -> None:
     """Refuse a Plugin whose fields have the wrong types: a str name and version, architectures mapping names to
-    zoo.Model subclasses (or "module:Class" strings), cards_dir a path or None."""
+    zoo.Model subclasses, tokenizers to zoo.LearnedTokenizer subclasses (either may be a "module:Class" string,
+    checked when first used), cards_dir and weights_dir paths or None, datasets to zoo.Dataset. A 0.1 plugin
+    listing a tokenizer class (a Model with generative = False) under architectures gets a DeprecationWarning."""
     where = f"plugin '{plugin.name}' ({source or '?'})" if isinstance(plugin.name, str) else f"entry point {source}"
     if not isinstance(plugin.name, str) or not plugin.name or not isinstance(plugin.version, str):
         raise PluginError(f"{where}: name and version must be non-empty strings, got {plugin.name!r}, "
@@ -163,17 +192,40 @@ def check_plugin(plugin: Plugin, source: str = "") -> None:
     if not isinstance(plugin.architectures, dict):
         raise PluginError(f"{where}: architectures must be a dict of name -> zoo.Model subclass, got "
                           f"{type(plugin.architectures).__name__}")
+    if not isinstance(plugin.tokenizers, dict):
+        raise PluginError(f"{where}: tokenizers must be a dict of name -> zoo.LearnedTokenizer subclass, got "
+                          f"{type(plugin.tokenizers).__name__}")
     for arch, cls in plugin.architectures.items():
         if isinstance(cls, str):
-            ok = re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", cls) is not None
-        else:  # a class: its plugin imported torch already
-            from .model import Model
-            ok = isinstance(cls, type) and issubclass(cls, Model)
-        if not isinstance(arch, str) or not ok:
+            if not isinstance(arch, str) or not _REF.fullmatch(cls):
+                raise PluginError(f"{where}: architecture {arch!r} must name a zoo.Model subclass or a "
+                                  f"'package.module:Class' string, got {cls!r}")
+            continue
+        from .model import LearnedTokenizer, Model  # a class: its plugin imported torch already
+        if isinstance(arch, str) and isinstance(cls, type) and issubclass(cls, LearnedTokenizer):
+            warnings.warn(f"{where}: list the tokenizer {arch!r} under Plugin(tokenizers=...), not architectures "
+                          "(zoo 0.2); it still works through 0.x", DeprecationWarning, stacklevel=3)
+            continue
+        if not isinstance(arch, str) or not (isinstance(cls, type) and issubclass(cls, Model)):
             raise PluginError(f"{where}: architecture {arch!r} must name a zoo.Model subclass or a "
                               f"'package.module:Class' string, got {cls!r}")
-    if plugin.cards_dir is not None and not isinstance(plugin.cards_dir, (str, os.PathLike)):
-        raise PluginError(f"{where}: cards_dir must be a folder path or None, got {type(plugin.cards_dir).__name__}")
+        if not cls.generative:
+            warnings.warn(f"{where}: {arch!r} is a tokenizer written as a zoo.Model with generative = False; "
+                          "subclass zoo.LearnedTokenizer and list it under Plugin(tokenizers=...) (zoo 0.2). It "
+                          "still works through 0.x", DeprecationWarning, stacklevel=3)
+    for arch, cls in plugin.tokenizers.items():
+        if isinstance(cls, str):
+            ok = isinstance(arch, str) and _REF.fullmatch(cls) is not None
+        else:
+            from .model import LearnedTokenizer
+            ok = isinstance(arch, str) and isinstance(cls, type) and issubclass(cls, LearnedTokenizer)
+        if not ok:
+            raise PluginError(f"{where}: tokenizer {arch!r} must name a zoo.LearnedTokenizer subclass or a "
+                              f"'package.module:Class' string, got {cls!r}")
+    for name in ("cards_dir", "weights_dir"):
+        value = getattr(plugin, name)
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise PluginError(f"{where}: {name} must be a folder path or None, got {type(value).__name__}")
     if not isinstance(plugin.datasets, dict):
         raise PluginError(f"{where}: datasets must be a dict of name -> zoo.Dataset, got "
                           f"{type(plugin.datasets).__name__}")

@@ -2,7 +2,9 @@
 
 A step predicts a set of token positions at once: one sub-pixel for raster models, a whole scale for VAR.
 Observed tokens (completion) are teacher-forced: the sampler writes them instead of a draw, so every
-observed token is kept exactly.
+observed token is kept exactly. The sampler calls `logits(t)` then `advance(t, tokens)` at every step, observed
+or not, so a stepper never has to track which steps were skipped (and a mixture can weigh its components by the
+observed tokens' probabilities).
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from .logits import LogitProcessor
 
 
 class Stepper(Protocol):
-    """One generation pass over a batch: `positions(t)` are the flat token indices step t fills."""
+    """One generation pass over a batch: `positions(t)` are the flat token indices step t fills. For every t in
+    order the sampler calls `logits(t)` once, then `advance(t, tokens)` with the drawn or observed tokens."""
 
     num_steps: int
 
@@ -68,14 +71,15 @@ class Sampler:
         tokens = torch.zeros(n, num_tokens, dtype=torch.long, device=device)
         for t in range(stepper.num_steps):
             pos = stepper.positions(t)
+            logits = stepper.logits(t)  # always: a step's logits are part of the pass, observed or not
             if observed_mask is not None:
                 keep = observed_mask[:, pos]
                 if bool(keep.all()):
                     chosen = observed[:, pos]
                 else:
-                    chosen = torch.where(keep, observed[:, pos], self.choose(stepper.logits(t), generator))
+                    chosen = torch.where(keep, observed[:, pos], self.choose(logits, generator))
             else:
-                chosen = self.choose(stepper.logits(t), generator)
+                chosen = self.choose(logits, generator)
             tokens[:, pos] = chosen
             stepper.advance(t, chosen)
             if on_step is not None:
@@ -83,21 +87,42 @@ class Sampler:
         return tokens
 
 
-class FullRecomputeStepper:
-    """The naive reference: recompute the whole network at every step. Any cached stepper must match it."""
+def as_steps(order: Sequence[int] | torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Normalise a generation order to a list of LongTensors, the token positions of each step: a flat order
+    (one position per step) or a list of position groups (several per step, as VAR's scales)."""
+    if isinstance(order, torch.Tensor):
+        return list(order.to(torch.long).reshape(-1, 1).cpu())
+    steps = []
+    for s in order:
+        s = torch.as_tensor(s, dtype=torch.long).cpu()
+        steps.append(s.reshape(-1))
+    return steps
 
-    def __init__(self, logits_all: Callable[[torch.Tensor], torch.Tensor], order: Sequence[int] | torch.Tensor,
+
+class FullRecomputeStepper:
+    """The naive reference: recompute the whole network at every step. Any cached stepper must match it.
+
+    `logits_all(tokens)` gives logits (N, T, V) of every position given the tokens set so far; `order` is a flat
+    generation order (one position per step) or a list of position groups, one per step."""
+
+    def __init__(self, logits_all: Callable[[torch.Tensor], torch.Tensor],
+                 order: Sequence[int] | torch.Tensor | Sequence[torch.Tensor],
                  n: int, num_tokens: int, device: torch.device | str = "cpu") -> None:
         self.logits_all = logits_all
-        self.order = torch.as_tensor(order, dtype=torch.long)
-        self.num_steps = len(self.order)
+        self.steps = as_steps(order)
+        self.num_steps = len(self.steps)
         self.tokens = torch.zeros(n, num_tokens, dtype=torch.long, device=device)
 
+    @property
+    def order(self) -> torch.Tensor:
+        """Every position, in generation order."""
+        return torch.cat(self.steps)
+
     def positions(self, t: int) -> torch.Tensor:
-        return self.order[t:t + 1]
+        return self.steps[t]
 
     def logits(self, t: int) -> torch.Tensor:
-        return self.logits_all(self.tokens)[:, self.order[t:t + 1]]
+        return self.logits_all(self.tokens)[:, self.steps[t].to(self.tokens.device)]
 
     def advance(self, t: int, tokens: torch.Tensor) -> None:
-        self.tokens[:, self.order[t:t + 1]] = tokens
+        self.tokens[:, self.steps[t].to(self.tokens.device)] = tokens

@@ -468,11 +468,6 @@ def _result(state: dict[str, Any], out: Path, stopped_early: bool) -> TrainResul
                        state["global_step"], stopped_early, weights=out / BEST_FILE, best_step=best_step)
 
 
-def _quote(s: str) -> str:
-    import shlex
-    return shlex.quote(s)
-
-
 def _folder_card(card, folder: str | Path):
     """The card, model and splits for training a card's architecture on an image folder: the model keeps the
     card's image shape and levels; a class-conditional one gets the folder's classes. The card is renamed
@@ -520,11 +515,13 @@ def _fmt(x: float | None) -> str:
 
 
 def with_recon_metrics(card, r, command: str, note: str, split: str = "test"):
-    """The card with a tokenizer's reconstruction figures (PSNR, codebook usage) and their command."""
-    from .cards import Metric, with_metric
-    card = with_metric(card, Metric("psnr", round(r.psnr, 3), "dB", split, r.n, command, note))
-    return with_metric(card, Metric("codebook_usage", round(r.usage, 4), "fraction of codes", split, r.n, command,
-                                    f"{r.codes_used} of {r.codebook_size} codes used"))
+    """The card with a tokenizer's reconstruction figures (kept for callers of 0.1: use zoo.records.record_recon)."""
+    import warnings
+
+    from .records import record_recon
+    warnings.warn("zoo.train.with_recon_metrics is deprecated: use zoo.records.record_recon (zoo 0.2)",
+                  DeprecationWarning, stacklevel=2)
+    return record_recon(card, r, command, note, split)
 
 
 def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False,
@@ -547,12 +544,13 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
     zoo.image_folder); write `<id>.safetensors` and `card.toml` (with the validation and test NLL) into `out`.
     Returns (card, TrainResult). Under torchrun every rank calls it; rank 0 writes the files. `command` is the
     command line that ran (the CLI passes it), recorded with the validation figure; without it the card gets an
-    equivalent `zoo train` line built from the arguments."""
+    equivalent `zoo train` line built from the arguments (zoo.records.train_command)."""
     from dataclasses import replace
 
     from .api import create
     from .cards import Metric, with_metric, write_card
     from .data import load_dataset
+    from .records import eval_command, record_nll, record_recon, train_command
     from .weights import load_into
 
     recipe = {k: v for k, v in card.training.items() if k != "run"}
@@ -590,9 +588,7 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
         new.data["split"] = SPLIT_RULE
     val_name, val_unit = model.val_metric
     if command is None:
-        command = " ".join([f"zoo train {source}"] + ([f"--data {_quote(str(data))}"] if data is not None else [])
-                           + [f"--{k.replace('_', '-')} {v:g}" for k, v in (overrides or {}).items()]
-                           + ([f"--device {device}"] if str(device) != "cpu" else []) + (["--amp"] if amp else []))
+        command = train_command(source, overrides, device=device, amp=amp, compile=compile, data=data)
     new = with_metric(new, Metric(val_name, round(result.best_val_nll, 6), val_unit, "val",
                                   min(cfg.val_n or len(val), len(val)), command,
                                   f"validation figure of the shipped weights, {result.when}"
@@ -600,16 +596,16 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
                                      if data is not None else "")))
     if eval_test:
         # an image folder has no test split: its figures are on the held-out share, by `zoo eval --data`
-        split, ref = ("val", f"local-dir:{_quote(str(out))}") if data is not None else ("test", card.id)
+        split, ref = ("val", f"local-dir:{out}") if data is not None else ("test", card.id)
         test = val if data is not None else load_dataset(card.dataset, "test", data_dir, download)
-        extra = f" --data {_quote(Path(data).name)}" if data is not None else ""
+        data_name = Path(data).name if data is not None else None
         if model.generative:
             r = nll(model.eval(), test, batch_size=cfg.eval_batch_size, distributed=True)
-            new = with_metric(new, Metric("nll", round(r.nats, 4), r.unit, split, r.n,
-                                          f"zoo eval {ref} --nll{extra}", test.describe()))
+            new = record_nll(new, ref, r, split, None, test.describe(),
+                             command=eval_command(ref, "nll", split=split, data=data_name))
         else:
-            new = with_recon_metrics(new, reconstruction(model.eval(), test, batch_size=cfg.eval_batch_size),
-                                     f"zoo eval {ref} --recon{extra}", test.describe(), split)
+            new = record_recon(new, reconstruction(model.eval(), test, batch_size=cfg.eval_batch_size),
+                               eval_command(ref, "recon", split=split, data=data_name), test.describe(), split)
     if zdist.is_main():
         write_card(new, out / "card.toml")
     zdist.barrier()

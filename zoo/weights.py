@@ -15,6 +15,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from .cache import user_cache
 from .cards import Card
 from .errors import WeightsError
 
@@ -37,8 +38,7 @@ def hub_cache_dir() -> str:
     """The huggingface_hub cache folder, from HF_HUB_CACHE or HF_HOME as set now."""
     if os.environ.get("HF_HUB_CACHE"):
         return os.environ["HF_HUB_CACHE"]
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
+    home = os.environ.get("HF_HOME") or os.path.join(user_cache(), "huggingface")
     return os.path.join(home, "hub")
 
 

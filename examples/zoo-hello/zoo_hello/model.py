@@ -1,7 +1,10 @@
 """Independent pixels: p(x) = prod_d p_d(x_d), one learned categorical per sub-pixel.
 
 The simplest autoregressive model there is (each conditional ignores the past), so it shows exactly what a
-zoo family has to implement: a tokenizer, `log_prob_tokens` (exact, nats per image) and `stepper`.
+zoo family has to implement: a tokenizer and `logits_all`, the logits of every token given the tokens before it.
+zoo derives the rest from it: the exact log_prob, the per-token conditionals, and a (naive) sampler. A family
+with an expensive network adds a cached `stepper` that must draw what the naive one draws; `zoo.testing`
+checks that, and every other promise, on the tiny model of `check_config` (see tests/test_contract.py).
 """
 from __future__ import annotations
 
@@ -14,6 +17,11 @@ import zoo
 class IndependentPixels(zoo.Model):
     """One categorical over `levels` values for each of the C*H*W sub-pixels: parameter `logits` (T, levels)."""
 
+    @classmethod
+    def check_config(cls) -> dict:
+        """A model small enough for zoo.testing to enumerate: 2x3 binary images, 64 token sequences."""
+        return {"image_shape": [1, 2, 3], "levels": 2}
+
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2) -> None:
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
@@ -21,17 +29,6 @@ class IndependentPixels(zoo.Model):
         self.levels = int(levels)
         self.logits = nn.Parameter(torch.zeros(self.tokenizer.num_tokens, self.levels))
 
-    def logits_all(self, tokens: torch.Tensor) -> torch.Tensor:
+    def logits_all(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (N, T, levels) of every position given the tokens (N, T): here they ignore the tokens."""
         return self.logits.expand(tokens.shape[0], -1, -1)
-
-    def log_prob_tokens(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact log p(x) in nats of each token sequence (N, T) -> (N,)."""
-        logp = self.logits.log_softmax(-1)  # (T, levels)
-        return logp.gather(1, tokens.t()).sum(0)
-
-    def stepper(self, n: int, *, y=None, observed_mask=None, generator=None, processor=None, naive=False):
-        """Raster order, one sub-pixel per step. The pixels are independent, so any observed mask can be
-        teacher-forced in this order (the core sampler writes the observed tokens)."""
-        order = torch.arange(self.tokenizer.num_tokens)
-        return zoo.FullRecomputeStepper(self.logits_all, order, n, self.tokenizer.num_tokens, self.device)

@@ -6,14 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import zoo
+from zoo.cards import first_party_cards_dir
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 plugin = zoo.Plugin(
     name="made",
     version=__version__,
     architectures={"made": "zoo_made.model:MADE"},  # imported on first use: listing cards needs no torch
-    cards_dir=Path(__file__).parent / "cards",
+    cards_dir=first_party_cards_dir("made"),
+    weights_dir=Path(__file__).parent / "weights",
     description="MADE: masked autoencoder for distribution estimation (arXiv 1502.03509)",
 )
 

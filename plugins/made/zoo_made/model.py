@@ -59,6 +59,14 @@ def _agnostic_models() -> str:
     return ", ".join(ids) if ids else "none installed; train one with ordering = 'agnostic'"
 
 
+@dataclass
+class MADEOptions:
+    """MADE's log_prob options (`zoo eval -o masks=1`)."""
+
+    masks: int | None = field(default=None, metadata={
+        "help": "how many masks the ensemble averages (1..num_masks); default: the card's eval_masks"})
+
+
 class MADE(zoo.Model):
     """MADE over pixel tokens: Bernoulli outputs for 2 levels; for 8-bit data, an output head per sub-pixel.
 
@@ -69,6 +77,12 @@ class MADE(zoo.Model):
     (zoo.heads); `features` is then unused. MADE's ordering carries every dependence, channels included, so each
     sub-pixel has a grey head of its own.
     """
+
+    Options = MADEOptions
+
+    @classmethod
+    def check_config(cls) -> dict:
+        return {"image_shape": [1, 3, 3], "levels": 2, "hidden": [16, 16], "num_masks": 1}
 
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2, hidden=(1000, 1000), num_masks: int = 1,
                  eval_masks: int | None = None, ordering: str = "natural", natural_prob: float = 0.5,
@@ -323,13 +337,29 @@ class MADE(zoo.Model):
             return conns
         return [self.conn(k, order) for k in range(self.eval_masks)]
 
-    def stepper(self, n: int, *, y=None, observed_mask=None, generator=None, processor=None, naive=False):
-        conns = self._sampling_conns(observed_mask)
-        comp = self.__dict__.get("_pending")
-        if comp is None or len(comp) != n:  # called directly, not through generate_tokens
-            comp = self._components(conns, n, generator)
-        if not naive:
-            return IncrementalStepper(self, conns, comp)
+    def generation_steps(self, observed_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        return list(self._sampling_conns(observed_mask)[0].order.reshape(-1, 1))
+
+    def conditionals_tokens(self, tokens: torch.Tensor, y=None) -> torch.Tensor:
+        """Per-position log-probabilities in generation order. For an ensemble sharing one order, the mixture's
+        conditionals: log p(x_<=t) - log p(x_<t), each prefix probability averaged over the masks."""
+        conns = self._sampling_conns(None)
+        per = []
+        for c in conns:
+            logits = self.logits_all(tokens, c)
+            lp = logits.float().log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+            per.append(lp[:, c.order.to(lp.device)].cumsum(1))
+        prefix = torch.logsumexp(torch.stack(per), 0) - math.log(len(conns))  # (N, T): log p(x_<=t)
+        return torch.diff(prefix, dim=1, prepend=torch.zeros_like(prefix[:, :1]))
+
+    def stepper(self, n: int, *, y=None, observed_mask=None, generator=None, cfg=None):
+        """The blocked incremental sampler: every image through its own mask, all images in one pass."""
+        conns, comp = self._mixture(n, observed_mask, generator)
+        return IncrementalStepper(self, conns, comp)
+
+    def reference_stepper(self, n: int, *, y=None, observed_mask=None, generator=None, cfg=None):
+        """The naive reference of the mixture: each image's mask recomputes the whole network at every step."""
+        conns, comp = self._mixture(n, observed_mask, generator)
         groups = [(comp == k).nonzero().flatten().to(self.device) for k in range(len(conns))]
 
         def mixture_logits(tokens: torch.Tensor) -> torch.Tensor:
@@ -344,6 +374,15 @@ class MADE(zoo.Model):
             return out
 
         return FullRecomputeStepper(mixture_logits, conns[0].order, n, self.num_dims, self.device)
+
+    def _mixture(self, n: int, observed_mask, generator) -> tuple[list[Connectivity], torch.Tensor]:
+        """The masks a pass mixes and each image's mask: the ones `generate_tokens` drew (from the posterior,
+        for a completion), or uniform draws when a stepper is built directly."""
+        conns = self._sampling_conns(observed_mask)
+        comp = self.__dict__.get("_pending")
+        if comp is None or len(comp) != n:  # called directly, not through generate_tokens
+            comp = self._components(conns, n, generator)
+        return conns, comp
 
 
 class IncrementalStepper:

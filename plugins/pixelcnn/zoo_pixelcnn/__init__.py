@@ -6,14 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import zoo
+from zoo.cards import first_party_cards_dir
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 plugin = zoo.Plugin(
     name="pixelcnn",
     version=__version__,
     architectures={"pixelcnn": "zoo_pixelcnn.model:PixelCNN"},  # imported on first use: listing needs no torch
-    cards_dir=Path(__file__).parent / "cards",
+    cards_dir=first_party_cards_dir("pixelcnn"),
+    weights_dir=Path(__file__).parent / "weights",
     description="PixelCNN and Gated PixelCNN (arXiv 1601.06759, 1606.05328)",
 )
 

@@ -19,7 +19,7 @@ groups collapse and the masks are the grayscale ones.
 Sampling: `CachedStepper` computes, at each pixel, each layer's activation at that pixel only (and, for the
 gated model, the vertical stack one row at a time), keeping every layer's activations in a cache, so one
 sample costs about one forward pass (C passes' worth at the current pixel for colour, one per channel). The
-naive `FullRecomputeStepper` of the core is the reference.
+naive reference the core builds from `logits_all` (`Model.reference_stepper`) is what it must match.
 """
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ from torch import nn
 import zoo
 from zoo.errors import InputError
 from zoo.heads import make_head
-from zoo.sampling import FullRecomputeStepper
 
 
 def colour_groups(size: int, colours: int, period: int) -> torch.Tensor:
@@ -129,6 +128,10 @@ class PixelCNN(zoo.Model):
     C = 1 (grayscale) or C = 3 (colour, R -> G -> B within a pixel). `head` = "softmax" (default), "logistic"
     (`mixtures` components, 10 by default) or "gaussian" (1 by default): see zoo.heads."""
 
+    @classmethod
+    def check_config(cls) -> dict:
+        return {"image_shape": [1, 3, 3], "levels": 2, "hidden": 8, "layers": 2, "num_classes": 2}
+
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2, kind: str = "gated", hidden: int = 32,
                  layers: int = 8, kernel: int = 3, out_hidden: int | None = None, num_classes: int = 0,
                  head: str = "softmax", mixtures: int | None = None) -> None:
@@ -200,16 +203,18 @@ class PixelCNN(zoo.Model):
         params, values = self.head_params(tokens, y)
         return self.output_head.log_prob(params, values).transpose(1, 2).flatten(1).sum(1)
 
-    def stepper(self, n: int, *, y=None, observed_mask=None, generator=None, processor=None, naive=False):
+    def generation_steps(self, observed_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Raster order (R, G, B within a pixel); a completion mask must be a raster prefix."""
         if observed_mask is not None:
             k = int(observed_mask.sum())
             if not bool(observed_mask[self.generation_order][:k].all()):
                 raise InputError("PixelCNN generates in raster order, so it completes masks whose observed pixels "
                                  "are a raster prefix: top-half or first:K. For other masks use an order-agnostic "
                                  "model such as made-mnist")
-        if naive:
-            return FullRecomputeStepper(lambda t: self.logits_all(t, y), self.generation_order, n,
-                                        self.num_dims, self.device)
+        return list(self.generation_order.reshape(-1, 1))
+
+    def stepper(self, n: int, *, y=None, observed_mask=None, generator=None, cfg=None) -> "CachedStepper":
+        self.generation_steps(observed_mask)  # refuses a mask that is not a raster prefix
         return CachedStepper(self, n, y)
 
 
@@ -257,7 +262,6 @@ class CachedStepper:
             self.gate_out = [self.gates[:, l_, :h] for l_ in range(L)]   # where each layer's gate output goes
             self.gate_rows = [self.gates[:, l_] for l_ in range(L)]      # ... read with its constant 1
             self.gates_flat = self.gates.view(n, -1)
-        self.computed = -1  # the last step whose logits computed the pixel's activations
         self.values = torch.zeros(n, self.C, dtype=torch.long, device=dev)  # the current pixel's tokens (the head's)
 
     def positions(self, t: int) -> torch.Tensor:
@@ -322,7 +326,6 @@ class CachedStepper:
         # after the last channel's step they are final, since no unit at a pixel sees the pixel's last channel
         p, c = divmod(t, self.C)
         feat = self._pixel(*divmod(p, self.W))
-        self.computed = t
         (w1, b1), (w2, b2) = self.head
         out = torch.addmm(b2, torch.addmm(b1, feat, w1).relu_(), w2)
         return self.m.output_head.logits(out[:, None], self.values[:, None], channel=c)[:, 0]
@@ -339,8 +342,6 @@ class CachedStepper:
             self.v_in[0][:, c, i + k0 // 2, j + k0 // 2] = value
             self.h_in[0][:, i, j + k0 // 2, c] = value
         if c == self.C - 1:
-            if self.computed != t:
-                self._pixel(i, j)  # an observed pixel (completion skips its logits): later pixels read its cache
             if self.m.kind == "gated" and j == self.W - 1 and i + 1 < self.H:
                 self._gated_row(i)  # the row is complete: the vertical stack of the next row can see it
 

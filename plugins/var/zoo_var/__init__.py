@@ -6,15 +6,18 @@ from pathlib import Path
 from typing import Any
 
 import zoo
+from zoo.cards import first_party_cards_dir
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 plugin = zoo.Plugin(
     name="var",
     version=__version__,
     # imported on first use: listing cards needs no torch
-    architectures={"var": "zoo_var.var:VAR", "vqvae": "zoo_var.vqvae:VQVAE"},
-    cards_dir=Path(__file__).parent / "cards",
+    architectures={"var": "zoo_var.var:VAR"},
+    tokenizers={"vqvae": "zoo_var.vqvae:VQVAE"},
+    cards_dir=first_party_cards_dir("var"),
+    weights_dir=Path(__file__).parent / "weights",
     description="VQ-VAE + VAR: visual autoregressive modeling by next-scale prediction (arXiv 2404.02905)",
 )
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.errors import InputError
-from zoo.logits import LogitProcessor
+from zoo.logits import Guidance
 from zoo.model import Model
 
 from .vqvae import VQVAE
@@ -77,6 +77,12 @@ class VAR(Model):
     weights file) but frozen: training updates the transformer only."""
 
     likelihood = "tokens"
+    guidance = True  # the last class embedding is the null class, trained with class dropout
+
+    @classmethod
+    def check_config(cls) -> dict:
+        tok = {"image_shape": [1, 8, 8], "channels": 8, "latent_dim": 4, "codebook_size": 2, "scales": [1, 2]}
+        return {"tokenizer": tok, "num_classes": 2, "dim": 16, "depth": 1, "heads": 2}
 
     def __init__(self, tokenizer: dict[str, Any], tokenizer_card: str | None = None, num_classes: int = 0,
                  dim: int = 256, depth: int = 6, heads: int = 4, mlp_ratio: float = 4.0,
@@ -89,8 +95,6 @@ class VAR(Model):
         self.num_classes = int(num_classes)
         self.tokenizer_card = tokenizer_card
         self.class_dropout = float(class_dropout)
-        self.config = dict(tokenizer=self.vqvae.config, tokenizer_card=tokenizer_card, num_classes=num_classes,
-                           dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, class_dropout=class_dropout)
         scales = self.vqvae.scales
         self.slices = self.vqvae.token_slices
         total = self.tokenizer.num_tokens
@@ -116,7 +120,7 @@ class VAR(Model):
         start; biases zero), the head's weights x0.02, each block's output projections (attention and MLP)
         divided by sqrt(2 * depth), and the adaptive norms' scale/shift weights x0.5 with their gates x1e-5,
         so that every block starts near the identity and no embedding dominates the input."""
-        std = (1 / (3 * self.config["dim"])) ** 0.5
+        std = (1 / (3 * self.pos.shape[-1])) ** 0.5  # dim (the config is recorded after __init__)
         for name, mod in self.named_modules():
             if name.startswith("vqvae"):
                 continue
@@ -130,7 +134,7 @@ class VAR(Model):
             nn.init.trunc_normal_(p, std=std)
         self.head.weight.mul_(init_head)
         self.head_ada[1].weight.mul_(init_adaln)
-        depth, dim = len(self.blocks), self.config["dim"]
+        depth, dim = len(self.blocks), self.pos.shape[-1]
         for blk in self.blocks:
             blk.attn.proj.weight.div_((2 * depth) ** 0.5)
             blk.mlp[2].weight.div_((2 * depth) ** 0.5)
@@ -216,25 +220,24 @@ class VAR(Model):
             y = torch.where(drop, torch.full_like(y, self.num_classes), y)
         return -self.log_prob_tokens(tokens, y).mean()
 
+    def generation_steps(self, observed_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """One scale per step, coarse to fine."""
+        return [torch.arange(sl.start, sl.stop) for sl in self.slices]
+
     def stepper(self, n: int, *, y: torch.Tensor | None = None, observed_mask: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, processor: LogitProcessor | None = None,
-                naive: bool = False) -> "ScaleStepper":
-        processor = processor or LogitProcessor()
-        if processor.cfg is not None and y is None and self.num_classes:
-            # guidance needs a class: draw one per image, as the VAR reference sampler does
-            y = torch.randint(self.num_classes, (n,), generator=generator, device=generator.device
-                              if generator is not None else "cpu").to(self.device)
-        return ScaleStepper(self, n, y, processor, naive)
+                generator: torch.Generator | None = None, cfg: float | None = None) -> "ScaleStepper":
+        return ScaleStepper(self, n, y, cfg)
 
 
 class ScaleStepper:
-    """One generation pass, one scale per step. With a KV cache each step runs the transformer on that scale's
-    tokens only; `naive` recomputes the whole prefix under the block-wise mask (the reference it must match).
+    """One generation pass, one scale per step, with a KV cache: each step runs the transformer on that scale's
+    tokens only (the core's reference recomputes the whole prefix from `logits_all`, and this must match it).
     With a class and a cfg scale, the batch runs twice (class and null class) and the logits are guided."""
 
-    def __init__(self, model: VAR, n: int, y: torch.Tensor | None, processor: LogitProcessor, naive: bool) -> None:
-        self.m, self.n, self.naive, self.processor = model, n, naive, processor
-        self.guided = y is not None and processor.cfg is not None
+    def __init__(self, model: VAR, n: int, y: torch.Tensor | None, cfg: float | None) -> None:
+        self.m, self.n = model, n
+        self.guided = y is not None and cfg is not None
+        self.guidance = Guidance.of(cfg)  # the scale and, when the core gives one, its ramp over the scales
         cond = model._cond(y, n)
         if self.guided:
             cond = torch.cat([cond, model._cond(None, n)])
@@ -250,7 +253,6 @@ class ScaleStepper:
             {"k_buf": torch.empty(batch, blk.attn.heads, total, dim // blk.attn.heads, device=model.device),
              "v_buf": torch.empty(batch, blk.attn.heads, total, dim // blk.attn.heads, device=model.device),
              "len": 0} for blk in model.blocks]
-        self.cached_steps = 0  # scales whose keys and values are in the cache
 
     def positions(self, t: int) -> torch.Tensor:
         sl = self.m.slices[t]
@@ -258,20 +260,13 @@ class ScaleStepper:
 
     def logits(self, t: int) -> torch.Tensor:
         sl = self.m.slices[t]
-        if self.naive:
-            x = self.m._embed(self.inputs, self.cond, 0)
-            out = self.m._run(x, self.cond, self.m.block_mask[:sl.stop, :sl.stop])[:, sl]
-        else:
-            new = self.inputs[:, sl.start - 1:] if t else self.inputs
-            out = self.m._run(self.m._embed(new, self.cond, sl.start), self.cond, None, self.caches)
-            self.cached_steps = t + 1
+        new = self.inputs[:, sl.start - 1:] if t else self.inputs
+        out = self.m._run(self.m._embed(new, self.cond, sl.start), self.cond, None, self.caches)
         if self.guided:
-            out = self.processor.guide(out[:self.n], out[self.n:], t, self.num_steps)
+            out = self.guidance.guide(out[:self.n], out[self.n:], t, self.num_steps)
         return out
 
     def advance(self, t: int, tokens: torch.Tensor) -> None:
-        if not self.naive and self.cached_steps <= t:
-            self.logits(t)  # a fully observed scale was not predicted: its keys and values still go in the cache
         vq = self.m.vqvae
         h = vq.embed_scale(tokens, t)
         self.f_hat = self.f_hat + (torch.cat([h, h]) if self.guided else h)  # both halves share the tokens

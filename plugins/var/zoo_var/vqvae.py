@@ -17,7 +17,7 @@ from torch import nn
 
 from zoo import distributed as zdist
 from zoo.errors import InputError
-from zoo.model import Model
+from zoo.model import LearnedTokenizer
 from zoo.tokenizers import Tokenizer, check_images
 
 
@@ -49,12 +49,13 @@ class Phi(nn.Module):
         return h.mul(1 - self.ratio) + self.conv(h).mul_(self.ratio)
 
 
-class VQVAE(Model):
+class VQVAE(LearnedTokenizer):
     """Encoder / multi-scale residual quantizer / decoder. `training_loss` is reconstruction MSE plus the
     codebook and commitment terms; codes unused for a while are re-seeded from the batch's residuals."""
 
-    generative = False
-    val_metric = ("val_recon_mse", "MSE per pixel in [0, 1]")
+    @classmethod
+    def check_config(cls) -> dict:
+        return {"image_shape": [1, 8, 8], "channels": 8, "latent_dim": 4, "codebook_size": 4, "scales": [1, 2]}
 
     def __init__(self, image_shape: Sequence[int] = (1, 28, 28), channels: int = 64, latent_dim: int = 32,
                  codebook_size: int = 512, scales: Sequence[int] = (1, 2, 3, 4, 5, 7), beta: float = 0.25,
@@ -74,9 +75,6 @@ class VQVAE(Model):
         self.codebook_size = int(codebook_size)
         self.latent_dim = int(latent_dim)
         self.beta, self.usage_decay, self.dead_threshold = float(beta), float(usage_decay), float(dead_threshold)
-        self.config = dict(image_shape=list(self.image_shape), channels=channels, latent_dim=latent_dim,
-                           codebook_size=codebook_size, scales=scales, beta=beta, phi_ratio=phi_ratio,
-                           usage_decay=usage_decay, dead_threshold=dead_threshold)
         ch = int(channels)
         self.encoder = nn.Sequential(
             nn.Conv2d(c, ch, 3, padding=1), ResBlock(ch),
