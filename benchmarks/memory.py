@@ -18,7 +18,6 @@ at the largest n.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import ast
-import json
 import math
 import os
 import sys
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import click
