@@ -1427,7 +1427,6 @@ def _(ctx: Ctx) -> Any:
     while sum(p.poll() is not None for p in procs) < WORKERS - 1 and time.time() < deadline:
         time.sleep(0.02)
     running = [p for p in procs if p.poll() is None]
-    assert len(procs) - len(running) == WORKERS - 1, "not every other trainer ended"
     assert len(running) == 1 and (gates / "running").is_file(), f"{len(running)} trainers still running"
     winner = int((gates / "running").read_text())
     assert running[0].pid == winner, "the process inside the run is not the one still running"
