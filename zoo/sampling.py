@@ -40,6 +40,9 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor
     flat = probs.reshape(-1, probs.shape[-1]).double()
     device = generator.device if generator is not None else flat.device
     u = torch.rand(flat.shape[0], 1, generator=generator, device=device, dtype=torch.float64).to(flat.device)
+    if flat.shape[-1] == 2:  # the same comparison as below, in fewer calls: cdf = (p0, p0 + p1)
+        p0 = flat[:, :1]
+        return u.mul_(p0 + flat[:, 1:]).ge_(p0).view(probs.shape[:-1]).long()
     cdf = flat.cumsum(-1)
     # the first index whose cumulative weight exceeds u * total (searchsorted: one call, no tiny reductions)
     idx = torch.searchsorted(cdf, u.mul_(cdf[:, -1:]), right=True).clamp_(max=flat.shape[-1] - 1)
@@ -71,6 +74,7 @@ class Sampler:
         tokens = torch.zeros(n, num_tokens, dtype=torch.long, device=device)
         for t in range(stepper.num_steps):
             pos = stepper.positions(t)
+            one = int(pos) if pos.numel() == 1 and observed_mask is None else None
             logits = stepper.logits(t)  # always: a step's logits are part of the pass, observed or not
             if observed_mask is not None:
                 keep = observed_mask[:, pos]
@@ -80,7 +84,10 @@ class Sampler:
                     chosen = torch.where(keep, observed[:, pos], self.choose(logits, generator))
             else:
                 chosen = self.choose(logits, generator)
-            tokens[:, pos] = chosen
+            if one is None:
+                tokens[:, pos] = chosen
+            else:  # one position: a plain column copy (cheaper than an indexed assignment)
+                tokens[:, one] = chosen[:, 0]
             stepper.advance(t, chosen)
             if on_step is not None:
                 on_step(t)

@@ -425,7 +425,8 @@ class IncrementalStepper:
         return self.order[t:t + 1]
 
     def _start_block(self, b: int) -> None:
-        """Everything the block's units and pixels get from finished blocks, in one product per layer."""
+        """Everything the block's units and pixels get from finished blocks, in one product per layer; and the
+        views each step of the block reads and writes (so that a step slices nothing)."""
         p, B = self.plan, self.block
         s = b * B
         inp = self.xt[:, :s]
@@ -440,26 +441,34 @@ class IncrementalStepper:
         if p.skip_prev[b] is not None and s:
             f = torch.baddbmm(f, p.skip_prev[b].expand(self.K, -1, -1), self.xt[:, :s])
         self.f, self._started = f, b
+        self.block_in = inp = self.xt[:, s:s + B]
+        self.layer_ops = []  # (partial, weights, input, output) of each layer with units in this block
+        for li, h in enumerate(self.h):
+            out = h[:, p.starts[li][b]:p.starts[li][b + 1]]
+            if out.shape[1]:
+                self.layer_ops.append((self.part[li], p.cur_w[li][b], inp, out))
+            inp = out
+        self.last = inp
 
     def logits(self, t: int) -> torch.Tensor:
-        p, B, P = self.plan, self.block, self.P
+        B, P = self.block, self.P
         b, j = divmod(t, B)
         if self._started != b:
             self._start_block(b)
-        s = b * B
-        lo, hi = p.starts[-1][b], p.starts[-1][b + 1]
         f = self.f[:, j * P:(j + 1) * P]
-        if hi > lo:
-            f = torch.baddbmm(f, p.out_cur[t], self.h[-1][:, lo:hi])
-        if p.skip_cur[t] is not None:
-            f = torch.baddbmm(f, p.skip_cur[t], self.xt[:, s:s + B])
+        if self.last.shape[1]:
+            f = torch.baddbmm(f, self.plan.out_cur[t], self.last)
+        skip = self.plan.skip_cur[t]
+        if skip is not None:
+            f = torch.baddbmm(f, skip, self.block_in)
         f = f[0].t() if self.identity else f.transpose(1, 2).reshape(-1, P).index_select(0, self.slot)
+        if self.levels == 2:  # the Bernoulli's logits (0, f), as head_params and the softmax head give them
+            return F.pad(f.unsqueeze(-1), (1, 0))
         d = self.dims[t]
         return self.model.to_logits(f, slice(d, d + 1))
 
     def advance(self, t: int, tokens: torch.Tensor) -> None:
-        p, B = self.plan, self.block
-        b, j = divmod(t, B)
+        b = t // self.block
         if self._started != b:  # a completion may skip the block's first logits
             self._start_block(b)
         value = tokens[:, 0] if self.levels == 2 else tokens[:, 0].float() / (self.levels - 1)
@@ -467,13 +476,8 @@ class IncrementalStepper:
             self.x[t, 0].copy_(value)
         else:
             self.x[t].view(-1).index_copy_(0, self.slot, value.float())
-        s = b * B
-        inp = self.xt[:, s:s + B]
-        for li, h in enumerate(self.h):
-            lo, hi = p.starts[li][b], p.starts[li][b + 1]
-            if hi > lo:
-                torch.baddbmm(self.part[li], p.cur_w[li][b], inp, out=h[:, lo:hi]).relu_()
-            inp = h[:, lo:hi]
+        for part, w, inp, out in self.layer_ops:
+            torch.baddbmm(part, w, inp, out=out).relu_()
 
 
 @dataclass
