@@ -138,3 +138,37 @@ def test_fid_command_kid_on_two_folders_and_refusal_of_stats(tmp_path, monkeypat
     assert "FID" in r.output and "KID" in r.output and "4 subsets" not in r.output
     refused = CliRunner().invoke(main, ["fid", str(tmp_path / "a.npz"), str(tmp_path / "b"), "--kid"])
     assert refused.exit_code != 0 and "features" in refused.output
+
+
+def test_eval_recon_fid_measures_the_tokenizers_reconstructions(mnist_dir, tmp_path, monkeypatch):
+    """`zoo eval --recon-fid`: the FID of decode(encode(x)) of the split's first n images against the whole split
+    (stand-in feature network), equal to the same distance computed through the library, recorded with its
+    command; a model whose tokens are pixels is refused with a clear error."""
+    from zoo import data as zdata
+    from zoo.cards import read_card, write_card
+    from zoo.evaluate import reconstructions
+    monkeypatch.setenv("ZOO_FID_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, zfid.DIMS))
+    monkeypatch.setattr(zfid, "load_inception", lambda path=None: net)
+    card = tmp_path / "card.toml"
+    write_card(zoo.get_card("vqvae-mnist"), card)
+    r = CliRunner().invoke(main, ["eval", "vqvae-mnist", "--recon-fid", "-n", "40", "--data-dir", str(mnist_dir),
+                                  "--write-card", str(card), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    [m] = [m for m in read_card(card).metrics if m.name == "recon_fid"]
+    assert m.command == "zoo eval vqvae-mnist --recon-fid -n 40" and m.n == 40
+    model = zoo.load("vqvae-mnist")
+    d = zdata.load_dataset("mnist", "test", mnist_dir)
+    x, _ = d.batch(torch.arange(40))
+    recon = reconstructions(model, d, n=40, batch_size=16)
+    with torch.no_grad():
+        torch.testing.assert_close(recon, model.tokenizer.decode(model.tokenizer.encode(x)).clamp(0, 1))
+    expected = zfid.fid(zfid.Stats.from_features(zfid.features(recon, net)),
+                        zfid.reference_stats("mnist", "test", net, mnist_dir))
+    assert m.value == pytest.approx(expected.value, rel=1e-6, abs=1e-3)
+    out = " ".join(r.output.split())
+    assert f"reconstruction FID {expected.value:.2f}" in out and "Inception features of 40 reconstructions" in out
+    bad = CliRunner().invoke(main, ["eval", "made-mnist-bin", "--recon-fid", "-n", "4", "--data-dir",
+                                    str(mnist_dir), "--threads", "1"])
+    assert bad.exit_code != 0 and "no learned tokenizer" in bad.output

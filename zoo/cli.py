@@ -452,6 +452,9 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
               help="KID: compare against the split's first N images (default all)")
 @click.option("--recon", "do_recon", is_flag=True,
               help="a learned tokenizer's reconstruction PSNR and codebook usage on the split (VQ-VAE, VAR)")
+@click.option("--recon-fid", "do_recon_fid", is_flag=True,
+              help="FID of a learned tokenizer's reconstructions of the split's first n images (default all) "
+                   "against the whole split: the ceiling its codes put on a generator's FID (VQ-VAE, VAR)")
 @click.option("-n", "--num", "n", type=int, default=None,
               help="NLL: number of test images (default all); FID: number of samples (default 10,000)")
 @click.option("--seed", type=int, default=0, show_default=True, help="sampling seed for --fid")
@@ -468,14 +471,14 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @sampling_options
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
-def eval_cmd(model_id, do_nll, do_fid, do_kid, kid_ref_n, do_recon, n, seed, ref_n, fid_weights, split, data_dir,
+def eval_cmd(model_id, do_nll, do_fid, do_kid, kid_ref_n, do_recon, do_recon_fid, n, seed, ref_n, fid_weights, split, data_dir,
              download, folder, batch_size, opts, write_card, temperature, top_k, top_p, cfg, cfg_schedule, cls,
              no_preset, device, threads) -> None:
     """Evaluate a model: exact NLL, FID, KID, reconstruction on a dataset split (optionally recorded in a card with
     its command)."""
     _threads(threads)
-    if not (do_nll or do_fid or do_kid or do_recon):
-        raise click.UsageError("choose a metric: --nll, --fid, --kid and/or --recon")
+    if not (do_nll or do_fid or do_kid or do_recon or do_recon_fid):
+        raise click.UsageError("choose a metric: --nll, --fid, --kid, --recon and/or --recon-fid")
     if ref_n is not None and (ref_n < 2 or not do_fid):
         raise click.UsageError("--ref-n goes with --fid and needs at least 2 reference images")
     _options(opts)  # bad options and a card we could not record in are refused before the evaluation
@@ -501,6 +504,8 @@ def eval_cmd(model_id, do_nll, do_fid, do_kid, kid_ref_n, do_recon, n, seed, ref
             d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
         if do_recon:
             _eval_recon(m, model_id, d, n, split, batch_size, write_card, flag)
+        if do_recon_fid:
+            _eval_recon_fid(m, model_id, d, n, split, data_dir, fid_weights, batch_size, write_card, flag)
         if do_nll:
             _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card, flag)
         if do_fid or do_kid:
@@ -526,7 +531,7 @@ def _split_flag(split: str, flag: str) -> str:
     return flag if flag else (f" --split {split}" if split != "test" else "")
 
 
-def _announce_fid(net, n: int, data, split: str, data_dir, ref_n: int | None, shape) -> None:
+def _announce_fid(net, n: int, data, split: str, data_dir, ref_n: int | None, shape, what: str = "samples") -> None:
     """Say what an FID run is about to do and what it will cost, before the work (the reference statistics of a
     whole split are the long part the first time). `data` is a dataset name or an image folder's split."""
     from . import fid as zfid
@@ -536,8 +541,9 @@ def _announce_fid(net, n: int, data, split: str, data_dir, ref_n: int | None, sh
     name = data if isinstance(data, str) else data.name
     ref = (f"the cached statistics of {count:,} {name} {split} images ({path})" if cached else
            f"the statistics of {count:,} {name} {split} images, computed first and cached in {path}")
-    err.print(f"FID: Inception features of {n:,} samples, against {ref}: {images:,} images at about "
-              f"{rate:.1f} images/s here, about {images / rate / 60:.0f} min, plus sampling."
+    err.print(f"FID: Inception features of {n:,} {what}, against {ref}: {images:,} images at about "
+              f"{rate:.1f} images/s here, about {images / rate / 60:.0f} min"
+              + (", plus sampling." if what == "samples" else ".")
               + ("" if cached or ref_n or not isinstance(data, str) else " Use --ref-n N for fewer reference "
                  f"images, or precompute them once with `zoo fid-stats {name}`."), highlight=False)
 
@@ -659,6 +665,35 @@ def _eval_recon(m, model_id, d, n, split, batch_size, write_card, flag="") -> No
         cmd = eval_command(model_id, "recon", n=n, split=split, data=_data_of(flag))
         update_card(write_card, lambda card: record_recon(card, r, cmd, d.describe(), split))
         console.print(f"recorded in {write_card}")
+
+
+def _eval_recon_fid(m, model_id, d, n, split, data_dir, fid_weights, batch_size, write_card, flag="") -> None:
+    """FID of the tokenizer's reconstructions of the split's first n images against the whole split."""
+    from . import fid as zfid
+    from .evaluate import reconstructions
+    if not zdist.is_main():
+        return  # encode/decode and n Inception passes: rank 0 does all of it
+    net = zfid.load_inception(fid_weights).to(m.device)
+    k = min(n or len(d), len(d))
+    _announce_fid(net, k, d if flag else d.name, split, data_dir, None, m.image_shape, "reconstructions")
+    with _progress() as prog:
+        recon = reconstructions(m, d, n=k, batch_size=batch_size)
+        t1 = prog.add_task("Inception features of the reconstructions", total=len(recon))
+        fake = zfid.Stats.from_features(zfid.features(recon, net, progress=lambda b: prog.advance(t1, b)),
+                                        f"{len(recon):,} reconstructions of {d.name} {split}")
+        t2 = prog.add_task(f"reference statistics of {d.name} {split}", total=len(d))
+        ref = zfid.reference_stats(d if flag else d.name, split, net, data_dir,
+                                   progress=lambda b: prog.advance(t2, b))
+    r = zfid.fid(fake, ref)
+    _say(f"{model_id}: reconstruction {r}  [first {len(recon):,} {d.name} {split} images encoded and decoded, vs "
+         f"{ref.source}]", highlight=False, markup=False)
+    if write_card:
+        cmd = eval_command(model_id, "recon-fid", n=n, split=split, data=_data_of(flag))
+        metric = Metric("recon_fid", round(r.value, 3), "FID", split, len(recon), cmd,
+                        f"reconstructions (encode, decode) of the first {len(recon):,} images vs {ref.source}; "
+                        f"{zfid.PREPROCESSING}")
+        update_card(write_card, lambda card: with_metric(card, metric))
+        _say(f"recorded in {write_card}")
 
 
 def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card, flag="") -> None:

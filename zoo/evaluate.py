@@ -129,3 +129,18 @@ def reconstruction(model: Model, data: ImageData, n: int | None = None, batch_si
             progress(len(x))
     mse = se / max(total, 1)
     return ReconResult(10 * math.log10(1 / max(mse, 1e-12)), mse, int(used.sum()), tok.codebook_size, total)
+
+
+@torch.no_grad()
+def reconstructions(model: Model, data: ImageData, n: int | None = None, batch_size: int = 500) -> torch.Tensor:
+    """decode(encode(x)) of the split's first n images (all by default), clamped to [0, 1] pixels, on the CPU: what
+    a generator over the tokenizer's codes could at best reproduce of the data (its FID is the tokenizer's ceiling)."""
+    tok = model.tokenizer
+    if not hasattr(tok, "codebook_size"):
+        raise InputError(f"{type(model).__name__} has no learned tokenizer to measure (its tokens are pixels)")
+    total = len(data) if n is None else min(n, len(data))
+    out = []
+    for start in range(0, total, batch_size):
+        x, _ = data.batch(torch.arange(start, min(start + batch_size, total)))
+        out.append(tok.decode(tok.encode(x.to(model.device))).clamp(0, 1).cpu())
+    return torch.cat(out)
