@@ -76,6 +76,16 @@ def test_train_writes_weights_and_card_and_resumes(run, tmp_path, mnist_dir):
     assert model.sample(2, seed=0).shape == (2, 1, 28, 28)
 
 
+def test_train_checkpoint_every_and_val_n_from_the_command_line(run, tmp_path, mnist_dir):
+    import zoo
+    out = tmp_path / "run"
+    run("train", "made-mnist-bin", "--out", out, "--data-dir", mnist_dir, "--epochs", 1, "--no-test",
+        "--batch-size", 50, "--max-steps", 3, "--checkpoint-every", 1, "--val-n", 16)
+    assert sorted(p.name for p in out.glob("checkpoint-*.safetensors"))[-1] == "checkpoint-00000003.safetensors"
+    card = zoo.read_card(out / "card.toml")
+    assert card.metric("val_nll").n == 16 and card.training["checkpoint_every"] == 1
+
+
 def test_var_sampling_flags_preset_and_one_row_per_class(run, tmp_path):
     out = run("info", "var-mnist")
     assert "sampling preset" in out and "cfg_schedule=linear" in out and "classes=uniform" in out
