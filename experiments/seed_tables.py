@@ -85,16 +85,24 @@ class Model:
 
 
 def _made(ds: str, arch: str, head: str = "", metrics: tuple[str, ...] = ("fid", "kid")) -> Model:
-    return Model(f"exp-made-{ds}-{arch}" + (f"-{head}" if head else ""), ds, metrics)
+    return Model(_made_id(ds, arch, head), ds, metrics)
+
+
+def _made_id(ds: str, arch: str, head: str | None = None) -> str:
+    """A MADE cell's id. The grayscale grids use the Gaussian output, as the presentation's did (its grids equal
+    its Gaussian row); binarized MNIST has a Bernoulli per pixel; `head="softmax"` names the softmax cells."""
+    if head is None:
+        head = "" if ds == "mnist-bin" else "gaussian"
+    return f"exp-made-{ds}-{arch}" + (f"-{head}" if head and head != "softmax" else "")
 
 
 MODELS: dict[str, Model] = {}
 for _ds in DATASETS:
     for _arch in ("1x500", "2x500", "3x500", "1x1000", "1x2000"):
         _nll = ("nll",) if _ds == "mnist-bin" and _arch in ("1x500", "2x500") else ()
-        MODELS[f"exp-made-{_ds}-{_arch}"] = _made(_ds, _arch, metrics=("fid", "kid", *_nll))
+        MODELS[_made_id(_ds, _arch)] = Model(_made_id(_ds, _arch), _ds, ("fid", "kid", *_nll))
 for _h in (500, 1000):
-    MODELS[f"exp-made-mnist-1x{_h}-gaussian"] = _made("mnist", f"1x{_h}", "gaussian")
+    MODELS[_made_id("mnist", f"1x{_h}", "softmax")] = _made("mnist", f"1x{_h}", "softmax")
 for _m in (Model("pixelcnn-cifar10-gray", "cifar10-gray", card="pixelcnn-cifar10-gray"),
            Model("exp-pixelcnn-cifar10-gray-12-layers", "cifar10-gray"),
            Model("pixelcnn-mnist", "mnist", card="pixelcnn-mnist"),
@@ -117,7 +125,7 @@ class Table:
 def _grid(title: str, corner: str, columns: tuple[str, ...], archs: tuple[str, ...],
           figures: dict[str, tuple[float | None, ...]]) -> Table:
     return Table(title, corner, columns, tuple(
-        (DATASET_NAMES[ds], tuple((f"exp-made-{ds}-{a}", "fid", f) for a, f in zip(archs, figures[ds])))
+        (DATASET_NAMES[ds], tuple((_made_id(ds, a), "fid", f) for a, f in zip(archs, figures[ds])))
         for ds in DATASETS))
 
 
@@ -133,7 +141,9 @@ TABLES = (
            ("Gaussian", (("exp-made-mnist-1x500-gaussian", "fid", 270),
                          ("exp-made-mnist-1x1000-gaussian", "fid", 263)))),
           "The presentation's grayscale MADE rows above equal its Gaussian row here (270, 263): its depth and "
-          "width grids were measured with the Gaussian output. zoo's grids use the 256-way softmax."),
+          "width grids were measured with the Gaussian output, and so are zoo's grayscale grids (MNIST and "
+          "CIFAR-10: the `-gaussian` cells). The softmax is zoo's factorized 256-way softmax (6 features per "
+          "pixel)."),
     Table("MADE, test NLL on binarized MNIST, 1 mask (nats/image; the presentation quotes the MADE paper)",
           "hidden layers (500 units)", ("NLL",),
           (("1", (("exp-made-mnist-bin-1x500", "nll", 88.40),)),

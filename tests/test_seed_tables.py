@@ -52,9 +52,16 @@ def test_the_grid_recipes_differ_only_in_what_their_cell_varies(st):
     for arch, hidden in (("2x500", [500, 500]), ("3x500", [500] * 3), ("1x1000", [1000]), ("1x2000", [2000])):
         c = read_card(st.MODELS[f"exp-made-mnist-bin-{arch}"].recipe, recipe=True)
         assert c.config == {**base.config, "hidden": hidden} and c.training == base.training
-    soft = read_card(st.MODELS["exp-made-mnist-1x500"].recipe, recipe=True)
-    gauss = read_card(st.MODELS["exp-made-mnist-1x500-gaussian"].recipe, recipe=True)
-    assert gauss.config == {**soft.config, "head": "gaussian"} and soft.config["head"] == "softmax"
+    for ds in ("mnist", "cifar10-gray"):  # the grayscale grids use the Gaussian output, as the presentation's
+        base = read_card(st.MODELS[f"exp-made-{ds}-1x500-gaussian"].recipe, recipe=True)
+        assert base.config["head"] == "gaussian"
+        for arch, hidden in (("2x500", [500, 500]), ("3x500", [500] * 3), ("1x1000", [1000]), ("1x2000", [2000])):
+            c = read_card(st.MODELS[f"exp-made-{ds}-{arch}-gaussian"].recipe, recipe=True)
+            assert c.config == {**base.config, "hidden": hidden} and c.training == base.training
+    for h in (500, 1000):
+        soft = read_card(st.MODELS[f"exp-made-mnist-1x{h}"].recipe, recipe=True)
+        gauss = read_card(st.MODELS[f"exp-made-mnist-1x{h}-gaussian"].recipe, recipe=True)
+        assert gauss.config == {**soft.config, "head": "gaussian"} and soft.config["head"] == "softmax"
 
 
 def test_results_round_trip_and_each_record_replaces_its_cell(st):
