@@ -55,6 +55,18 @@ def draw_logits(logits: torch.Tensor, generator: torch.Generator | None) -> torc
     return draw(logits.log_softmax(-1).exp_(), generator)
 
 
+def draw_binary(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+    """A draw from two levels (..., 2) in a few calls: level 1 when u >= p0 = sigmoid((l0 - l1) / T), one uniform
+    per row as in `draw` (the same comparison, up to float rounding)."""
+    d = logits[..., 0] - logits[..., 1]
+    if temperature != 1.0:
+        d = d / temperature
+    p0 = torch.sigmoid(d.double())
+    device = generator.device if generator is not None else p0.device
+    u = torch.rand(p0.shape, generator=generator, device=device, dtype=torch.float64).to(p0.device)
+    return u.ge_(p0).long()
+
+
 class Sampler:
     """Drives a Stepper from first to last step, drawing tokens through one LogitProcessor."""
 
@@ -64,6 +76,8 @@ class Sampler:
     def choose(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if self.processor.temperature == 0:
             return logits.argmax(-1)
+        if logits.shape[-1] == 2 and self.processor.top_k is None and self.processor.top_p is None:
+            return draw_binary(logits, self.processor.temperature, generator)
         return draw_logits(self.processor.process(logits), generator)
 
     @torch.no_grad()
