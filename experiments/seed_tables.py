@@ -217,17 +217,20 @@ def save_results(results: dict[tuple[str, str], Result], path: Path | None = Non
             fields["note"] = r.note
         fields |= r.extra
         lines += [f"{k} = {_toml_value(v)}" for k, v in fields.items()] + [""]
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text("\n".join(lines), encoding="utf-8")
     os.replace(tmp, path)
 
 
 def record(result: Result, path: Path | None = None) -> None:
-    """Add one result to the file at once (re-read first, so concurrent runs of other cells are kept)."""
+    """Add one result to the file at once: re-read and written under the file's lock, so that concurrent runs of
+    other cells are kept."""
+    from zoo.locking import locked
     path = path or RESULTS
-    results = load_results(path)
-    results[(result.cell, result.metric)] = result
-    save_results(results, path)
+    with locked(path, purpose="recording a seed-table result"):
+        results = load_results(path)
+        results[(result.cell, result.metric)] = result
+        save_results(results, path)
     print(f"recorded {result.cell} {result.metric} = {result.value:g} (n={result.n:,})", flush=True)
 
 
