@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 import torch
 
 import zoo
+
+ROOT = Path(__file__).resolve().parent.parent
 
 ALL_3x3 = torch.tensor(list(itertools.product([0, 1], repeat=9)), dtype=torch.float).view(-1, 1, 3, 3)
 
@@ -183,3 +186,22 @@ def test_colour_completion_keeps_every_channel_of_the_observed_pixels():
     only_red[:, 0] = True  # every R, no G or B: not a prefix of the generation order
     with pytest.raises(zoo.InputError, match="raster prefix"):
         m.complete(x, only_red, seed=0)
+
+
+def test_receptive_field_by_gradient_shipped_cards_and_gpu_recipes():
+    """The receptive field, found by a gradient: the shipped 8x3x3 stacks see 241 of the bottom-centre pixel's
+    770 predecessors (11 rows up: strokes break), the GPU recipes' 15 layers of 5x5 see all of them; a pixel
+    never sees itself or later pixels (in colour: no later pixel; its own earlier colours through the channel masks)."""
+    from zoo.cards import read_card
+    assert zoo.load("pixelcnn-mnist-bin").receptive_field() == (241, 770)
+    for name in ("pixelcnn-mnist-bin-gpu", "pixelcnn-cifar10-gray-gpu"):
+        card = read_card(ROOT / "cards" / "pixelcnn" / "recipes" / f"{name}.toml", recipe=True)
+        seen, before = zoo.create("pixelcnn", **card.config).receptive_field()
+        assert seen == before
+    tiny = zoo.create("pixelcnn", image_shape=[1, 16, 16], levels=2, hidden=8, layers=2, kernel=3)
+    assert tiny.receptive_field(0, 0) == (0, 0) and tiny.receptive_field(0, 3) == (3, 3)
+    seen, before = tiny.receptive_field()  # a 7x7 and one 3x3 reach a few rows up, not to the top
+    assert 0 < seen < before
+    colour = zoo.create("pixelcnn", image_shape=[3, 6, 6], levels=4, hidden=6, layers=2)
+    seen, before = colour.receptive_field(5, 5)  # raises if a later pixel reached it
+    assert 0 < seen <= before == 35
