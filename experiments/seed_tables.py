@@ -482,7 +482,7 @@ def render(results: dict[tuple[str, str], Result]) -> str:
             "Each needs only its command (training on a GPU: add `--device cuda` to `zoo train`). "
             "`python experiments/seed_tables.py run --only CELL` runs it and records the result. What a cell "
             "costs on this project's 2-core CPU, one thread: training a binarized or Gaussian-output MADE cell "
-            "takes 2 to 10 minutes, a softmax one about an hour; its FID and KID take 2,048 samples through "
+            "takes 2 to 10 minutes, a softmax one 30 to 60; its FID and KID take 2,048 samples through "
             "Inception, about 7 minutes; the first figure on a dataset also needs the test split's statistics "
             "(10,000 images, about 30 minutes) and the KID floor 4,096 more images. The cells below were not "
             "reached on it in the time they had.", ""]
