@@ -156,7 +156,7 @@ def test_eval_recon_fid_measures_the_tokenizers_reconstructions(mnist_dir, tmp_p
     r = CliRunner().invoke(main, ["eval", "vqvae-mnist", "--recon-fid", "-n", "40", "--data-dir", str(mnist_dir),
                                   "--write-card", str(card), "--threads", "1"])
     assert r.exit_code == 0, r.output
-    [m] = [m for m in read_card(card).metrics if m.name == "recon_fid"]
+    [m] = [m for m in read_card(card).metrics if m.name == "recon_fid" and m.n == 40]
     assert m.command == "zoo eval vqvae-mnist --recon-fid -n 40" and m.n == 40
     model = zoo.load("vqvae-mnist")
     d = zdata.load_dataset("mnist", "test", mnist_dir)
