@@ -16,6 +16,14 @@ from zoo import kid as zkid
 from zoo.cli import main
 
 
+def stand_in_inception(monkeypatch) -> torch.nn.Module:
+    """A small seeded feature network put in Inception's place (the real one is tested in test_fid)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, zfid.DIMS))
+    monkeypatch.setattr(zfid, "load_inception", lambda path=None: net)
+    return net
+
+
 def test_mmd2_of_a_case_computed_by_hand():
     # d = 2, m = 2: x = (1, 0), (0, 1); y = (1, 1), (0, 0). k(a, b) = (a.b / 2 + 1)^3.
     # k(x1,x2) = 1;  k(y1,y2) = 1;  k(x_i,y1) = 1.5^3 = 3.375;  k(x_i,y2) = 1.
@@ -108,9 +116,7 @@ def test_eval_kid_with_fid_shares_the_samples(mnist_dir, tmp_path, monkeypatch):
     test_fid): both figures are printed and recorded with their commands."""
     from zoo.cards import read_card, write_card
     monkeypatch.setenv("ZOO_FID_CACHE", str(tmp_path / "cache"))
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, zfid.DIMS))
-    monkeypatch.setattr(zfid, "load_inception", lambda path=None: net)
+    net = stand_in_inception(monkeypatch)
     card = tmp_path / "card.toml"
     write_card(zoo.get_card("made-mnist-bin"), card)
     r = CliRunner().invoke(main, ["eval", "made-mnist-bin", "--fid", "--kid", "-n", "6", "--kid-ref-n", "10",
@@ -123,9 +129,7 @@ def test_eval_kid_with_fid_shares_the_samples(mnist_dir, tmp_path, monkeypatch):
 
 
 def test_fid_command_kid_on_two_folders_and_refusal_of_stats(tmp_path, monkeypatch):
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, zfid.DIMS))
-    monkeypatch.setattr(zfid, "load_inception", lambda path=None: net)
+    net = stand_in_inception(monkeypatch)
     rng = np.random.default_rng(0)
     for name, shift in (("a", 0), ("b", 100)):
         (tmp_path / name).mkdir()
@@ -148,9 +152,7 @@ def test_eval_recon_fid_measures_the_tokenizers_reconstructions(mnist_dir, tmp_p
     from zoo.cards import read_card, write_card
     from zoo.evaluate import reconstructions
     monkeypatch.setenv("ZOO_FID_CACHE", str(tmp_path / "cache"))
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, zfid.DIMS))
-    monkeypatch.setattr(zfid, "load_inception", lambda path=None: net)
+    net = stand_in_inception(monkeypatch)
     card = tmp_path / "card.toml"
     write_card(zoo.get_card("vqvae-mnist"), card)
     r = CliRunner().invoke(main, ["eval", "vqvae-mnist", "--recon-fid", "-n", "40", "--data-dir", str(mnist_dir),

@@ -40,9 +40,6 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor
     flat = probs.reshape(-1, probs.shape[-1]).double()
     device = generator.device if generator is not None else flat.device
     u = torch.rand(flat.shape[0], 1, generator=generator, device=device, dtype=torch.float64).to(flat.device)
-    if flat.shape[-1] == 2:  # the same comparison as below, in fewer calls: cdf = (p0, p0 + p1)
-        p0 = flat[:, :1]
-        return u.mul_(p0 + flat[:, 1:]).ge_(p0).view(probs.shape[:-1]).long()
     cdf = flat.cumsum(-1)
     # the first index whose cumulative weight exceeds u * total (searchsorted: one call, no tiny reductions)
     idx = torch.searchsorted(cdf, u.mul_(cdf[:, -1:]), right=True).clamp_(max=flat.shape[-1] - 1)
