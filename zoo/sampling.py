@@ -34,22 +34,25 @@ class Stepper(Protocol):
         ...
 
 
-def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def draw(probs: torch.Tensor, generator: torch.Generator | None, u: torch.Tensor | None = None) -> torch.Tensor:
     """Inverse-CDF draw from probs (..., V), unnormalised weights allowed: one uniform per row, so two samplers
-    that see the same probabilities (up to float rounding) draw the same tokens from the same generator."""
+    that see the same probabilities (up to float rounding) draw the same tokens from the same generator.
+    `u`: the rows' uniforms (float64, one per row), already drawn; None draws them from `generator`."""
     flat = probs.reshape(-1, probs.shape[-1]).double()
-    device = generator.device if generator is not None else flat.device
-    u = torch.rand(flat.shape[0], 1, generator=generator, device=device, dtype=torch.float64).to(flat.device)
+    if u is None:
+        device = generator.device if generator is not None else flat.device
+        u = torch.rand(flat.shape[0], 1, generator=generator, device=device, dtype=torch.float64).to(flat.device)
     cdf = flat.cumsum(-1)
     # the first index whose cumulative weight exceeds u * total (searchsorted: one call, no tiny reductions)
-    idx = torch.searchsorted(cdf, u.mul_(cdf[:, -1:]), right=True).clamp_(max=flat.shape[-1] - 1)
+    idx = torch.searchsorted(cdf, u.reshape(-1, 1) * cdf[:, -1:], right=True).clamp_(max=flat.shape[-1] - 1)
     return idx.reshape(probs.shape[:-1])
 
 
-def draw_logits(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def draw_logits(logits: torch.Tensor, generator: torch.Generator | None,
+                u: torch.Tensor | None = None) -> torch.Tensor:
     """`draw` from softmax(logits) without a softmax call (slow over a short last axis, e.g. 2 levels):
     exp(log_softmax) gives the same weights."""
-    return draw(logits.log_softmax(-1).exp_(), generator)
+    return draw(logits.log_softmax(-1).exp_(), generator, u)
 
 
 def draw_binary(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -64,30 +67,101 @@ def draw_binary(logits: torch.Tensor, temperature: float, generator: torch.Gener
     return u.ge_(p0).long()
 
 
+def binary_thresholds(u: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The uniforms u of two-level draws as thresholds on l1 - l0: u >= sigmoid((l0 - l1) / T) exactly when
+    l1 - l0 >= T log((1 - u) / u), so a step's draw is one comparison (`Sampler` draws a whole pass's uniforms
+    at once, then converts them once). The ratio is formed in float64, its log in float32 (the logits' own
+    precision: a threshold moves by about 1e-7, as a logit's rounding does)."""
+    return torch.log(((1 - u) / u).float()).mul_(temperature)
+
+
+class _PassUniforms:
+    """Every uniform of one unobserved pass, drawn in one call at its start: step t's rows (n * its positions)
+    in step order. On CPU these are the very numbers one call per step would draw; anywhere, the naive and the
+    cached stepper of a model see the same ones, so they still draw the same tokens."""
+
+    def __init__(self, n: int, sizes: list[int], generator: torch.Generator | None, device: torch.device | str,
+                 temperature: float) -> None:
+        gen_device = generator.device if generator is not None else device
+        total = n * sum(sizes)
+        self.u = torch.rand(total, generator=generator, device=gen_device, dtype=torch.float64).to(device)
+        self.n, self.sizes, self.temperature = n, sizes, temperature
+        self.steps = self.u.split([n * s for s in sizes])
+        self.thresholds: list[torch.Tensor] | tuple[torch.Tensor, ...] | None = None
+        self.columns: list[torch.Tensor] | tuple[torch.Tensor, ...] | None = None   # u as (n, positions, 1)
+        self.diff: torch.Tensor | None = None  # (-1, 1): logits @ diff = l1 - l0 in one call
+
+    def _per_step(self, values: torch.Tensor, trailing: tuple[int, ...] = ()) -> list[torch.Tensor] | tuple:
+        """`values` (one per uniform) cut into steps, each shaped (n, positions, *trailing)."""
+        if len(set(self.sizes)) == 1:  # raster steps: one view
+            return values.view(len(self.sizes), self.n, self.sizes[0], *trailing).unbind(0)
+        return [part.view(self.n, s, *trailing)
+                for part, s in zip(values.split([self.n * s for s in self.sizes]), self.sizes)]
+
+    def _thresholds(self) -> list[torch.Tensor] | tuple[torch.Tensor, ...]:
+        """Each step's thresholds shaped as its tokens (n, positions)."""
+        return self._per_step(binary_thresholds(self.u, self.temperature))
+
+    def choose(self, t: int, logits: torch.Tensor) -> torch.Tensor:
+        """Step t's draw from logits (N, P, 2) with no top-k/top-p: one product, one comparison."""
+        if self.thresholds is None:
+            self.thresholds = self._thresholds()
+        if self.diff is None or self.diff.dtype != logits.dtype or self.diff.device != logits.device:
+            self.diff = torch.tensor([-1.0, 1.0], dtype=logits.dtype, device=logits.device)
+        return torch.ge(logits @ self.diff, self.thresholds[t]).long()
+
+    def choose_levels(self, t: int, logits: torch.Tensor) -> torch.Tensor:
+        """Step t's inverse-CDF draw from logits (N, P, V) at temperature T, no top-k/top-p: the first level whose
+        cumulative probability (softmax in float64) exceeds u, as `draw` finds it, in four calls."""
+        if self.columns is None:
+            self.columns = self._per_step(self.u, (1,))
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
+        cdf = torch.softmax(logits, -1, dtype=torch.float64).cumsum_(-1)
+        return torch.searchsorted(cdf, self.columns[t], right=True).clamp_(max=logits.shape[-1] - 1).squeeze(-1)
+
+
 class Sampler:
     """Drives a Stepper from first to last step, drawing tokens through one LogitProcessor."""
 
     def __init__(self, processor: LogitProcessor | None = None) -> None:
         self.processor = processor or LogitProcessor()
 
-    def choose(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def _binary(self, logits: torch.Tensor) -> bool:
+        return logits.shape[-1] == 2 and self.processor.top_k is None and self.processor.top_p is None
+
+    def choose(self, logits: torch.Tensor, generator: torch.Generator | None,
+               u: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens (...) drawn from logits (..., V) through the processor; `u`: the rows' uniforms, if drawn."""
         if self.processor.temperature == 0:
             return logits.argmax(-1)
-        if logits.shape[-1] == 2 and self.processor.top_k is None and self.processor.top_p is None:
+        if u is None and self._binary(logits):
             return draw_binary(logits, self.processor.temperature, generator)
-        return draw_logits(self.processor.process(logits), generator)
+        return draw_logits(self.processor.process(logits), generator, u)
 
     @torch.no_grad()
     def run(self, stepper: Stepper, n: int, num_tokens: int, *, generator: torch.Generator | None = None,
             observed: torch.Tensor | None = None, observed_mask: torch.Tensor | None = None,
             device: torch.device | str = "cpu", on_step: Callable[[int], None] | None = None) -> torch.Tensor:
-        """Return tokens (n, num_tokens). Where observed_mask (n, num_tokens) is True, observed is kept."""
-        tokens = torch.zeros(n, num_tokens, dtype=torch.long, device=device)
-        for t in range(stepper.num_steps):
-            pos = stepper.positions(t)
-            one = int(pos) if pos.numel() == 1 and observed_mask is None else None
+        """Return tokens (n, num_tokens). Where observed_mask (n, num_tokens) is True, observed is kept.
+
+        A pass without observed tokens draws all its uniforms at its start (`_PassUniforms`); a completion
+        draws step by step, only where a step has something to draw."""
+        steps = [stepper.positions(t) for t in range(stepper.num_steps)]
+        pass_u = None
+        if observed_mask is None and self.processor.temperature != 0:
+            pass_u = _PassUniforms(n, [len(p) for p in steps], generator, device, self.processor.temperature)
+        chosen_steps = []
+        for t, pos in enumerate(steps):
             logits = stepper.logits(t)  # always: a step's logits are part of the pass, observed or not
-            if observed_mask is not None:
+            if pass_u is not None:
+                if self.processor.top_k is not None or self.processor.top_p is not None:
+                    chosen = self.choose(logits, generator, pass_u.steps[t])
+                elif logits.shape[-1] == 2:
+                    chosen = pass_u.choose(t, logits)
+                else:
+                    chosen = pass_u.choose_levels(t, logits)
+            elif observed_mask is not None:
                 keep = observed_mask[:, pos]
                 if bool(keep.all()):
                     chosen = observed[:, pos]
@@ -95,13 +169,13 @@ class Sampler:
                     chosen = torch.where(keep, observed[:, pos], self.choose(logits, generator))
             else:
                 chosen = self.choose(logits, generator)
-            if one is None:
-                tokens[:, pos] = chosen
-            else:  # one position: a plain column copy (cheaper than an indexed assignment)
-                tokens[:, one] = chosen[:, 0]
+            chosen_steps.append(chosen)
             stepper.advance(t, chosen)
             if on_step is not None:
                 on_step(t)
+        tokens = torch.zeros(n, num_tokens, dtype=torch.long, device=device)
+        if steps:
+            tokens[:, torch.cat(steps).to(device)] = torch.cat(chosen_steps, 1).to(device)
         return tokens
 
 

@@ -391,10 +391,11 @@ class IncrementalStepper:
     A hidden unit of degree m sees only inputs of rank <= m (and units of degree <= m below it), so it is final
     once the input of rank m is drawn. Steps go in blocks of B: at a block's start, one product per layer
     gives every unit of the block's degrees its part from the finished blocks (a wide product, every input read
-    once per block, not once per step); at each step, a small product adds the part from the block's own
-    inputs. Activations are stored transposed, (mask, unit slot, image slot): block b's units of every mask
-    share rows (padded with zero-weight rows to the largest mask's count), and the images of mask k share row k,
-    so one batched product per layer and step serves every mask.
+    once per block, not once per step). Within the block, each drawn input adds its column to the first layer's
+    units and to the block's outputs (two rank-1 updates), and each deeper layer adds the part from the block's
+    units below (one small product). Activations are stored transposed, (mask, unit slot, image slot): block b's
+    units of every mask share rows (padded with zero-weight rows to the largest mask's count), and the images
+    of mask k share row k, so one batched call per layer and step serves every mask.
     """
 
     block = 16
@@ -402,68 +403,75 @@ class IncrementalStepper:
     def __init__(self, model: MADE, conns: list[Connectivity], comp: torch.Tensor) -> None:
         self.model, self.order, self.num_steps = model, conns[0].order, model.num_dims
         self.levels, self.P, dev = model.levels, model.per_dim, model.device
-        n, K = len(comp), len(conns)
-        self.plan = p = _plan(model, conns, self.block)
+        n, K, B = len(comp), len(conns), self.block
+        self.plan = p = _plan(model, conns, B)
+        self.Q = Q = p.columns
         counts = torch.bincount(comp, minlength=K)
-        self.K, self.n, self.n_max = K, n, max(1, int(counts.max()))
+        n_max = max(1, int(counts.max()))
+        self.K, self.n, self.n_max = K, n, n_max
         slot = torch.empty(n, dtype=torch.long)
         for k in range(K):
             rows = (comp == k).nonzero().flatten()
-            slot[rows] = k * self.n_max + torch.arange(len(rows))
+            slot[rows] = k * n_max + torch.arange(len(rows))
         self.slot = slot.to(dev)
         self.identity = K == 1
-        nb = -(-model.num_dims // self.block)
-        self.x = torch.zeros(nb * self.block, K, self.n_max, device=dev)  # inputs in rank order, padded
-        self.xt = self.x.transpose(0, 1)                                          # (K, D, n_max)
-        self.h = [torch.zeros(K, r, self.n_max, device=dev) for r in p.rows]     # hidden units in slot order
-        self.part: list[torch.Tensor] = []                                        # block partials per layer
-        self.f: torch.Tensor | None = None                                        # output partials of the block
+        # where image i's Q outputs lie in a step's (K, Q, n_max) result: one `take` gives them in image order
+        k, i = torch.div(slot, n_max, rounding_mode="floor"), slot % n_max
+        idx = k[:, None] * Q * n_max + torch.arange(Q)[None, :] * n_max + i[:, None]
+        self.take = (idx.view(n, 1, Q) if self.levels == 2 else idx).to(dev)
+        nb = -(-model.num_dims // B)
+        self.x = torch.zeros(nb * B, K, n_max, device=dev)   # inputs in rank order, padded
+        self.xt = self.x.transpose(0, 1)                        # (K, D, n_max)
+        flat = self.x.view(nb * B, K * n_max)
+        # each step's input row, as the drawn tokens (N, 1) for one mask, else flat for an indexed copy
+        self.x_in = flat.unsqueeze(-1).unbind(0) if self.identity else flat.unbind(0)
+        self.x_col = self.x.unsqueeze(2).unbind(0)                        # (K, 1, n_max): first-layer updates
+        self.x_skip = self.x.view(nb * B, K, 1, 1, n_max).unbind(0)       # (K, 1, 1, n_max): output updates
+        self.h = [torch.zeros(K, r, n_max, device=dev) for r in p.rows]  # hidden units in slot order
+        # the block's output features, (mask, step in block, column, image slot): each step reads its own
+        self.fb = torch.zeros(K, B, Q, n_max, device=dev)
+        self.f_step = self.fb.unbind(1)
         self.dims = self.order.tolist()
-        self._started = -1
+        self._started, self.units = -1, []
 
     def positions(self, t: int) -> torch.Tensor:
         return self.order[t:t + 1]
 
     def _start_block(self, b: int) -> None:
         """Everything the block's units and pixels get from finished blocks, in one product per layer; and the
-        views each step of the block reads and writes (so that a step slices nothing)."""
-        p, B = self.plan, self.block
+        buffers each step of the block reads and writes (so that a step slices nothing)."""
+        p, B, K, n_max = self.plan, self.block, self.K, self.n_max
+        for h, (start, units) in zip(self.h, self.units):  # the finished block's units join the stored ones
+            h[:, start:start + units.shape[1]].copy_(units)
         s = b * B
         inp = self.xt[:, :s]
-        self.part = []
+        ops, self.units = [], []  # ops: (partial, weights from the block's units below, those units, units)
+        below = None
         for li, h in enumerate(self.h):
             w, bias = p.prev_w[li][b], p.bias[li][b]
-            self.part.append(torch.baddbmm(bias, w, inp) if w.shape[-1] else bias.expand(-1, -1, self.n_max))
-            inp = h[:, :p.starts[li][b]]
-        f = p.out_bias[b].expand(self.K, -1, self.n_max)
+            part = torch.baddbmm(bias, w, inp) if w.shape[-1] else bias.expand(-1, -1, n_max).clone()
+            units = part.clamp_min(0)   # finite until the block's steps set them (their weights are zero till then)
+            ops.append((part, p.cur_w[li][b], below, units))
+            self.units.append((p.starts[li][b], units))
+            inp, below = h[:, :p.starts[li][b]], units
+        f = p.out_bias[b].expand(K, -1, n_max)
         if p.out_prev[b].shape[-1]:
             f = torch.baddbmm(f, p.out_prev[b], inp)
         if p.skip_prev[b] is not None and s:
-            f = torch.baddbmm(f, p.skip_prev[b].expand(self.K, -1, -1), self.xt[:, :s])
-        self.f, self._started = f, b
-        self.block_in = inp = self.xt[:, s:s + B]
-        self.layer_ops = []  # (partial, weights, input, output) of each layer with units in this block
-        for li, h in enumerate(self.h):
-            out = h[:, p.starts[li][b]:p.starts[li][b + 1]]
-            if out.shape[1]:
-                self.layer_ops.append((self.part[li], p.cur_w[li][b], inp, out))
-            inp = out
-        self.last = inp
+            f = torch.baddbmm(f, p.skip_prev[b].expand(K, -1, -1), self.xt[:, :s])
+        self.fb[:, :, self.Q - self.P:].copy_(f.view(K, B, self.P, n_max))
+        self.first = ops[0][0], ops[0][3]
+        self.deeper = [op for op in ops[1:] if op[3].shape[1]]   # layers with units in this block
+        self.last = ops[-1][3]
+        self._started = b
 
     def logits(self, t: int) -> torch.Tensor:
-        B, P = self.block, self.P
-        b, j = divmod(t, B)
+        b, j = divmod(t, self.block)
         if self._started != b:
             self._start_block(b)
-        f = self.f[:, j * P:(j + 1) * P]
-        if self.last.shape[1]:
-            f = torch.baddbmm(f, self.plan.out_cur[t], self.last)
-        skip = self.plan.skip_cur[t]
-        if skip is not None:
-            f = torch.baddbmm(f, skip, self.block_in)
-        f = f[0].t() if self.identity else f.transpose(1, 2).reshape(-1, P).index_select(0, self.slot)
+        f = torch.take(torch.baddbmm(self.f_step[j], self.plan.out_cur[t], self.last), self.take)
         if self.levels == 2:  # the Bernoulli's logits (0, f), as head_params and the softmax head give them
-            return F.pad(f.unsqueeze(-1), (1, 0))
+            return f
         d = self.dims[t]
         return self.model.to_logits(f, slice(d, d + 1))
 
@@ -471,20 +479,29 @@ class IncrementalStepper:
         b = t // self.block
         if self._started != b:  # a completion may skip the block's first logits
             self._start_block(b)
-        value = tokens[:, 0] if self.levels == 2 else tokens[:, 0].float() / (self.levels - 1)
+        p, row = self.plan, self.x_in[t]
         if self.identity:
-            self.x[t, 0].copy_(value)
+            if self.levels == 2:
+                row.copy_(tokens)
+            else:
+                torch.div(tokens, self.levels - 1, out=row)
         else:
-            self.x[t].view(-1).index_copy_(0, self.slot, value.float())
-        for part, w, inp, out in self.layer_ops:
-            torch.baddbmm(part, w, inp, out=out).relu_()
+            value = tokens.view(-1)
+            row.index_copy_(0, self.slot, value.float() if self.levels == 2 else value / (self.levels - 1))
+        part, out = self.first
+        torch.clamp_min(part.addcmul_(p.in_col[t], self.x_col[t]), 0, out=out)
+        for part, w, below, out in self.deeper:
+            torch.baddbmm(part, w, below, out=out).relu_()
+        if p.skip_col[t] is not None:
+            self.fb.addcmul_(self.x_skip[t], p.skip_col[t])
 
 
 @dataclass
 class _Plan:
     """An ensemble's weights rearranged for IncrementalStepper (see there), built once per masks and weights.
     Layer l's units are stored in slots: block b (degrees b*B+1 .. b*B+B) owns rows starts[l][b]..starts[l][b+1]
-    of every mask, padded with zero rows. Inputs are in rank order; output rows are in generation order."""
+    of every mask, padded with zero rows. Inputs are in rank order; output rows are in generation order. A step's
+    output has `columns` numbers per image: its P features, or (0, logit) for a binary model (its logits)."""
 
     rows: list[int]                 # slot rows per hidden layer
     starts: list[list[int]]         # [layer][block] first row of the block (and the end, at index blocks)
@@ -494,8 +511,10 @@ class _Plan:
     out_prev: list[torch.Tensor]      # [block] (K, B * P, last-layer rows of finished blocks)
     out_bias: list[torch.Tensor]      # [block] (1, B * P, 1)
     skip_prev: list[torch.Tensor | None]  # [block] (1, B * P, inputs of finished blocks)
-    out_cur: list[torch.Tensor]       # [step] (K, P, last-layer rows of the step's block)
-    skip_cur: list[torch.Tensor | None]   # [step] (K, P, B) direct weights from the block's inputs
+    columns: int                      # Q: P, or 2 for a binary model
+    in_col: list[torch.Tensor]        # [step] (K, first-layer rows of the step's block, 1): the input's weights
+    out_cur: list[torch.Tensor]       # [step] (K, Q, last-layer rows of the step's block)
+    skip_col: list[torch.Tensor | None]   # [step] (1, B, Q, 1) direct weights from the step's input to the block
 
 
 def _plan(model: MADE, conns: list[Connectivity], block: int) -> _Plan:
@@ -549,17 +568,22 @@ def _build_plan(model: MADE, conns: list[Connectivity], B: int) -> _Plan:
         bias.append([bvec[:, st[b]:st[b + 1]].contiguous() for b in range(nb)])
         cols = slot_units[li]
     out_rows = (order[:, None] * P + torch.arange(P)[None, :]).flatten()            # generation order
+    out_rows = F.pad(out_rows, (0, (nb * B - D) * P), value=-1)   # the last block's missing steps: zero rows
     out_full = torch.stack([gather(masked[k][len(model.layers)], out_rows, cols[k]) for k in range(K)])
     st = starts[-1]
     out_prev = [out_full[:, b * B * P:(b + 1) * B * P, :st[b]].contiguous() for b in range(nb)]
-    out_bias = [model.out.bias[out_rows[b * B * P:(b + 1) * B * P].to(dev)].view(1, -1, 1) for b in range(nb)]
-    out_cur = [out_full[:, t * P:(t + 1) * P, st[t // B]:st[t // B + 1]].contiguous() for t in range(D)]
-    skip_prev, skip_cur = [None] * nb, [None] * D
+    out_bias = [F.pad(model.out.bias, (0, 1))[out_rows[b * B * P:(b + 1) * B * P].to(dev)].view(1, -1, 1)
+                for b in range(nb)]
+    Q = 2 if model.levels == 2 else P   # a binary model's step gives its logits (0, f): a zero column first
+    in_col = [cur_w[0][t // B][:, :, t % B:t % B + 1] for t in range(D)]
+    out_cur = [F.pad(out_full[:, t * P:(t + 1) * P, st[t // B]:st[t // B + 1]], (0, 0, Q - P, 0)).contiguous()
+               for t in range(D)]
+    skip_prev, skip_col = [None] * nb, [None] * D
     if model.skip is not None:
-        skip = gather(model.skip_features(masked[0][-1].t()).t(), out_rows, order)     # (D * P, D) rank order
+        skip = gather(model.skip_features(masked[0][-1].t()).t(), out_rows, order)     # (nb B P, D) rank order
         skip = F.pad(skip, (0, nb * B - D))
         skip_prev = [skip[b * B * P:(b + 1) * B * P, :b * B][None].contiguous() for b in range(nb)]
-        skip_cur = [skip[t * P:(t + 1) * P, (t // B) * B:(t // B + 1) * B][None].expand(K, -1, -1).contiguous()
-                    for t in range(D)]
+        skip_col = [F.pad(skip[(t // B) * B * P:(t // B + 1) * B * P, t].view(1, B, P, 1), (0, 0, Q - P, 0))
+                    .contiguous() for t in range(D)]
     return _Plan([starts[li][-1] for li in range(len(model.layers))], starts, prev_w, cur_w, bias,
-                 out_prev, out_bias, skip_prev, out_cur, skip_cur)
+                 out_prev, out_bias, skip_prev, Q, in_col, out_cur, skip_col)
