@@ -102,13 +102,17 @@ class _PassUniforms:
         """Each step's thresholds shaped as its tokens (n, positions)."""
         return self._per_step(binary_thresholds(self.u, self.temperature))
 
-    def choose(self, t: int, logits: torch.Tensor) -> torch.Tensor:
-        """Step t's draw from logits (N, P, 2) with no top-k/top-p: one product, one comparison."""
-        if self.thresholds is None:
-            self.thresholds = self._thresholds()
-        if self.diff is None or self.diff.dtype != logits.dtype or self.diff.device != logits.device:
-            self.diff = torch.tensor([-1.0, 1.0], dtype=logits.dtype, device=logits.device)
-        return torch.ge(logits @ self.diff, self.thresholds[t]).long()
+    def pick(self, t: int, logits: torch.Tensor) -> torch.Tensor:
+        """Step t's draw from logits (N, P, V), no top-k/top-p: two levels by one product and one comparison
+        against the step's thresholds, more by `choose_levels`."""
+        if logits.shape[-1] != 2:
+            return self.choose_levels(t, logits)
+        diff = self.diff
+        if diff is None or diff.dtype != logits.dtype or diff.device != logits.device:
+            diff = self.diff = torch.tensor([-1.0, 1.0], dtype=logits.dtype, device=logits.device)
+            if self.thresholds is None:
+                self.thresholds = self._thresholds()
+        return torch.ge(logits @ diff, self.thresholds[t]).long()
 
     def choose_levels(self, t: int, logits: torch.Tensor) -> torch.Tensor:
         """Step t's inverse-CDF draw from logits (N, P, V) at temperature T, no top-k/top-p: the first level whose
@@ -148,31 +152,36 @@ class Sampler:
         A pass without observed tokens draws all its uniforms at its start (`_PassUniforms`); a completion
         draws step by step, only where a step has something to draw."""
         steps = [stepper.positions(t) for t in range(stepper.num_steps)]
-        pass_u = None
+        chosen_steps: list[torch.Tensor] = []
         if observed_mask is None and self.processor.temperature != 0:
+            # the common pass, in a loop with nothing else in it: a CPU step costs a few microseconds a call
             pass_u = _PassUniforms(n, [len(p) for p in steps], generator, device, self.processor.temperature)
-        chosen_steps = []
-        for t, pos in enumerate(steps):
-            logits = stepper.logits(t)  # always: a step's logits are part of the pass, observed or not
-            if pass_u is not None:
-                if self.processor.top_k is not None or self.processor.top_p is not None:
-                    chosen = self.choose(logits, generator, pass_u.steps[t])
-                elif logits.shape[-1] == 2:
-                    chosen = pass_u.choose(t, logits)
-                else:
-                    chosen = pass_u.choose_levels(t, logits)
-            elif observed_mask is not None:
-                keep = observed_mask[:, pos]
-                if bool(keep.all()):
-                    chosen = observed[:, pos]
-                else:
-                    chosen = torch.where(keep, observed[:, pos], self.choose(logits, generator))
+            if self.processor.top_k is not None or self.processor.top_p is not None:
+                pick = lambda t, logits: self.choose(logits, generator, pass_u.steps[t])  # noqa: E731
             else:
-                chosen = self.choose(logits, generator)
-            chosen_steps.append(chosen)
-            stepper.advance(t, chosen)
-            if on_step is not None:
-                on_step(t)
+                pick = pass_u.pick
+            logits_of, advance, keep = stepper.logits, stepper.advance, chosen_steps.append
+            for t in range(len(steps)):
+                chosen = pick(t, logits_of(t))
+                keep(chosen)
+                advance(t, chosen)
+                if on_step is not None:
+                    on_step(t)
+        else:
+            for t, pos in enumerate(steps):
+                logits = stepper.logits(t)  # always: a step's logits are part of the pass, observed or not
+                if observed_mask is not None:
+                    keep_t = observed_mask[:, pos]
+                    if bool(keep_t.all()):
+                        chosen = observed[:, pos]
+                    else:
+                        chosen = torch.where(keep_t, observed[:, pos], self.choose(logits, generator))
+                else:
+                    chosen = self.choose(logits, generator)
+                chosen_steps.append(chosen)
+                stepper.advance(t, chosen)
+                if on_step is not None:
+                    on_step(t)
         tokens = torch.zeros(n, num_tokens, dtype=torch.long, device=device)
         if steps:
             tokens[:, torch.cat(steps).to(device)] = torch.cat(chosen_steps, 1).to(device)

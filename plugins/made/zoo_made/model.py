@@ -420,17 +420,20 @@ class IncrementalStepper:
         idx = k[:, None] * Q * n_max + torch.arange(Q)[None, :] * n_max + i[:, None]
         self.take = (idx.view(n, 1, Q) if self.levels == 2 else idx).to(dev)
         nb = -(-model.num_dims // B)
-        self.x = torch.zeros(nb * B, K, n_max, device=dev)   # inputs in rank order, padded
+        # inputs in rank order (a row is read only once set) and hidden units in slot order (a row is read only once
+        # its block has finished and stored it): neither needs zeros
+        self.x = torch.empty(nb * B, K, n_max, device=dev)
         self.xt = self.x.transpose(0, 1)                        # (K, D, n_max)
-        flat = self.x.view(nb * B, K * n_max)
-        # each step's input row, as the drawn tokens (N, 1) for one mask, else flat for an indexed copy
-        self.x_in = flat.unsqueeze(-1).unbind(0) if self.identity else flat.unbind(0)
-        self.x_col = self.x.unsqueeze(2).unbind(0)                        # (K, 1, n_max): first-layer updates
-        self.x_skip = self.x.view(nb * B, K, 1, 1, n_max).unbind(0)       # (K, 1, 1, n_max): output updates
-        self.h = [torch.zeros(K, r, n_max, device=dev) for r in p.rows]  # hidden units in slot order
-        # the block's output features, (mask, step in block, column, image slot): each step reads its own
-        self.fb = torch.zeros(K, B, Q, n_max, device=dev)
-        self.f_step = self.fb.unbind(1)
+        self.x_flat = self.x.view(nb * B, K * n_max)           # (D, image slots): a direct product's input
+        if self.identity:  # each step's input row shaped as the drawn tokens (N, 1)
+            self.x_in = self.x_flat.unsqueeze(-1).unbind(0)
+        else:              # ... or as the slots (K, n_max), filled by one `take` from the tokens in image order
+            self.x_in = self.x.unbind(0)
+            image = torch.zeros(K * n_max, dtype=torch.long)
+            image[slot] = torch.arange(n)
+            self.image_of_slot = image.view(K, n_max).to(dev)   # padding slots read image 0: never used
+        self.x_col = self.x.unsqueeze(2).unbind(0)                        # (K, 1, n_max): rank-1 updates
+        self.h = [torch.empty(K, r, n_max, device=dev) for r in p.rows]
         self.dims = self.order.tolist()
         self._started, self.units = -1, []
 
@@ -443,7 +446,7 @@ class IncrementalStepper:
         p, B, K, n_max = self.plan, self.block, self.K, self.n_max
         for h, (start, units) in zip(self.h, self.units):  # the finished block's units join the stored ones
             h[:, start:start + units.shape[1]].copy_(units)
-        s = b * B
+        s, Q, P = b * B, self.Q, self.P
         inp = self.xt[:, :s]
         ops, self.units = [], []  # ops: (partial, weights from the block's units below, those units, units)
         below = None
@@ -457,10 +460,18 @@ class IncrementalStepper:
         f = p.out_bias[b].expand(K, -1, n_max)
         if p.out_prev[b].shape[-1]:
             f = torch.baddbmm(f, p.out_prev[b], inp)
-        if p.skip_prev[b] is not None and s:
-            f = torch.baddbmm(f, p.skip_prev[b].expand(K, -1, -1), self.xt[:, :s])
-        self.fb[:, :, self.Q - self.P:].copy_(f.view(K, B, self.P, n_max))
-        self.first = ops[0][0], ops[0][3]
+        if p.skip_prev[b] is not None and s:  # direct connections: the same for every mask, one plain product
+            f = f + (p.skip_prev[b] @ self.x_flat[:s]).view(-1, K, n_max).transpose(0, 1)
+        # what each step's input updates by a rank-1 product: the first layer's units of the block and the block's
+        # outputs (mask, step in block, column, image slot), one buffer so that one call serves both
+        first = ops[0][0]
+        u1 = first.shape[1]
+        self.rank1 = torch.zeros(K, u1 + B * Q, n_max, device=first.device)
+        self.rank1[:, :u1] = first
+        outputs = self.rank1[:, u1:].view(K, B, Q, n_max)
+        outputs[:, :, Q - P:] = f.view(K, B, P, n_max)
+        self.f_step = outputs.unbind(1)
+        self.first = self.rank1[:, :u1], ops[0][3]
         self.deeper = [op for op in ops[1:] if op[3].shape[1]]   # layers with units in this block
         self.last = ops[-1][3]
         self._started = b
@@ -479,21 +490,23 @@ class IncrementalStepper:
         b = t // self.block
         if self._started != b:  # a completion may skip the block's first logits
             self._start_block(b)
-        p, row = self.plan, self.x_in[t]
+        row = self.x_in[t]
         if self.identity:
             if self.levels == 2:
                 row.copy_(tokens)
             else:
                 torch.div(tokens, self.levels - 1, out=row)
         else:
-            value = tokens.view(-1)
-            row.index_copy_(0, self.slot, value.float() if self.levels == 2 else value / (self.levels - 1))
+            value = torch.take(tokens, self.image_of_slot)
+            if self.levels == 2:
+                row.copy_(value)
+            else:
+                torch.div(value, self.levels - 1, out=row)
         part, out = self.first
-        torch.clamp_min(part.addcmul_(p.in_col[t], self.x_col[t]), 0, out=out)
+        self.rank1.addcmul_(self.plan.rank1_col[t], self.x_col[t])
+        torch.clamp_min(part, 0, out=out)
         for part, w, below, out in self.deeper:
             torch.baddbmm(part, w, below, out=out).relu_()
-        if p.skip_col[t] is not None:
-            self.fb.addcmul_(self.x_skip[t], p.skip_col[t])
 
 
 @dataclass
@@ -510,11 +523,11 @@ class _Plan:
     bias: list[list[torch.Tensor]]    # [layer][block] (K, U, 1)
     out_prev: list[torch.Tensor]      # [block] (K, B * P, last-layer rows of finished blocks)
     out_bias: list[torch.Tensor]      # [block] (1, B * P, 1)
-    skip_prev: list[torch.Tensor | None]  # [block] (1, B * P, inputs of finished blocks)
+    skip_prev: list[torch.Tensor | None]  # [block] (B * P, inputs of finished blocks)
     columns: int                      # Q: P, or 2 for a binary model
-    in_col: list[torch.Tensor]        # [step] (K, first-layer rows of the step's block, 1): the input's weights
     out_cur: list[torch.Tensor]       # [step] (K, Q, last-layer rows of the step's block)
-    skip_col: list[torch.Tensor | None]   # [step] (1, B, Q, 1) direct weights from the step's input to the block
+    rank1_col: list[torch.Tensor]     # [step] (K, first-layer rows of the block + B * Q, 1): the step's input's
+    #                                   weights to the block's first-layer units, then (direct) to its outputs
 
 
 def _plan(model: MADE, conns: list[Connectivity], block: int) -> _Plan:
@@ -575,15 +588,16 @@ def _build_plan(model: MADE, conns: list[Connectivity], B: int) -> _Plan:
     out_bias = [F.pad(model.out.bias, (0, 1))[out_rows[b * B * P:(b + 1) * B * P].to(dev)].view(1, -1, 1)
                 for b in range(nb)]
     Q = 2 if model.levels == 2 else P   # a binary model's step gives its logits (0, f): a zero column first
-    in_col = [cur_w[0][t // B][:, :, t % B:t % B + 1] for t in range(D)]
     out_cur = [F.pad(out_full[:, t * P:(t + 1) * P, st[t // B]:st[t // B + 1]], (0, 0, Q - P, 0)).contiguous()
                for t in range(D)]
-    skip_prev, skip_col = [None] * nb, [None] * D
+    skip_prev = [None] * nb
+    skip_col = [torch.zeros(K, B * Q, 1, device=dev)] * D
     if model.skip is not None:
         skip = gather(model.skip_features(masked[0][-1].t()).t(), out_rows, order)     # (nb B P, D) rank order
         skip = F.pad(skip, (0, nb * B - D))
-        skip_prev = [skip[b * B * P:(b + 1) * B * P, :b * B][None].contiguous() for b in range(nb)]
-        skip_col = [F.pad(skip[(t // B) * B * P:(t // B + 1) * B * P, t].view(1, B, P, 1), (0, 0, Q - P, 0))
-                    .contiguous() for t in range(D)]
+        skip_prev = [skip[b * B * P:(b + 1) * B * P, :b * B].contiguous() for b in range(nb)]
+        skip_col = [F.pad(skip[(t // B) * B * P:(t // B + 1) * B * P, t].view(B, P), (Q - P, 0)).view(1, B * Q, 1)
+                    .expand(K, -1, -1) for t in range(D)]
+    rank1_col = [torch.cat([cur_w[0][t // B][:, :, t % B:t % B + 1], skip_col[t]], 1) for t in range(D)]
     return _Plan([starts[li][-1] for li in range(len(model.layers))], starts, prev_w, cur_w, bias,
-                 out_prev, out_bias, skip_prev, Q, in_col, out_cur, skip_col)
+                 out_prev, out_bias, skip_prev, Q, out_cur, rank1_col)
