@@ -433,7 +433,24 @@ class IncrementalStepper:
             image[slot] = torch.arange(n)
             self.image_of_slot = image.view(K, n_max).to(dev)   # padding slots read image 0: never used
         self.x_col = self.x.unsqueeze(2).unbind(0)                        # (K, 1, n_max): rank-1 updates
-        self.h = [torch.empty(K, r, n_max, device=dev) for r in p.rows]
+        # finished units, packed (see _Plan), flat with a spare last row for the padding slots; zeros, since a
+        # block start reads the largest mask's count of rows: another mask's extra rows meet zero weights
+        self.store = [torch.zeros(K * u + 1, n_max, device=dev) for u in p.hidden]
+        self.h = [st[:-1].view(K, u, n_max) for st, u in zip(self.store, p.hidden)]
+        if not self.identity:
+            # every first-layer unit's sum over the finished inputs, for every image slot (one plain product a
+            # block: the weights do not depend on the mask there); a block start picks its units' rows
+            self.first_sums = p.first_bias.expand(-1, K * n_max).contiguous()
+            self.first_sums3 = self.first_sums.view(-1, K, n_max)
+            self.mask_index = torch.arange(K, device=dev)[:, None]
+        # what each step's input updates by a rank-1 product, one buffer so that one call serves both: the block's
+        # outputs (mask, step in block, column, image slot), then the block's first-layer units (as many rows as
+        # the block has slots); the zero column of a binary model's logits is never written
+        self.rank1_all = torch.zeros(K, B * Q + max(b - a for a, b in zip(p.starts[0], p.starts[0][1:])), n_max,
+                                     device=dev)
+        self.outputs = self.rank1_all[:, :B * Q].view(K, B, Q, n_max)
+        self.features = self.outputs[:, :, Q - self.P:]      # (K, B, P, n_max): where a block start writes
+        self.f_step = self.outputs.unbind(1)
         self.dims = self.order.tolist()
         self._started, self.units = -1, []
 
@@ -444,34 +461,40 @@ class IncrementalStepper:
         """Everything the block's units and pixels get from finished blocks, in one product per layer; and the
         buffers each step of the block reads and writes (so that a step slices nothing)."""
         p, B, K, n_max = self.plan, self.block, self.K, self.n_max
-        for h, (start, units) in zip(self.h, self.units):  # the finished block's units join the stored ones
-            h[:, start:start + units.shape[1]].copy_(units)
+        for li, units in enumerate(self.units):  # the finished block's units join the stored ones
+            self.store[li].index_copy_(0, p.store[li][b - 1], units.view(-1, n_max))
         s, Q, P = b * B, self.Q, self.P
-        inp = self.xt[:, :s]
         ops, self.units = [], []  # ops: (partial, weights from the block's units below, those units, units)
-        below = None
-        for li, h in enumerate(self.h):
+        below = inp = None
+        for li in range(len(self.h)):
             w, bias = p.prev_w[li][b], p.bias[li][b]
-            part = torch.baddbmm(bias, w, inp) if w.shape[-1] else bias.expand(-1, -1, n_max).clone()
+            if li == 0:  # into the rank-1 buffer, after the outputs
+                part = self.rank1_all[:, B * Q:B * Q + w.shape[1]]
+                if not self.identity:
+                    if b:
+                        self.first_sums.addmm_(p.first_by_rank[:, s - B:s], self.x_flat[s - B:s])
+                    torch.gather(self.first_sums3, 0, p.first_units[b].expand(-1, -1, n_max), out=part.transpose(0, 1))
+                elif s:
+                    torch.baddbmm(bias, w, self.xt[:, :s], out=part)
+                else:
+                    part.copy_(bias.expand(-1, -1, n_max))
+            else:
+                part = torch.baddbmm(bias, w, inp) if w.shape[-1] else bias.expand(-1, -1, n_max).clone()
             units = part.clamp_min(0)   # finite until the block's steps set them (their weights are zero till then)
             ops.append((part, p.cur_w[li][b], below, units))
-            self.units.append((p.starts[li][b], units))
-            inp, below = h[:, :p.starts[li][b]], units
+            self.units.append(units)
+            inp, below = self.h[li][:, :p.finished[li][b]], units
         f = p.out_bias[b].expand(K, -1, n_max)
         if p.out_prev[b].shape[-1]:
             f = torch.baddbmm(f, p.out_prev[b], inp)
         if p.skip_prev[b] is not None and s:  # direct connections: the same for every mask, one plain product
-            f = f + (p.skip_prev[b] @ self.x_flat[:s]).view(-1, K, n_max).transpose(0, 1)
-        # what each step's input updates by a rank-1 product: the first layer's units of the block and the block's
-        # outputs (mask, step in block, column, image slot), one buffer so that one call serves both
+            direct = (p.skip_prev[b] @ self.x_flat[:s]).view(B, P, K, n_max).permute(2, 0, 1, 3)
+            torch.add(f.view(K, B, P, n_max), direct, out=self.features)
+        else:
+            self.features.copy_(f.view(K, B, P, n_max))
         first = ops[0][0]
-        u1 = first.shape[1]
-        self.rank1 = torch.zeros(K, u1 + B * Q, n_max, device=first.device)
-        self.rank1[:, :u1] = first
-        outputs = self.rank1[:, u1:].view(K, B, Q, n_max)
-        outputs[:, :, Q - P:] = f.view(K, B, P, n_max)
-        self.f_step = outputs.unbind(1)
-        self.first = self.rank1[:, :u1], ops[0][3]
+        self.rank1 = self.rank1_all[:, :B * Q + first.shape[1]]
+        self.first = first, ops[0][3]
         self.deeper = [op for op in ops[1:] if op[3].shape[1]]   # layers with units in this block
         self.last = ops[-1][3]
         self._started = b
@@ -512,22 +535,32 @@ class IncrementalStepper:
 @dataclass
 class _Plan:
     """An ensemble's weights rearranged for IncrementalStepper (see there), built once per masks and weights.
-    Layer l's units are stored in slots: block b (degrees b*B+1 .. b*B+B) owns rows starts[l][b]..starts[l][b+1]
-    of every mask, padded with zero rows. Inputs are in rank order; output rows are in generation order. A step's
-    output has `columns` numbers per image: its P features, or (0, logit) for a binary model (its logits)."""
 
-    rows: list[int]                 # slot rows per hidden layer
-    starts: list[list[int]]         # [layer][block] first row of the block (and the end, at index blocks)
-    prev_w: list[list[torch.Tensor]]  # [layer][block] (K, U, rows of finished blocks below)
-    cur_w: list[list[torch.Tensor]]   # [layer][block] (K, U, rows of this block below (inputs: B))
+    Within a block, layer l's units sit in slots: block b (degrees b*B+1 .. b*B+B) owns slots
+    starts[l][b]..starts[l][b+1] of every mask, padded with zero rows to the largest mask's count. Once its
+    block is done, a unit is stored packed: mask k's finished units fill rows 0..(how many) in block order, so a
+    block start reads finished[l][b] rows (the largest mask's count) with little padding. Inputs are in rank
+    order; output rows are in generation order. A step's output has `columns` numbers per image: its P
+    features, or (0, logit) for a binary model (its logits)."""
+
+    hidden: list[int]                 # units per hidden layer (each mask's packed rows)
+    starts: list[list[int]]           # [layer][block] first slot of the block (and the end, at index blocks)
+    finished: list[list[int]]         # [layer][block] packed rows a block start reads (units of earlier blocks)
+    prev_w: list[list[torch.Tensor]]  # [layer][block] (K, U, B*b inputs (layer 0) or finished[l - 1][b] rows)
+    cur_w: list[list[torch.Tensor]]   # [layer][block] (K, U, the block's slots below (inputs: B))
     bias: list[list[torch.Tensor]]    # [layer][block] (K, U, 1)
-    out_prev: list[torch.Tensor]      # [block] (K, B * P, last-layer rows of finished blocks)
+    store: list[list[torch.Tensor]]   # [layer][block] (K * U,) packed row of each slot in the flat store
+    #                                   (K * hidden + 1 rows; padding slots go to the last, a spare row)
+    first_units: list[torch.Tensor]   # [block] (U, K, 1) first-layer unit of each slot (hidden[0]: padding)
+    first_by_rank: torch.Tensor       # (hidden[0] + 1, B * blocks) first-layer weights, inputs in rank order
+    first_bias: torch.Tensor          # (hidden[0] + 1, 1)
+    out_prev: list[torch.Tensor]      # [block] (K, B * P, finished[-1][b])
     out_bias: list[torch.Tensor]      # [block] (1, B * P, 1)
     skip_prev: list[torch.Tensor | None]  # [block] (B * P, inputs of finished blocks)
     columns: int                      # Q: P, or 2 for a binary model
-    out_cur: list[torch.Tensor]       # [step] (K, Q, last-layer rows of the step's block)
-    rank1_col: list[torch.Tensor]     # [step] (K, first-layer rows of the block + B * Q, 1): the step's input's
-    #                                   weights to the block's first-layer units, then (direct) to its outputs
+    out_cur: list[torch.Tensor]       # [step] (K, Q, last-layer slots of the step's block)
+    rank1_col: list[torch.Tensor]     # [step] (K, B * Q + first-layer slots of the block, 1): the step's input's
+    #                                   weights (direct) to the block's outputs, then to its first-layer units
 
 
 def _plan(model: MADE, conns: list[Connectivity], block: int) -> _Plan:
@@ -546,49 +579,82 @@ def _build_plan(model: MADE, conns: list[Connectivity], B: int) -> _Plan:
     nb = -(-D // B)
     order = conns[0].order
     masked = [model.masked_weights(c) for c in conns]
-    # slot_unit[l][k]: the unit of mask k in each slot row of layer l (-1: padding)
-    slot_units, starts = [], []
+    hidden = [layer.out_features for layer in model.layers]
+    # slot_units[l][k]: the unit of mask k in each slot of layer l (-1: padding); packed[l][k]: its finished
+    # units in block order (the store's row order); counts[l]: (K, nb) units per mask and block
+    slot_units, starts, packed, counts = [], [], [], []
     for li in range(len(model.layers)):
         blocks_of = [torch.div(c.hidden_degrees[li] - 1, B, rounding_mode="floor") for c in conns]  # block of each unit
-        size = torch.stack([torch.bincount(bk, minlength=nb) for bk in blocks_of]).max(0).values   # (nb,)
-        st = [0] + torch.cumsum(size, 0).tolist()
-        per_k = []
+        count = torch.stack([torch.bincount(bk, minlength=nb) for bk in blocks_of])           # (K, nb)
+        st = [0] + torch.cumsum(count.max(0).values, 0).tolist()
+        per_k, pk = [], []
         for bk in blocks_of:
             su = torch.full((st[-1],), -1, dtype=torch.long)
             for b in range(nb):
                 units = (bk == b).nonzero().flatten()
                 su[st[b]:st[b] + len(units)] = units
             per_k.append(su)
+            pk.append(su[su >= 0])
         slot_units.append(per_k)
         starts.append(st)
+        packed.append(pk)
+        counts.append(count)
+    # rows of layer l a block start reads: the largest mask's count of units in earlier blocks
+    finished = [[0] + torch.cumsum(c, 1).max(0).values.tolist() for c in counts]
 
     def gather(w: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """w[rows][:, cols] with -1 meaning a zero row or column."""
         w = F.pad(w, (0, 1, 0, 1))
         return w[rows.to(dev)][:, cols.to(dev)]
 
-    prev_w, cur_w, bias = [], [], []
-    cols = [order] * K
+    def finished_part(w: torch.Tensor, li: int, k: int, b: int, rows: slice) -> torch.Tensor:
+        """Rows `rows` of w (columns: mask k's units of layer li in packed order) against the units of blocks
+        before b, zero-padded to finished[li][b] columns."""
+        done = int(counts[li][k, :b].sum())
+        return F.pad(w[rows, :done], (0, finished[li][b] - done))
+
+    prev_w, cur_w, bias, store = [], [], [], []
     for li, layer in enumerate(model.layers):
-        full = torch.stack([gather(masked[k][li], slot_units[li][k], cols[k]) for k in range(K)])  # (K, R, C)
-        bvec = torch.stack([F.pad(layer.bias, (0, 1))[slot_units[li][k].to(dev)] for k in range(K)])[..., None]
         st = starts[li]
-        in_st = [min(b * B, D) for b in range(nb + 1)] if li == 0 else starts[li - 1]
-        prev_w.append([full[:, st[b]:st[b + 1], :in_st[b]].contiguous() for b in range(nb)])
-        cur_w.append([full[:, st[b]:st[b + 1], in_st[b]:in_st[b + 1]].contiguous() for b in range(nb)])
-        if li == 0:  # the block's inputs are always B wide (the last block's missing inputs stay zero)
-            cur_w[0] = [F.pad(w, (0, B - w.shape[-1])) for w in cur_w[0]]
+        bvec = torch.stack([F.pad(layer.bias, (0, 1))[slot_units[li][k].to(dev)] for k in range(K)])[..., None]
+        if li == 0:  # inputs in rank order; the block's inputs are always B wide (the last block's are padded)
+            full = torch.stack([gather(masked[k][0], slot_units[0][k], order) for k in range(K)])   # (K, R, D)
+            full = F.pad(full, (0, nb * B - D))
+            prev_w.append([full[:, st[b]:st[b + 1], :b * B].contiguous() for b in range(nb)])
+            cur_w.append([full[:, st[b]:st[b + 1], b * B:(b + 1) * B].contiguous() for b in range(nb)])
+        else:
+            by_packed = [gather(masked[k][li], slot_units[li][k], packed[li - 1][k]) for k in range(K)]
+            by_slot = torch.stack([gather(masked[k][li], slot_units[li][k], slot_units[li - 1][k]) for k in range(K)])
+            below = starts[li - 1]
+            prev_w.append([torch.stack([finished_part(by_packed[k], li - 1, k, b, slice(st[b], st[b + 1]))
+                                        for k in range(K)]) for b in range(nb)])
+            cur_w.append([by_slot[:, st[b]:st[b + 1], below[b]:below[b + 1]].contiguous() for b in range(nb)])
         bias.append([bvec[:, st[b]:st[b + 1]].contiguous() for b in range(nb)])
-        cols = slot_units[li]
+        rows_l = []
+        for b in range(nb):  # where each slot of block b is stored once the block is done
+            dest = torch.full((K, st[b + 1] - st[b]), K * hidden[li], dtype=torch.long)
+            for k in range(K):
+                c = int(counts[li][k, b])
+                dest[k, :c] = k * hidden[li] + int(counts[li][k, :b].sum()) + torch.arange(c)
+            rows_l.append(dest.flatten().to(dev))
+        store.append(rows_l)
+    first_units = [torch.stack([torch.where(u >= 0, u, hidden[0]) for u in
+                                (su[starts[0][b]:starts[0][b + 1]] for su in slot_units[0])]).t()[..., None].to(dev)
+                   for b in range(nb)]
+    first_by_rank = F.pad(model.layers[0].weight.detach()[:, order.to(dev)], (0, nb * B - D, 0, 1))
+    first_bias = F.pad(model.layers[0].bias.detach(), (0, 1))[:, None]
     out_rows = (order[:, None] * P + torch.arange(P)[None, :]).flatten()            # generation order
     out_rows = F.pad(out_rows, (0, (nb * B - D) * P), value=-1)   # the last block's missing steps: zero rows
-    out_full = torch.stack([gather(masked[k][len(model.layers)], out_rows, cols[k]) for k in range(K)])
-    st = starts[-1]
-    out_prev = [out_full[:, b * B * P:(b + 1) * B * P, :st[b]].contiguous() for b in range(nb)]
+    L = len(model.layers) - 1
+    by_packed = [gather(masked[k][L + 1], out_rows, packed[L][k]) for k in range(K)]
+    out_prev = [torch.stack([finished_part(by_packed[k], L, k, b, slice(b * B * P, (b + 1) * B * P))
+                             for k in range(K)]) for b in range(nb)]
     out_bias = [F.pad(model.out.bias, (0, 1))[out_rows[b * B * P:(b + 1) * B * P].to(dev)].view(1, -1, 1)
                 for b in range(nb)]
     Q = 2 if model.levels == 2 else P   # a binary model's step gives its logits (0, f): a zero column first
-    out_cur = [F.pad(out_full[:, t * P:(t + 1) * P, st[t // B]:st[t // B + 1]], (0, 0, Q - P, 0)).contiguous()
+    st = starts[L]
+    by_slot = torch.stack([gather(masked[k][L + 1], out_rows, slot_units[L][k]) for k in range(K)])
+    out_cur = [F.pad(by_slot[:, t * P:(t + 1) * P, st[t // B]:st[t // B + 1]], (0, 0, Q - P, 0)).contiguous()
                for t in range(D)]
     skip_prev = [None] * nb
     skip_col = [torch.zeros(K, B * Q, 1, device=dev)] * D
@@ -598,6 +664,6 @@ def _build_plan(model: MADE, conns: list[Connectivity], B: int) -> _Plan:
         skip_prev = [skip[b * B * P:(b + 1) * B * P, :b * B].contiguous() for b in range(nb)]
         skip_col = [F.pad(skip[(t // B) * B * P:(t // B + 1) * B * P, t].view(B, P), (Q - P, 0)).view(1, B * Q, 1)
                     .expand(K, -1, -1) for t in range(D)]
-    rank1_col = [torch.cat([cur_w[0][t // B][:, :, t % B:t % B + 1], skip_col[t]], 1) for t in range(D)]
-    return _Plan([starts[li][-1] for li in range(len(model.layers))], starts, prev_w, cur_w, bias,
+    rank1_col = [torch.cat([skip_col[t], cur_w[0][t // B][:, :, t % B:t % B + 1]], 1) for t in range(D)]
+    return _Plan(hidden, starts, finished, prev_w, cur_w, bias, store, first_units, first_by_rank, first_bias,
                  out_prev, out_bias, skip_prev, Q, out_cur, rank1_col)
