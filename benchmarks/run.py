@@ -58,6 +58,16 @@ def best(fn, repeats: int) -> float:
     return min(times)
 
 
+def side_by_side(fa, fb, repeats: int) -> tuple[float, float]:
+    """The shortest of `repeats` timings of fa() and of fb(), taken alternately (a, b, a, b, ...), so that a
+    machine that speeds up or slows down during the run moves both alike."""
+    ta, tb = [], []
+    for _ in range(repeats):
+        ta.append(best(fa, 1))
+        tb.append(best(fb, 1))
+    return min(ta), min(tb)
+
+
 def row(measure: str, ratio: float, bar: str, ok: bool, detail: str = "") -> None:
     ROWS.append((measure, f"{ratio:.2f}x" + (f" ({detail})" if detail else ""), bar, "yes" if ok else "NO"))
     print(f"  {measure}: {ratio:.2f}x {detail}  bar {bar}", flush=True)
@@ -70,16 +80,16 @@ def made_rows(repeats: int, device: str) -> None:
     x = (torch.rand(200, 1, 28, 28) < 0.3).float().to(device)
     with torch.no_grad():
         one.sample(200, seed=0, batch_size=200)                          # builds the sampler's per-mask plan
-        t_fwd = best(lambda: one.log_prob(x), repeats)
-        t_one = best(lambda: one.sample(200, seed=0, batch_size=200), repeats)
+        t_fwd, t_one = side_by_side(lambda: one.log_prob(x), lambda: one.sample(200, seed=0, batch_size=200),
+                                    repeats)
     row("MADE 784-1000-1000-784, 1 mask: sample / batched log_prob, batch 200", t_one / t_fwd, "<= 3x",
         t_one / t_fwd <= 3, f"{t_one * 1e3:.0f} ms vs {t_fwd * 1e3:.1f} ms")
 
     ens = zoo.load("made-mnist-bin", device=device)
     with torch.no_grad():
         ens.sample(200, seed=0, batch_size=200)
-        t_fwd1 = best(lambda: ens.log_prob(x, masks=1), repeats)
-        t_ens = best(lambda: ens.sample(200, seed=0, batch_size=200), repeats)
+        t_fwd1, t_ens = side_by_side(lambda: ens.log_prob(x, masks=1),
+                                     lambda: ens.sample(200, seed=0, batch_size=200), repeats)
     row("made-mnist-bin (8 masks): sample / one-mask log_prob, batch 200", t_ens / t_fwd1, "<= 4x",
         t_ens / t_fwd1 <= 4, f"{t_ens * 1e3:.0f} ms vs {t_fwd1 * 1e3:.1f} ms")
 
@@ -102,8 +112,8 @@ def made_rows(repeats: int, device: str) -> None:
 
     n = 200
     with torch.no_grad():
-        t_naive = best(lambda: one.sample(n, seed=0, batch_size=n, naive=True), max(1, repeats - 1))
-        t_plain = best(lambda: plain(n), max(1, repeats - 1))
+        t_naive, t_plain = side_by_side(lambda: one.sample(n, seed=0, batch_size=n, naive=True),
+                                        lambda: plain(n), max(1, repeats - 1))
     row(f"MADE naive sampler / a plain {one.num_dims}-pass loop, same 1-mask network, batch {n}",
         t_naive / t_plain, "<= 1x (no slower)", t_naive / t_plain <= 1.05,
         f"{t_naive:.2f} s vs {t_plain:.2f} s")
@@ -117,8 +127,7 @@ def pixelcnn_rows(repeats: int, device: str) -> None:
         x = torch.rand(n, 1, 28, 28).to(device)
         with torch.no_grad():
             m.log_prob(x)
-            t_fwd = best(lambda: m.log_prob(x), repeats)
-            t_s = best(lambda: m.sample(n, seed=0), max(1, repeats - 1))
+            t_fwd, t_s = side_by_side(lambda: m.log_prob(x), lambda: m.sample(n, seed=0), repeats)
         row(f"gated PixelCNN 15x64, 256 levels, 1x28x28: sample / batched log_prob, batch {n}", t_s / t_fwd,
             f"<= {bar}x", t_s / t_fwd <= bar, f"{t_s / n:.2f} s/image vs {t_fwd * 1e3:.0f} ms")
 
@@ -127,8 +136,7 @@ def pixelcnn_rows(repeats: int, device: str) -> None:
 def var_rows(repeats: int, device: str, n: int = 256) -> None:
     m = zoo.load("var-mnist", device=device)
     m.sample(8, seed=0)
-    t_cache = best(lambda: m.sample(n, seed=0), repeats)
-    t_full = best(lambda: m.sample(n, seed=0, naive=True), repeats)
+    t_cache, t_full = side_by_side(lambda: m.sample(n, seed=0), lambda: m.sample(n, seed=0, naive=True), repeats)
     row(f"var-mnist, {n} images: full recompute / KV cache", t_full / t_cache, ">= 1.7x", t_full / t_cache >= 1.7,
         f"{t_cache:.2f} s vs {t_full:.2f} s")
 

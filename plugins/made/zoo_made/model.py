@@ -23,7 +23,7 @@ from torch import nn
 import zoo
 from zoo.errors import InputError
 from zoo.heads import make_head
-from zoo.sampling import FullRecomputeStepper, draw_logits
+from zoo.sampling import draw_logits
 
 ORDERINGS = ("natural", "random", "agnostic")
 
@@ -235,14 +235,21 @@ class MADE(zoo.Model):
 
     def features(self, tokens: torch.Tensor, c: Connectivity | None = None) -> torch.Tensor:
         """Output features (N, D * per_dim) under connectivity c (mask 0 by default)."""
+        return self.network(self.encode_inputs(tokens), c)
+
+    def network(self, x: torch.Tensor, c: Connectivity | None = None) -> torch.Tensor:
+        """Output features (N, D * per_dim) of encoded inputs x (N, D) under connectivity c (mask 0 by default)."""
         c = c or self._fixed(0)
-        x = self.encode_inputs(tokens)
         if torch.is_grad_enabled():
             self.apply_masks(c)
             ws = [layer.masked_weight() for layer in self.layers] + [self.out.masked_weight()]
             ws += [self.skip.masked_weight()] if self.skip is not None else []
         else:
             ws = self.masked_weights(c)
+        return self.network_with(x, ws)
+
+    def network_with(self, x: torch.Tensor, ws: list[torch.Tensor]) -> torch.Tensor:
+        """`network` with each layer's masked weights given (as `masked_weights` returns them)."""
         h = x
         for layer, w in zip(self.layers, ws):
             h = F.relu(F.linear(h, w, layer.bias))
@@ -360,20 +367,7 @@ class MADE(zoo.Model):
     def reference_stepper(self, n: int, *, y=None, observed_mask=None, generator=None, cfg=None):
         """The naive reference of the mixture: each image's mask recomputes the whole network at every step."""
         conns, comp = self._mixture(n, observed_mask, generator)
-        groups = [(comp == k).nonzero().flatten().to(self.device) for k in range(len(conns))]
-
-        def mixture_logits(tokens: torch.Tensor) -> torch.Tensor:
-            if len(conns) == 1:
-                return self.logits_all(tokens, conns[0])
-            out = None
-            for rows, c in zip(groups, conns):
-                if len(rows):
-                    part = self.logits_all(tokens[rows], c)
-                    out = part.new_empty(n, *part.shape[1:]) if out is None else out
-                    out[rows] = part
-            return out
-
-        return FullRecomputeStepper(mixture_logits, conns[0].order, n, self.num_dims, self.device)
+        return NaiveStepper(self, conns, comp)
 
     def _mixture(self, n: int, observed_mask, generator) -> tuple[list[Connectivity], torch.Tensor]:
         """The masks a pass mixes and each image's mask: the ones `generate_tokens` drew (from the posterior,
@@ -383,6 +377,40 @@ class MADE(zoo.Model):
         if comp is None or len(comp) != n:  # called directly, not through generate_tokens
             comp = self._components(conns, n, generator)
         return conns, comp
+
+
+class NaiveStepper:
+    """The naive reference: at every step, each image's mask recomputes the whole network over every input
+    drawn so far (D full passes per pass), and the step reads its pixel's features. What a plain D-pass loop
+    does: the inputs are kept encoded, the head applied at the step's pixel only."""
+
+    def __init__(self, model: MADE, conns: list[Connectivity], comp: torch.Tensor) -> None:
+        self.model, self.conns, self.order, self.num_steps = model, conns, conns[0].order, model.num_dims
+        self.groups = None if len(conns) == 1 else [(comp == k).nonzero().flatten().to(model.device)
+                                                    for k in range(len(conns))]
+        self.x = torch.zeros(len(comp), model.num_dims, device=model.device)   # encode_inputs of the tokens
+        self.ws = [model.masked_weights(c) for c in conns]   # the weights cannot change during a pass
+        self.dims = self.order.tolist()
+
+    def positions(self, t: int) -> torch.Tensor:
+        return self.order[t:t + 1]
+
+    def logits(self, t: int) -> torch.Tensor:
+        m, d = self.model, self.dims[t]
+        cols = slice(d * m.per_dim, (d + 1) * m.per_dim)
+        if self.groups is None:
+            f = m.network_with(self.x, self.ws[0])[:, cols]
+        else:
+            f = self.x.new_empty(len(self.x), m.per_dim)
+            for rows, ws in zip(self.groups, self.ws):
+                if len(rows):
+                    f[rows] = m.network_with(self.x[rows], ws)[:, cols]
+        if m.levels == 2:  # the Bernoulli's logits (0, f), as head_params and the softmax head give them
+            return F.pad(f.unsqueeze(-1), (1, 0))
+        return m.to_logits(f, slice(d, d + 1))
+
+    def advance(self, t: int, tokens: torch.Tensor) -> None:
+        self.x[:, self.dims[t]] = tokens[:, 0].float() / (self.model.levels - 1)
 
 
 class IncrementalStepper:
@@ -451,6 +479,7 @@ class IncrementalStepper:
         self.outputs = self.rank1_all[:, :B * Q].view(K, B, Q, n_max)
         self.features = self.outputs[:, :, Q - self.P:]      # (K, B, P, n_max): where a block start writes
         self.f_step = self.outputs.unbind(1)
+        self.out_cur, self.rank1_col = p.out_cur, p.rank1_col
         self.dims = self.order.tolist()
         self._started, self.units = -1, []
 
@@ -472,7 +501,7 @@ class IncrementalStepper:
                 part = self.rank1_all[:, B * Q:B * Q + w.shape[1]]
                 if not self.identity:
                     if b:
-                        self.first_sums.addmm_(p.first_by_rank[:, s - B:s], self.x_flat[s - B:s])
+                        self.first_sums.addmm_(p.first_by_rank[b - 1], self.x_flat[s - B:s])
                     torch.gather(self.first_sums3, 0, p.first_units[b].expand(-1, -1, n_max), out=part.transpose(0, 1))
                 elif s:
                     torch.baddbmm(bias, w, self.xt[:, :s], out=part)
@@ -503,7 +532,7 @@ class IncrementalStepper:
         b, j = divmod(t, self.block)
         if self._started != b:
             self._start_block(b)
-        f = torch.take(torch.baddbmm(self.f_step[j], self.plan.out_cur[t], self.last), self.take)
+        f = torch.take(torch.baddbmm(self.f_step[j], self.out_cur[t], self.last), self.take)
         if self.levels == 2:  # the Bernoulli's logits (0, f), as head_params and the softmax head give them
             return f
         d = self.dims[t]
@@ -526,7 +555,7 @@ class IncrementalStepper:
             else:
                 torch.div(value, self.levels - 1, out=row)
         part, out = self.first
-        self.rank1.addcmul_(self.plan.rank1_col[t], self.x_col[t])
+        self.rank1.addcmul_(self.rank1_col[t], self.x_col[t])
         torch.clamp_min(part, 0, out=out)
         for part, w, below, out in self.deeper:
             torch.baddbmm(part, w, below, out=out).relu_()
@@ -552,7 +581,7 @@ class _Plan:
     store: list[list[torch.Tensor]]   # [layer][block] (K * U,) packed row of each slot in the flat store
     #                                   (K * hidden + 1 rows; padding slots go to the last, a spare row)
     first_units: list[torch.Tensor]   # [block] (U, K, 1) first-layer unit of each slot (hidden[0]: padding)
-    first_by_rank: torch.Tensor       # (hidden[0] + 1, B * blocks) first-layer weights, inputs in rank order
+    first_by_rank: list[torch.Tensor]  # [block] (hidden[0] + 1, B) first-layer weights from the block's inputs
     first_bias: torch.Tensor          # (hidden[0] + 1, 1)
     out_prev: list[torch.Tensor]      # [block] (K, B * P, finished[-1][b])
     out_bias: list[torch.Tensor]      # [block] (1, B * P, 1)
@@ -641,7 +670,8 @@ def _build_plan(model: MADE, conns: list[Connectivity], B: int) -> _Plan:
     first_units = [torch.stack([torch.where(u >= 0, u, hidden[0]) for u in
                                 (su[starts[0][b]:starts[0][b + 1]] for su in slot_units[0])]).t()[..., None].to(dev)
                    for b in range(nb)]
-    first_by_rank = F.pad(model.layers[0].weight.detach()[:, order.to(dev)], (0, nb * B - D, 0, 1))
+    by_rank = F.pad(model.layers[0].weight.detach()[:, order.to(dev)], (0, nb * B - D, 0, 1))
+    first_by_rank = [by_rank[:, b * B:(b + 1) * B].contiguous() for b in range(nb)]
     first_bias = F.pad(model.layers[0].bias.detach(), (0, 1))[:, None]
     out_rows = (order[:, None] * P + torch.arange(P)[None, :]).flatten()            # generation order
     out_rows = F.pad(out_rows, (0, (nb * B - D) * P), value=-1)   # the last block's missing steps: zero rows
