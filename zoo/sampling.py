@@ -17,7 +17,11 @@ from .logits import LogitProcessor
 
 class Stepper(Protocol):
     """One generation pass over a batch: `positions(t)` are the flat token indices step t fills. For every t in
-    order the sampler calls `logits(t)` once, then `advance(t, tokens)` with the drawn or observed tokens."""
+    order the sampler calls `logits(t)` once, then `advance(t, tokens)` with the drawn or observed tokens.
+
+    Optional, for two-level tokens: an attribute `logit_gaps`, a callable t -> (N, P) giving
+    logits(t)[..., 1] - logits(t)[..., 0] (or None). The sampler calls it instead of `logits(t)` where a draw
+    needs no more than the gap (no observed tokens, no top-k/top-p): one product fewer a step."""
 
     num_steps: int
 
@@ -114,6 +118,12 @@ class _PassUniforms:
                 self.thresholds = self._thresholds()
         return torch.ge(logits @ diff, self.thresholds[t]).long()
 
+    def pick_gap(self, t: int, gaps: torch.Tensor) -> torch.Tensor:
+        """Step t's two-level draw from the gaps l1 - l0 (N, P): one comparison, as `pick` makes it."""
+        if self.thresholds is None:
+            self.thresholds = self._thresholds()
+        return torch.ge(gaps, self.thresholds[t]).long()
+
     def choose_levels(self, t: int, logits: torch.Tensor) -> torch.Tensor:
         """Step t's inverse-CDF draw from logits (N, P, V) at temperature T, no top-k/top-p: the first level whose
         cumulative probability (softmax in float64) exceeds u, as `draw` finds it, in four calls."""
@@ -156,11 +166,13 @@ class Sampler:
         if observed_mask is None and self.processor.temperature != 0:
             # the common pass, in a loop with nothing else in it: a CPU step costs a few microseconds a call
             pass_u = _PassUniforms(n, [len(p) for p in steps], generator, device, self.processor.temperature)
+            logits_of, advance, keep = stepper.logits, stepper.advance, chosen_steps.append
             if self.processor.top_k is not None or self.processor.top_p is not None:
                 pick = lambda t, logits: self.choose(logits, generator, pass_u.steps[t])  # noqa: E731
+            elif callable(getattr(stepper, "logit_gaps", None)):
+                logits_of, pick = stepper.logit_gaps, pass_u.pick_gap
             else:
                 pick = pass_u.pick
-            logits_of, advance, keep = stepper.logits, stepper.advance, chosen_steps.append
             for t in range(len(steps)):
                 chosen = pick(t, logits_of(t))
                 keep(chosen)

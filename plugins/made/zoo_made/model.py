@@ -480,11 +480,17 @@ class IncrementalStepper:
         self.features = self.outputs[:, :, Q - self.P:]      # (K, B, P, n_max): where a block start writes
         self.f_step = self.outputs.unbind(1)
         self.out_cur, self.rank1_col = p.out_cur, p.rank1_col
+        if self.levels == 2:  # the sampler's shortcut (Stepper.logit_gaps): the logit itself, l1 - l0 = f
+            self.logit_gaps = self._logit_gaps
+            self.gap_step = self.outputs[:, :, 1:].unbind(1)                   # (K, 1, n_max) each
+            self.out_gap = [w[:, 1:] for w in p.out_cur]
+            self.take_gap = self.slot.view(n, 1)      # (N, 1): the logit's place in a (K, 1, n_max) result
+        self.steps = self.order.view(-1, 1).unbind(0)
         self.dims = self.order.tolist()
         self._started, self.units = -1, []
 
     def positions(self, t: int) -> torch.Tensor:
-        return self.order[t:t + 1]
+        return self.steps[t]
 
     def _start_block(self, b: int) -> None:
         """Everything the block's units and pixels get from finished blocks, in one product per layer; and the
@@ -537,6 +543,13 @@ class IncrementalStepper:
             return f
         d = self.dims[t]
         return self.model.to_logits(f, slice(d, d + 1))
+
+    def _logit_gaps(self, t: int) -> torch.Tensor:
+        """logits(t)[..., 1] - logits(t)[..., 0] of a binary model, (N, 1): its logit, without the zero."""
+        b, j = divmod(t, self.block)
+        if self._started != b:
+            self._start_block(b)
+        return torch.take(torch.baddbmm(self.gap_step[j], self.out_gap[t], self.last), self.take_gap)
 
     def advance(self, t: int, tokens: torch.Tensor) -> None:
         b = t // self.block
