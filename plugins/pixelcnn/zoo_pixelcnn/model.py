@@ -261,6 +261,9 @@ class CachedStepper:
         if model.output_head.name == "softmax":  # channel c's logits are its own slice of the output layer
             w2, b2 = self.head[1]
             self.channel_out = [(w2[:, c * L_:(c + 1) * L_].contiguous(), b2[c * L_:(c + 1) * L_]) for c in range(C)]
+            if L_ == 2:  # the sampler's shortcut (Stepper.logit_gaps): l1 - l0 of a channel by one product
+                self.gap_out = [(w[:, 1:] - w[:, :1], b[1:] - b[:1]) for w, b in self.channel_out]
+                self.logit_gaps = self._logit_gaps
         else:
             self.channel_out = None
         if model.kind == "plain":
@@ -338,16 +341,17 @@ class CachedStepper:
         g, layers, W = self.g, self.m.gated, self.W
         for l_, layer in enumerate(layers):
             k = layer.k
-            # input rows r - k//2 .. r through the vertical kernel: (N, 2h, 1, W)
-            pre = F.conv2d(self.v_in[l_][:, :, r:r + k // 2 + 1], g.v[l_], layer.v.bias)
-            if g.cond[l_] is not None:
-                pre = pre + g.cond[l_][:, :, None, None]
+            # input rows r - k//2 .. r through the vertical kernel: (N, 2h, 1, W), gate halves pre-scaled
+            pre = F.conv2d(self.v_in[l_][:, :, r:r + k // 2 + 1], g.v[l_], g.v_bias[l_])
+            if g.v_cond[l_] is not None:
+                pre = pre + g.v_cond[l_][:, :, None, None]
             link = F.conv2d(pre, g.v2h[l_])[:, :, 0]                          # (N, 2h, W)
             torch.add(g.row0[l_], link.transpose(1, 2), out=self.acc_row[l_])
             if l_ + 1 < len(layers):
                 kn = layers[l_ + 1].k
-                a, b = pre[:, :, 0].chunk(2, 1)
-                self.v_in[l_ + 1][:, :, r + kn // 2, kn // 2: kn // 2 + W] = torch.tanh(a) * torch.sigmoid(b)
+                a, b = pre.tanh_().chunk(2, 1)
+                # 2 tanh(a) sigmoid(b): the next layer's vertical kernel reads it at half weight
+                torch.addcmul(a, a, b, out=self.v_in[l_ + 1][:, :, r + kn // 2:r + kn // 2 + 1, kn // 2:kn // 2 + W])
 
     def _gated_pixel(self, i: int, j: int, final: bool) -> torch.Tensor:
         """The skip sum at (i, j). `final`: the pixel's inputs are all set (its last channel's step), so each
@@ -385,14 +389,25 @@ class CachedStepper:
                     self.residual.addmm_(self.gate_rows[l_], g.h_out[l_])
         return torch.mm(self.gates_flat, g.skip).relu_()
 
-    def logits(self, t: int) -> torch.Tensor:
+    def _hidden(self, t: int) -> tuple[torch.Tensor, int]:
+        """The output layers' hidden units at step t's pixel, and the step's channel."""
         # colour: the pixel's activations are recomputed for each channel, as its earlier channels arrive;
         # after the last channel's step they are final, since no unit at a pixel sees the pixel's last channel
         p, c = divmod(t, self.C)
         i, j = divmod(p, self.W)
         feat = self._plain_pixel(i, j) if self.m.kind == "plain" else self._gated_pixel(i, j, c == self.C - 1)
-        (w1, b1), (w2, b2) = self.head
-        hidden = torch.addmm(b1, feat, w1).relu_()
+        w1, b1 = self.head[0]
+        return torch.addmm(b1, feat, w1).relu_(), c
+
+    def _logit_gaps(self, t: int) -> torch.Tensor:
+        """logits(t)[..., 1] - logits(t)[..., 0] of a binary softmax model, (N, 1)."""
+        hidden, c = self._hidden(t)
+        w, b = self.gap_out[c]
+        return torch.addmm(b, hidden, w)
+
+    def logits(self, t: int) -> torch.Tensor:
+        hidden, c = self._hidden(t)
+        w2, b2 = self.head[1]
         if self.channel_out is not None:
             w, b = self.channel_out[c]
             return torch.addmm(b, hidden, w).unsqueeze(1)
@@ -434,8 +449,8 @@ class _GatedWeights:
         h = self.h = layers[0].h
         W = model.image_shape[2]
         scale = torch.cat([torch.ones(h), torch.full((h,), 0.5)]).to(model.device)       # (2h,)
-        self.kw, self.hcat, self.centre, self.v2h, self.row0, self.cond, self.h_out = [], [], [], [], [], [], []
-        self.v: list[torch.Tensor] = []
+        self.kw, self.hcat, self.centre, self.v2h, self.row0, self.h_out = [], [], [], [], [], []
+        self.v, self.v_bias, self.v_cond = [], [], []
         skips, skip_bias = [], 0
         for layer in layers:
             kw = layer.k // 2 + 1
@@ -445,11 +460,15 @@ class _GatedWeights:
             taps = [w[:, :, kw - 1 - d].t() for d in range(kw)]                          # (cin, 2h) each
             self.hcat.append(torch.cat(taps, 1).contiguous())                              # (cin, kw * 2h)
             self.centre.append(taps[0].contiguous())
-            self.v.append(layer.v.weight.contiguous(memory_format=torch.channels_last))
-            self.v2h.append(layer.v2h.weight * scale[:, None, None, None])                # a 1x1 conv
+            # the vertical stack, gate halves pre-scaled as the horizontal one's, reading 2 x gate (first: the image)
+            v = layer.v.weight * scale[:, None, None, None] * (1.0 if layer.first else 0.5)
+            self.v.append(v.contiguous(memory_format=torch.channels_last))
+            self.v_bias.append(layer.v.bias * scale)
+            # the v->h link, a 1x1 conv from the (pre-scaled) vertical pre-activation
+            self.v2h.append(layer.v2h.weight * scale[:, None, None, None] / scale[None, :, None, None])
 
             c = layer.cond(y) if (layer.cond is not None and y is not None) else None
-            self.cond.append(c)
+            self.v_cond.append(None if c is None else c * scale)
             bias = layer.hconv.bias + layer.v2h.bias + (c if c is not None else 0)
             self.row0.append((bias * scale).expand(n, 2 * h)[:, None, :].expand(n, W, 2 * h).contiguous())
             w_out, b_out = _masked_1x1(layer.h_out)                                        # (h, h), (h,)
