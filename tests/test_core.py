@@ -204,3 +204,60 @@ def test_the_two_level_draws_equal_the_inverse_cdf_draw(temperature):
     # equal up to float rounding at the boundary (a uniform within ~1e-16 of p0): none among 60,000 draws
     assert torch.equal(fast, reference) and torch.equal(direct, reference) and torch.equal(cdf, reference)
     assert fast.shape == (20_000, 3) and fast.dtype == torch.long
+
+
+class _FixedLogits:
+    """A stepper whose step t predicts `sizes[t]` positions with logits fixed in advance (no dependence on the
+    tokens drawn, so that a draw-by-draw reference is a plain loop over the same logits)."""
+
+    def __init__(self, logits: list[torch.Tensor], gaps: bool = False) -> None:
+        self.table, self.num_steps = logits, len(logits)
+        starts = [0]
+        for lg in logits:
+            starts.append(starts[-1] + lg.shape[1])
+        self.pos = [torch.arange(a, b) for a, b in zip(starts, starts[1:])]
+        self.seen: list[torch.Tensor] = []
+        if gaps:
+            self.logit_gaps = lambda t: self.table[t][..., 1] - self.table[t][..., 0]
+
+    def positions(self, t: int) -> torch.Tensor:
+        return self.pos[t]
+
+    def logits(self, t: int) -> torch.Tensor:
+        return self.table[t]
+
+    def advance(self, t: int, tokens: torch.Tensor) -> None:
+        self.seen.append(tokens)
+
+
+@pytest.mark.parametrize("levels,temperature,sizes", [(2, 1.0, [1] * 40), (2, 0.6, [1, 3, 2, 5]),
+                                                      (7, 1.0, [1] * 30), (7, 1.7, [1, 4, 9, 2])])
+def test_a_pass_draws_its_uniforms_at_once_and_the_same_tokens_as_step_by_step(levels, temperature, sizes):
+    """An unobserved pass draws every uniform at its start: on CPU these are the numbers one call per step would
+    draw, so the tokens equal a step-by-step inverse-CDF loop over the same logits and generator."""
+    n = 64
+    g = torch.Generator().manual_seed(11)
+    table = [torch.randn(n, s, levels, generator=g) * 3 for s in sizes]
+    proc = LogitProcessor(temperature=temperature)
+    tokens = Sampler(proc).run(_FixedLogits(table), n, sum(sizes), generator=torch.Generator().manual_seed(4))
+    ref_gen = torch.Generator().manual_seed(4)
+    reference = torch.cat([draw(torch.softmax(lg / temperature, -1), ref_gen) for lg in table], 1)
+    assert torch.equal(tokens, reference)
+    assert tokens.dtype == torch.long and tokens.shape == (n, sum(sizes))
+
+
+def test_a_stepper_giving_logit_gaps_draws_what_its_logits_draw():
+    """`Stepper.logit_gaps` is a shortcut for two-level steps: the same tokens as the logits give, and the steps see
+    the same tokens; top-k (which needs the logits) and completions go through `logits`."""
+    g = torch.Generator().manual_seed(2)
+    table = [torch.randn(50, 2, 2, generator=g) * 2 for _ in range(20)]
+    for proc in (LogitProcessor(), LogitProcessor(temperature=0.5)):
+        plain, gapped = _FixedLogits(table), _FixedLogits(table, gaps=True)
+        a = Sampler(proc).run(plain, 50, 40, generator=torch.Generator().manual_seed(9))
+        b = Sampler(proc).run(gapped, 50, 40, generator=torch.Generator().manual_seed(9))
+        assert torch.equal(a, b) and all(torch.equal(x, y) for x, y in zip(plain.seen, gapped.seen))
+    called = []
+    gapped = _FixedLogits(table, gaps=True)
+    gapped.logit_gaps = lambda t: called.append(t)
+    Sampler(LogitProcessor(top_k=1)).run(gapped, 50, 40, generator=torch.Generator().manual_seed(9))
+    assert not called

@@ -60,6 +60,7 @@ def test_output_d_has_zero_gradient_wrt_inputs_d_and_later(k):
 
 
 @pytest.mark.parametrize("levels,ordering,extra", [(2, "natural", {}), (2, "random", {}), (256, "agnostic", {}),
+                                                  (256, "random", dict(head="gaussian")),
                                                   (256, "agnostic", dict(head="gauss", direct_features=2))])
 def test_fast_sampler_draws_the_same_images_as_naive(levels, ordering, extra):
     with warnings.catch_warnings():

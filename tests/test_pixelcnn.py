@@ -64,11 +64,11 @@ def test_plain_pixelcnn_has_the_blind_spot_the_gated_one_removes():
     assert g[0, 0, 0, 8] == 0  # far above-right of (8, 0): invisible to mask A/B stacks
 
 
-@pytest.mark.parametrize("kind,levels,classes", [("gated", 2, 0), ("gated", 256, 3), ("plain", 2, 0),
-                                                 ("plain", 256, 0)])
-def test_cached_sampler_matches_naive(kind, levels, classes):
+@pytest.mark.parametrize("kind,levels,classes,kernel", [("gated", 2, 0, 3), ("gated", 256, 3, 3), ("plain", 2, 0, 3),
+                                                        ("plain", 256, 0, 3), ("gated", 16, 0, 5)])
+def test_cached_sampler_matches_naive(kind, levels, classes, kernel):
     m = randomized(zoo.create("pixelcnn", image_shape=[1, 6, 5], levels=levels, kind=kind, hidden=8, layers=3,
-                              num_classes=classes), std=0.2)
+                              num_classes=classes, kernel=kernel), std=0.2)
     y = torch.tensor([0, 1, 2, 1]) if classes else None
     a = m.sample(4, seed=3, y=y)
     b = m.sample(4, seed=3, y=y, naive=True)
