@@ -8,7 +8,7 @@ from typing import Any
 import zoo
 from zoo.cards import first_party_cards_dir
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 plugin = zoo.Plugin(
     name="made",
