@@ -714,7 +714,8 @@ def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card, flag="") -
 @main.command("fid")
 @click.argument("path_a", type=click.Path(exists=True))
 @click.argument("path_b", type=click.Path(exists=True))
-@click.option("--batch-size", type=int, default=50, show_default=True)
+@click.option("--batch-size", type=int, default=None,
+              help="images per Inception pass  [default: 8 on a CPU, 50 on a GPU]")
 @click.option("--fid-weights", type=click.Path(), default=None, help="Inception weights file")
 @click.option("--save-stats", type=click.Path(), default=None, help="write PATH_A's statistics to this .npz")
 @click.option("--kid", "do_kid", is_flag=True, help="also KID (needs two image folders: statistics files hold no "

@@ -109,13 +109,21 @@ def preprocess(images: torch.Tensor) -> torch.Tensor:
     return (x * (hi - lo) + lo).clamp(lo, hi)
 
 
+def default_batch(model: torch.jit.ScriptModule) -> int:
+    """Images per Inception pass unless told: 8 on a CPU (1.3-1.4x faster than 50 there with 1 or 2 threads,
+    features equal to 1e-5: `python benchmarks/fid_options.py`), 50 on a GPU (which a small batch leaves idle)."""
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    return 8 if device.type == "cpu" else 50
+
+
 @torch.inference_mode()
-def features(images: torch.Tensor, model: torch.jit.ScriptModule, batch_size: int = 50,
+def features(images: torch.Tensor, model: torch.jit.ScriptModule, batch_size: int | None = None,
              progress: Callable[[int], None] | None = None) -> np.ndarray:
     """2048-d pool features of images (N, C, H, W) in [0, 1], as float64 (N, 2048), computed on the network's
-    device."""
+    device, `batch_size` images a pass (default: `default_batch`)."""
     out = []
     device = next(iter(model.parameters()), torch.empty(0)).device
+    batch_size = batch_size or default_batch(model)
     for start in range(0, images.shape[0], batch_size):
         batch = preprocess(images[start:start + batch_size].to(device)).contiguous(memory_format=torch.channels_last)
         f = model(batch)
@@ -250,15 +258,16 @@ class StatsAccumulator:
 CHUNK = 2048
 
 
-def add_features(acc: StatsAccumulator, images: torch.Tensor, model: torch.jit.ScriptModule, batch_size: int = 50,
+def add_features(acc: StatsAccumulator, images: torch.Tensor, model: torch.jit.ScriptModule, batch_size: int | None = None,
                  progress: Callable[[int], None] | None = None) -> StatsAccumulator:
     """Add the features of images (N, C, H, W) to an accumulator, batch by batch (no (N, 2048) array)."""
+    batch_size = batch_size or default_batch(model)
     for start in range(0, images.shape[0], batch_size):
         acc.add(features(images[start:start + batch_size], model, batch_size, progress))
     return acc
 
 
-def image_stats(images: torch.Tensor, model: torch.jit.ScriptModule, batch_size: int = 50,
+def image_stats(images: torch.Tensor, model: torch.jit.ScriptModule, batch_size: int | None = None,
                 progress: Callable[[int], None] | None = None, source: str = "", distributed: bool = False,
                 dims: int = DIMS) -> Stats:
     """Statistics of the features of images (N, C, H, W). With distributed=True each rank passes its own
@@ -270,7 +279,7 @@ def image_stats(images: torch.Tensor, model: torch.jit.ScriptModule, batch_size:
 
 
 def sample_stats(sampler: Callable[[int, int | None], torch.Tensor], n: int, model: torch.jit.ScriptModule,
-                 seed: int | None = 0, batch_size: int = 50, progress: Callable[[int], None] | None = None,
+                 seed: int | None = 0, batch_size: int | None = None, progress: Callable[[int], None] | None = None,
                  distributed: bool = False, dims: int = DIMS) -> Stats:
     """Statistics of n generated images; `sampler(k, seed)` draws k images. With distributed=True each rank
     draws its share with its own seed (distributed.rank_seed) and the statistics are reduced across ranks;
@@ -286,7 +295,7 @@ def _sample_source(n: int, seed: int | None, distributed: bool) -> str:
 
 
 def model_sample_stats(gen_model, n: int, model: torch.jit.ScriptModule, seed: int | None = 0,
-                       batch_size: int = 50, progress: Callable[[int], None] | None = None,
+                       batch_size: int | None = None, progress: Callable[[int], None] | None = None,
                        sample_progress: Callable[[int], None] | None = None, distributed: bool = False,
                        sample_batch_size: int = 256, chunk: int = CHUNK, dims: int = DIMS,
                        **sample_kwargs) -> Stats:
@@ -467,7 +476,7 @@ def images_per_second(model: torch.jit.ScriptModule, shape: tuple[int, ...] = (1
 
 
 def reference_stats(dataset, split: str, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
-                    n: int | None = None, batch_size: int = 50,
+                    n: int | None = None, batch_size: int | None = None,
                     progress: Callable[[int], None] | None = None, distributed: bool = False,
                     chunk: int = CHUNK) -> Stats:
     """Statistics of a dataset split (first n images, all by default), cached as .npz and recomputed when the
@@ -535,7 +544,7 @@ def record_floor(path: str | Path, dataset: str, r: FIDResult, command: str, not
 
 
 def sample_features(sampler: Callable[[int, int | None], torch.Tensor], n: int, model: torch.jit.ScriptModule,
-                    seed: int | None = 0, batch_size: int = 50, progress: Callable[[int], None] | None = None,
+                    seed: int | None = 0, batch_size: int | None = None, progress: Callable[[int], None] | None = None,
                     distributed: bool = False) -> np.ndarray:
     """Inception features (n, 2048) of n generated images, for FID (Stats.from_features) and KID alike.
     With distributed=True each rank draws its share with its own seed (as sample_stats does) and every rank
@@ -553,7 +562,7 @@ def _features_path(dataset: str, split: str, n: int) -> Path:
 
 
 def reference_features(dataset: str, split: str, model: torch.jit.ScriptModule, data_dir: str | Path | None = None,
-                       n: int | None = None, batch_size: int = 50,
+                       n: int | None = None, batch_size: int | None = None,
                        progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Inception features (n, 2048) of a dataset split's first n images (all by default), which KID needs, cached
     as float32 .npz beside the FID statistics and recomputed when the data, n, preprocessing or weights differ.
