@@ -292,6 +292,7 @@ class CachedStepper:
             for a, row0 in zip(self.acc, g.row0):
                 a[:, :W] = row0
             self.acc_row = [a[:, :W] for a in self.acc]
+            self.acc_row2d = [a[0, :W] for a in self.acc]     # one image: a plain (W, 2h) matrix
             self.acc_at = [[a[:, j:j + kw].view(n, kw * 2 * h) for j in range(W)] for a, kw in zip(self.acc, g.kw)]
             self.pre_at = [[a[:, j] for j in range(W)] for a in self.acc]
             self.halves_at = [[p.chunk(2, 1) for p in pre] for pre in self.pre_at]
@@ -345,8 +346,12 @@ class CachedStepper:
             pre = F.conv2d(self.v_in[l_][:, :, r:r + k // 2 + 1], g.v[l_], g.v_bias[l_])
             if g.v_cond[l_] is not None:
                 pre = pre + g.v_cond[l_][:, :, None, None]
-            link = F.conv2d(pre, g.v2h[l_])[:, :, 0]                          # (N, 2h, W)
-            torch.add(g.row0[l_], link.transpose(1, 2), out=self.acc_row[l_])
+            # the v->h link: the next row's h-stack term (channels last: pre is already (N * W, 2h) in memory)
+            rows = pre.permute(0, 2, 3, 1).reshape(-1, pre.shape[1])
+            if self.n == 1:
+                torch.addmm(g.row0_2d[l_], rows, g.v2h[l_], out=self.acc_row2d[l_])
+            else:
+                torch.add(g.row0[l_], (rows @ g.v2h[l_]).view(self.n, W, -1), out=self.acc_row[l_])
             if l_ + 1 < len(layers):
                 kn = layers[l_ + 1].k
                 a, b = pre.tanh_().chunk(2, 1)
@@ -449,7 +454,7 @@ class _GatedWeights:
         h = self.h = layers[0].h
         W = model.image_shape[2]
         scale = torch.cat([torch.ones(h), torch.full((h,), 0.5)]).to(model.device)       # (2h,)
-        self.kw, self.hcat, self.centre, self.v2h, self.row0, self.h_out = [], [], [], [], [], []
+        self.kw, self.hcat, self.centre, self.v2h, self.row0, self.row0_2d, self.h_out = [], [], [], [], [], [], []
         self.v, self.v_bias, self.v_cond = [], [], []
         skips, skip_bias = [], 0
         for layer in layers:
@@ -464,13 +469,14 @@ class _GatedWeights:
             v = layer.v.weight * scale[:, None, None, None] * (1.0 if layer.first else 0.5)
             self.v.append(v.contiguous(memory_format=torch.channels_last))
             self.v_bias.append(layer.v.bias * scale)
-            # the v->h link, a 1x1 conv from the (pre-scaled) vertical pre-activation
-            self.v2h.append(layer.v2h.weight * scale[:, None, None, None] / scale[None, :, None, None])
+            # the v->h link, a (2h, 2h) product from the (pre-scaled) vertical pre-activation
+            self.v2h.append((layer.v2h.weight[:, :, 0, 0] * scale[:, None] / scale[None, :]).t().contiguous())
 
             c = layer.cond(y) if (layer.cond is not None and y is not None) else None
             self.v_cond.append(None if c is None else c * scale)
             bias = layer.hconv.bias + layer.v2h.bias + (c if c is not None else 0)
             self.row0.append((bias * scale).expand(n, 2 * h)[:, None, :].expand(n, W, 2 * h).contiguous())
+            self.row0_2d.append(self.row0[-1][0])
             w_out, b_out = _masked_1x1(layer.h_out)                                        # (h, h), (h,)
             self.h_out.append(torch.cat([w_out * 0.5, b_out[None]]))                      # (h + 1, h)
             w_skip, b_skip = _masked_1x1(layer.skip)
