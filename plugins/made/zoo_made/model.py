@@ -420,10 +420,12 @@ class IncrementalStepper:
     once the input of rank m is drawn. Steps go in blocks of B: at a block's start, one product per layer
     gives every unit of the block's degrees its part from the finished blocks (a wide product, every input read
     once per block, not once per step). Within the block, each drawn input adds its column to the first layer's
-    units and to the block's outputs (two rank-1 updates), and each deeper layer adds the part from the block's
-    units below (one small product). Activations are stored transposed, (mask, unit slot, image slot): block b's
-    units of every mask share rows (padded with zero-weight rows to the largest mask's count), and the images
-    of mask k share row k, so one batched call per layer and step serves every mask.
+    units and to the block's outputs (one rank-1 update of one buffer), and each deeper layer adds the part from
+    the block's units below (one small product). Activations are stored transposed, (mask, unit slot, image
+    slot): block b's units of every mask share rows (padded with zero-weight rows to the largest mask's count),
+    and the images of mask k share row k, so one batched call per layer and step serves every mask. Finished
+    units are stored packed per mask (see _Plan), and an ensemble's first layer starts each block from one running
+    sum over every unit and image (the first layer's weights from finished inputs do not depend on the mask).
     """
 
     block = 16
@@ -508,7 +510,8 @@ class IncrementalStepper:
                 if not self.identity:
                     if b:
                         self.first_sums.addmm_(p.first_by_rank[b - 1], self.x_flat[s - B:s])
-                    torch.gather(self.first_sums3, 0, p.first_units[b].expand(-1, -1, n_max), out=part.transpose(0, 1))
+                    index = p.first_units[b].expand(-1, -1, n_max)   # (slots, K, n_max): each slot's unit
+                    torch.gather(self.first_sums3, 0, index, out=part.transpose(0, 1))
                 elif s:
                     torch.baddbmm(bias, w, self.xt[:, :s], out=part)
                 else:

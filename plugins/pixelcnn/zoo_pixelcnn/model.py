@@ -471,7 +471,6 @@ class _GatedWeights:
             self.v_bias.append(layer.v.bias * scale)
             # the v->h link, a (2h, 2h) product from the (pre-scaled) vertical pre-activation
             self.v2h.append((layer.v2h.weight[:, :, 0, 0] * scale[:, None] / scale[None, :]).t().contiguous())
-
             c = layer.cond(y) if (layer.cond is not None and y is not None) else None
             self.v_cond.append(None if c is None else c * scale)
             bias = layer.hconv.bias + layer.v2h.bias + (c if c is not None else 0)
