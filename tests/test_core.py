@@ -261,3 +261,16 @@ def test_a_stepper_giving_logit_gaps_draws_what_its_logits_draw():
     gapped.logit_gaps = lambda t: called.append(t)
     Sampler(LogitProcessor(top_k=1)).run(gapped, 50, 40, generator=torch.Generator().manual_seed(9))
     assert not called
+
+
+def test_a_stepper_may_give_its_positions_as_ints_or_0_d_tensors():
+    g = torch.Generator().manual_seed(3)
+    table = [torch.randn(10, 1, 4, generator=g) for _ in range(6)]
+
+    class Ints(_FixedLogits):
+        def positions(self, t: int):
+            return int(self.pos[t]) if t % 2 else self.pos[t][0]
+
+    a = Sampler().run(_FixedLogits(table), 10, 6, generator=torch.Generator().manual_seed(1))
+    b = Sampler().run(Ints(table), 10, 6, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)

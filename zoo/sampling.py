@@ -161,7 +161,11 @@ class Sampler:
 
         A pass without observed tokens draws all its uniforms at its start (`_PassUniforms`); a completion
         draws step by step, only where a step has something to draw."""
-        steps = [stepper.positions(t) for t in range(stepper.num_steps)]
+        steps = []
+        for t in range(stepper.num_steps):
+            pos = stepper.positions(t)
+            steps.append(pos if isinstance(pos, torch.Tensor) and pos.dim() == 1
+                         else torch.as_tensor(pos, dtype=torch.long).reshape(-1))  # an int, a 0-d tensor, a list
         chosen_steps: list[torch.Tensor] = []
         if observed_mask is None and self.processor.temperature != 0:
             # the common pass, in a loop with nothing else in it: a CPU step costs a few microseconds a call

@@ -472,7 +472,6 @@ class IncrementalStepper:
             # block: the weights do not depend on the mask there); a block start picks its units' rows
             self.first_sums = p.first_bias.expand(-1, K * n_max).contiguous()
             self.first_sums3 = self.first_sums.view(-1, K, n_max)
-            self.mask_index = torch.arange(K, device=dev)[:, None]
         # what each step's input updates by a rank-1 product, one buffer so that one call serves both: the block's
         # outputs (mask, step in block, column, image slot), then the block's first-layer units (as many rows as
         # the block has slots); the zero column of a binary model's logits is never written
