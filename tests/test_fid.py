@@ -114,6 +114,14 @@ def test_features_equal_the_networks_own_output(inception):
     assert np.allclose(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
+def test_features_take_8_images_a_pass_on_a_cpu_and_agree_with_any_batch(inception):
+    """8 images a pass is the CPU default (the faster there); features do not depend on the batch beyond 1e-4."""
+    assert zfid.default_batch(inception) == 8
+    x = torch.rand(11, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    default, fifty = zfid.features(x, inception), zfid.features(x, inception, batch_size=50)
+    assert default.shape == (11, 2048) and np.allclose(default, fifty, rtol=1e-4, atol=1e-4)
+
+
 def test_fid_command_on_two_folders(inception, tmp_path):
     rng = np.random.default_rng(0)
     for name, shift in (("a", 0), ("b", 100)):
