@@ -505,7 +505,7 @@ class IncrementalStepper:
         for li in range(len(self.h)):
             w, bias = p.prev_w[li][b], p.bias[li][b]
             if li == 0:  # into the rank-1 buffer, after the outputs
-                part = self.rank1_all[:, B * Q:B * Q + w.shape[1]]
+                part = self.rank1_all[:, B * Q:B * Q + bias.shape[1]]
                 if not self.identity:
                     if b:
                         self.first_sums.addmm_(p.first_by_rank[b - 1], self.x_flat[s - B:s])
@@ -590,14 +590,16 @@ class _Plan:
     hidden: list[int]                 # units per hidden layer (each mask's packed rows)
     starts: list[list[int]]           # [layer][block] first slot of the block (and the end, at index blocks)
     finished: list[list[int]]         # [layer][block] packed rows a block start reads (units of earlier blocks)
-    prev_w: list[list[torch.Tensor]]  # [layer][block] (K, U, B*b inputs (layer 0) or finished[l - 1][b] rows)
+    prev_w: list[list[torch.Tensor | None]]  # [layer][block] (K, U, finished[l - 1][b] rows); layer 0: (1, U, B*b
+    #                                   inputs) for one mask, None for an ensemble (its running sum serves)
     cur_w: list[list[torch.Tensor]]   # [layer][block] (K, U, the block's slots below (inputs: B))
     bias: list[list[torch.Tensor]]    # [layer][block] (K, U, 1)
     store: list[list[torch.Tensor]]   # [layer][block] (K * U,) packed row of each slot in the flat store
     #                                   (K * hidden + 1 rows; padding slots go to the last, a spare row)
+    # an ensemble's first-layer running sum (one mask: empty, None)
     first_units: list[torch.Tensor]   # [block] (U, K, 1) first-layer unit of each slot (hidden[0]: padding)
     first_by_rank: list[torch.Tensor]  # [block] (hidden[0] + 1, B) first-layer weights from the block's inputs
-    first_bias: torch.Tensor          # (hidden[0] + 1, 1)
+    first_bias: torch.Tensor | None   # (hidden[0] + 1, 1)
     out_prev: list[torch.Tensor]      # [block] (K, B * P, finished[-1][b])
     out_bias: list[torch.Tensor]      # [block] (1, B * P, 1)
     skip_prev: list[torch.Tensor | None]  # [block] (B * P, inputs of finished blocks)
@@ -664,7 +666,7 @@ def _build_plan(model: MADE, conns: list[Connectivity], B: int) -> _Plan:
         if li == 0:  # inputs in rank order; the block's inputs are always B wide (the last block's are padded)
             full = torch.stack([gather(masked[k][0], slot_units[0][k], order) for k in range(K)])   # (K, R, D)
             full = F.pad(full, (0, nb * B - D))
-            prev_w.append([full[:, st[b]:st[b + 1], :b * B].contiguous() for b in range(nb)])
+            prev_w.append([full[:, st[b]:st[b + 1], :b * B].contiguous() if K == 1 else None for b in range(nb)])
             cur_w.append([full[:, st[b]:st[b + 1], b * B:(b + 1) * B].contiguous() for b in range(nb)])
         else:
             by_packed = [gather(masked[k][li], slot_units[li][k], packed[li - 1][k]) for k in range(K)]
@@ -682,12 +684,14 @@ def _build_plan(model: MADE, conns: list[Connectivity], B: int) -> _Plan:
                 dest[k, :c] = k * hidden[li] + int(counts[li][k, :b].sum()) + torch.arange(c)
             rows_l.append(dest.flatten().to(dev))
         store.append(rows_l)
-    first_units = [torch.stack([torch.where(u >= 0, u, hidden[0]) for u in
-                                (su[starts[0][b]:starts[0][b + 1]] for su in slot_units[0])]).t()[..., None].to(dev)
-                   for b in range(nb)]
-    by_rank = F.pad(model.layers[0].weight.detach()[:, order.to(dev)], (0, nb * B - D, 0, 1))
-    first_by_rank = [by_rank[:, b * B:(b + 1) * B].contiguous() for b in range(nb)]
-    first_bias = F.pad(model.layers[0].bias.detach(), (0, 1))[:, None]
+    first_units, first_by_rank, first_bias = [], [], None
+    if K > 1:
+        first_units = [torch.stack([torch.where(u >= 0, u, hidden[0]) for u in
+                                    (su[starts[0][b]:starts[0][b + 1]] for su in slot_units[0])]).t()[..., None]
+                       .to(dev) for b in range(nb)]
+        by_rank = F.pad(model.layers[0].weight.detach()[:, order.to(dev)], (0, nb * B - D, 0, 1))
+        first_by_rank = [by_rank[:, b * B:(b + 1) * B].contiguous() for b in range(nb)]
+        first_bias = F.pad(model.layers[0].bias.detach(), (0, 1))[:, None]
     out_rows = (order[:, None] * P + torch.arange(P)[None, :]).flatten()            # generation order
     out_rows = F.pad(out_rows, (0, (nb * B - D) * P), value=-1)   # the last block's missing steps: zero rows
     L = len(model.layers) - 1

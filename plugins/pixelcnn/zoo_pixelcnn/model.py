@@ -171,7 +171,11 @@ class PixelCNN(zoo.Model):
         self.generation_order = (torch.arange(c)[None, :] * hh * ww + torch.arange(hh * ww)[:, None]).flatten()
 
     def encode_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
-        return (tokens.float() / (self.levels - 1) * 2 - 1).view(-1, *self.image_shape)
+        return self.token_values(tokens).view(-1, *self.image_shape)
+
+    def token_values(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Each token's input value in [-1, 1] (any shape): what the network reads for it."""
+        return tokens.float() / (self.levels - 1) * 2 - 1
 
     def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.kind == "plain":
@@ -305,8 +309,6 @@ class CachedStepper:
             # residual products update in place (layer l + 1's input is layer l's plus its output product)
             self.input0 = torch.zeros(n, C, device=dev)
             self.input0_col = [self.input0[:, c] for c in range(C)]
-            # each token's input value, as encode_inputs computes it, so the naive pass sees the same numbers
-            self.level_value = torch.arange(model.levels, device=dev).float() / (model.levels - 1) * 2 - 1
             self.residual = torch.zeros(n, h, device=dev)
             self.inputs = [self.input0] + [self.residual] * (L - 1)
             self.gates = torch.zeros(n, L, h + 1, device=dev)  # every layer's gate output, and a 1 for the biases
@@ -319,6 +321,8 @@ class CachedStepper:
                                 self.gate_out[l_], self.gate_rows[l_], g.h_out[l_] if l_ + 1 < L else None)
                                for l_ in range(1, L)] for j in range(W)]
         self.values = torch.zeros(n, C, dtype=torch.long, device=dev)  # the current pixel's tokens (the head's)
+        # each token's input value, as the naive pass computes it
+        self.level_value = model.token_values(torch.arange(model.levels, device=dev))
 
     def positions(self, t: int) -> torch.Tensor:
         return self.m.generation_order[t:t + 1]
@@ -425,7 +429,7 @@ class CachedStepper:
         if self.channel_out is None:
             self.values[:, c] = tokens[:, 0]
         if self.m.kind == "plain":
-            self.x[:, c, i + 3, j + 3] = tokens[:, 0].float() / (self.m.levels - 1) * 2 - 1
+            self.x[:, c, i + 3, j + 3] = self.level_value[tokens[:, 0]]
             return
         torch.index_select(self.level_value, 0, tokens.view(-1), out=self.input0_col[c])
         if c == self.C - 1:
