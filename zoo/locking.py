@@ -64,14 +64,19 @@ def owner_record(purpose: str = "") -> dict:
             "purpose": purpose}
 
 
-def describe_owner(lock_path: str | Path) -> str:
-    """The owner recorded in a lock file, in words (or a note that it is not known yet)."""
-    try:
-        o = json.loads(Path(lock_path).read_text(encoding="utf-8"))
-        return (f"process {o['pid']} on {o['host']}, started {o['started']}"
-                + (f" ({o['purpose']})" if o.get("purpose") else ""))
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process (its owner record is not written yet)"
+def describe_owner(lock_path: str | Path, wait: float = 0.0) -> str:
+    """The owner recorded in a lock file, in words (or a note that it is not known yet). `wait`: how long to
+    look for a record still being written (an owner writes it right after taking the lock)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            o = json.loads(Path(lock_path).read_text(encoding="utf-8"))
+            return (f"process {o['pid']} on {o['host']}, started {o['started']}"
+                    + (f" ({o['purpose']})" if o.get("purpose") else ""))
+        except (OSError, ValueError, KeyError, TypeError):
+            if time.monotonic() >= deadline:
+                return "another process (its owner record is not written yet)"
+            time.sleep(_POLL)
 
 
 class FileLock:
@@ -103,7 +108,7 @@ class FileLock:
         try:
             while not _try_lock(fd):
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise LockedError(f"{what or self.path} is in use by {describe_owner(self.path)}"
+                    raise LockedError(f"{what or self.path} is in use by {describe_owner(self.path, wait=2.0)}"
                                       + (f"; waited {timeout:g} s" if timeout else "")
                                       + ". Wait for it to finish (or stop it), then retry")
                 time.sleep(_POLL)
