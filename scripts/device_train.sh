@@ -21,6 +21,11 @@ DATA=${DATA:-}
 if [ -z "$DATA" ]; then python3 .devdata/tools/materialize-data /tmp/data >/dev/null || exit 1; DATA=/tmp/data; fi
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 zoo plugins
+# decode each image-folder dataset once, before the runs start in parallel (they share its cache)
+python3 -c "from zoo.data import load_dataset
+for d in ('mnist', 'cifar10'):
+    for s in ('train', 'test'):
+        load_dataset(d, s, '$DATA')" || exit 1
 pids=()
 RECIPES=${RECIPES:-made-mnist-bin made-mnist-bin-agnostic made-mnist made-cifar10-gray}
 [ "$RECIPES" = gpu ] && RECIPES=$(cd cards && ls */recipes/*-gpu.toml | sed 's|.*/||; s|\.toml$||')
@@ -35,7 +40,17 @@ done
 wait "${pids[@]}"
 for r in $RECIPES; do
   echo "== $r"; grep -v "━" $RUNS/$r.log | tail -8
-  cp $RUNS/$r/$r.safetensors "$OUT/" 2>/dev/null
+  # weights of at most 16 MiB come back as files of their own (the device tool's limit); every run's card, log,
+  # state and metrics go into the results tarball
+  # (larger ones as a float16 copy, NAME.f16.safetensors, when that fits)
+  f=$RUNS/$r/$r.safetensors
+  [ -f "$f" ] && python3 -c "import sys, os, torch; from safetensors.torch import load_file, save_file
+f, out = sys.argv[1], sys.argv[2]
+if os.path.getsize(f) <= 16000000:
+    import shutil; shutil.copy(f, out)
+else:
+    t = {k: (v.half() if v.is_floating_point() else v) for k, v in load_file(f).items()}
+    save_file(t, os.path.join(out, os.path.basename(f)[:-12] + '.f16.safetensors'))" "$f" "$OUT"
 done
-tar czf "$OUT/results.tar.gz" -C $RUNS $(cd $RUNS && ls *.log */card.toml */state.json 2>/dev/null)
+tar czf "$OUT/results.tar.gz" -C $RUNS $(cd $RUNS && ls *.log */card.toml */state.json */metrics.jsonl 2>/dev/null)
 ls -la "$OUT"

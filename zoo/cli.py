@@ -836,6 +836,12 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, do_kid, k
 @click.option("--grad-clip", type=float, default=None, help="max gradient norm (0: no clipping)")
 @click.option("--checkpoint-every", type=int, default=None, help="steps between checkpoints (and --time-limit checks)")
 @click.option("--val-n", type=int, default=None, help="validate on the first N validation images (default all)")
+@click.option("--time-budget", type=float, default=None,
+              help="size the schedule to this many seconds: after 120 steps the speed is measured and the epochs set "
+                   "to what fits (at most the recipe's); a hard --time-limit of 1.1x stands behind it")
+@click.option("--ema", type=float, default=None,
+              help="Polyak averaging of the weights with this decay (e.g. 0.999): each validation scores the raw and "
+                   "the averaged weights, and the better ships")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @data_options
 @click.option("--data", "folder", type=click.Path(), default=None,
@@ -847,7 +853,7 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, do_kid, k
                                         "gradient scaling (older GPUs)")
 @click.option("--compile", "compile_", is_flag=True, help="run the training loss through torch.compile")
 def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time_limit, optimizer, schedule,
-          weight_decay, grad_clip, checkpoint_every, val_n, resume, data_dir, download, folder, device, threads, no_test, amp,
+          weight_decay, grad_clip, checkpoint_every, val_n, time_budget, ema, resume, data_dir, download, folder, device, threads, no_test, amp,
           compile_) -> None:
     """Train a model described by a card (an id or a card.toml path); resumable. Under torchrun every process
     trains its share of each global batch (--batch-size is the global batch) with DistributedDataParallel."""
@@ -857,7 +863,9 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
     overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, patience=patience,
                                          max_steps=max_steps, time_limit=time_limit, optimizer=optimizer,
                                          schedule=schedule, weight_decay=weight_decay, grad_clip=grad_clip,
-                                         checkpoint_every=checkpoint_every, val_n=val_n).items() if v is not None}
+                                         checkpoint_every=checkpoint_every, val_n=val_n, ema=ema,
+                                         time_budget=time_budget).items()
+                 if v is not None}
     out = Path(out or f"runs/{card.id}")
     if folder:
         _say(f"training {card.id}'s architecture on the image folder {folder} (--data wins over the card's "

@@ -18,7 +18,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ from .weights import load_weights, save_weights
 STATE_FILE = "state.json"
 BEST_FILE = "best.safetensors"  # the best epoch's weights
 STOP_FILE = "stop.safetensors"  # the weights where a run stopped mid-epoch
+METRICS_FILE = "metrics.jsonl"  # per-step and per-validation records
+SIZING_SKIP, SIZING_STEPS, SIZING_SHARE = 20, 100, 0.9  # --time-budget: steps skipped, steps timed, share of time
 
 
 @dataclass
@@ -58,6 +60,9 @@ class TrainConfig:
     val_n: int | None = None
     max_steps: int | None = None
     time_limit: float | None = None
+    time_budget: float | None = None  # size the schedule (epochs) to what fits in this many seconds
+    ema: float = 0.0  # Polyak averaging of the weights (e.g. 0.999); 0 is off
+    log_every: int = 50  # steps between records in the run folder's metrics.jsonl
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -123,21 +128,22 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
 
 
 def save_checkpoint(out: Path, model: Model, opt: torch.optim.Optimizer, progress: dict[str, Any],
-                    sync: bool = True) -> None:
+                    sync: bool = True, extra: dict[str, torch.Tensor] | None = None) -> None:
     """Write weights + optimizer as safetensors and the progress as JSON, atomically: the state file is
     replaced last and names its checkpoint, so a crash at any point leaves the previous one intact.
     Under torchrun rank 0 writes and, with sync, the other ranks wait for it."""
     if zdist.is_main():
-        _write_checkpoint(out, model, opt, progress)
+        _write_checkpoint(out, model, opt, progress, extra or {})
     if sync:
         zdist.barrier()
 
 
-def _write_checkpoint(out: Path, model: Model, opt: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
+def _write_checkpoint(out: Path, model: Model, opt: torch.optim.Optimizer, progress: dict[str, Any],
+                      extra: dict[str, torch.Tensor]) -> None:
     step = progress["global_step"]
     name = f"checkpoint-{step:08d}.safetensors"
     opt_tensors, opt_meta = _optimizer_tensors(opt)
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | opt_tensors
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | opt_tensors | extra
     sha = save_weights(tensors, out / name)
     state = dict(progress, checkpoint=name, checkpoint_sha256=sha, optimizer=opt_meta)
     tmp = out / (STATE_FILE + ".tmp")
@@ -151,8 +157,10 @@ def _write_checkpoint(out: Path, model: Model, opt: torch.optim.Optimizer, progr
             old.unlink(missing_ok=True)
 
 
-def load_checkpoint(out: Path, model: Model, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore model and optimizer from the run folder's last good checkpoint; returns the progress."""
+def load_checkpoint(out: Path, model: Model, opt: torch.optim.Optimizer,
+                    ema: "_Ema | None" = None) -> dict[str, Any]:
+    """Restore model, optimizer (and the weight average) from the run folder's last good checkpoint; returns
+    the progress."""
     try:
         state = json.loads((out / STATE_FILE).read_text(encoding="utf-8"))
         name, sha = state["checkpoint"], state["checkpoint_sha256"]
@@ -165,6 +173,8 @@ def load_checkpoint(out: Path, model: Model, opt: torch.optim.Optimizer) -> dict
     tensors = load_weights(out / name, sha)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
     _restore_optimizer(opt, {k: v for k, v in tensors.items() if k.startswith("optim.")}, state["optimizer"])
+    if ema is not None:
+        ema.load(tensors)
     return state
 
 
@@ -181,6 +191,7 @@ class TrainResult:
     stopped_early: bool = False
     weights: Path | None = None  # the file holding the weights this stop ships
     best_step: int = 0  # the global step those weights were trained to
+    sized_epochs: int | None = None  # the schedule's length in epochs when --time-budget sized it
 
     @property
     def when(self) -> str:
@@ -216,6 +227,12 @@ class _Bar:
                 eta = (self.total - step) / max(rate, 1e-9)
                 self.log(f"step {step}/{self.total}  {info}  {rate:.2f} it/s  ETA {eta / 60:.1f} min")
 
+    def resize(self, total: int) -> None:
+        if self.enabled:
+            self.total = total
+            self.progress.update(self.task, total=total)
+            self.every = None if self.progress.console.is_terminal else max(1, total // 50)
+
     def log(self, msg: str) -> None:
         if self.enabled:
             self.progress.console.print(msg)
@@ -240,13 +257,56 @@ class _LossModule(nn.Module):
         return self.model.training_loss(x, y, generator=generator) * weight
 
 
-def _clip(params: list[nn.Parameter], max_norm: float) -> None:
+def _clip(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
     """clip_grad_norm_, without its pass over every gradient when the norm is already within max_norm
     (its clip coefficient is then exactly 1)."""
     grads = [p.grad for p in params if p.grad is not None]
     norm = torch.nn.utils.get_total_norm(grads)
     if float(norm) + 1e-6 > max_norm:
         torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+    return norm
+
+
+class _Ema:
+    """Polyak averaging of a model's parameters (and a copy of its buffers): `decay` per step, with the usual
+    warm-up min(decay, (1 + t) / (10 + t)) so that early averages are not dominated by the initialisation.
+    `swapped` puts the averaged weights into the model for a validation or a save and restores the raw ones."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise InputError(f"ema must be a decay between 0 and 1 (e.g. 0.999), got {decay}")
+        self.decay = decay
+        self.params = [p for p in model.parameters()]
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - d)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"ema.{i}": t for i, t in enumerate(self.shadow)}
+
+    def load(self, tensors: dict[str, torch.Tensor]) -> None:
+        if len([k for k in tensors if k.startswith("ema.")]) != len(self.shadow):
+            raise ZooError("the checkpoint holds no weight average for this run's model; it was written by a run "
+                           "without ema: resume it without --ema")
+        with torch.no_grad():
+            for i, t in enumerate(self.shadow):
+                t.copy_(tensors[f"ema.{i}"])
+
+    @contextlib.contextmanager
+    def swapped(self):
+        with torch.no_grad():
+            raw = [p.detach().clone() for p in self.params]
+            for p, e in zip(self.params, self.shadow):
+                p.copy_(e)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, r in zip(self.params, raw):
+                    p.copy_(r)
 
 
 class _Precision:
@@ -269,19 +329,22 @@ class _Precision:
         return torch.autocast(self.device_type, dtype=self.dtype) if self.enabled else contextlib.nullcontext()
 
     def backward_and_step(self, loss: torch.Tensor, params: list[nn.Parameter], opt: torch.optim.Optimizer,
-                          grad_clip: float | None) -> None:
+                          grad_clip: float | None) -> torch.Tensor | None:
+        """One optimizer step; returns the gradient norm before clipping (None without clipping)."""
+        norm = None
         if self.scaler is None:
             loss.backward()
             if grad_clip:
-                _clip(params, grad_clip)
+                norm = _clip(params, grad_clip)
             opt.step()
-            return
+            return norm
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(opt)
         if grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
         self.scaler.step(opt)
         self.scaler.update()
+        return norm
 
     @property
     def description(self) -> str:
@@ -319,17 +382,22 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch  # the schedule's length; max_steps only stops early
     stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
-    run_id = {"train_config": asdict(cfg) | {"max_steps": None, "epochs": None, "patience": None,
-                                             "time_limit": None},
+    # what identifies a run for --resume; settings that only stop or log it are left out, and ema only when on
+    # (so run folders written before it existed still resume)
+    tc = {k: v for k, v in asdict(cfg).items()
+          if k not in ("log_every", "time_budget") and not (k == "ema" and not v)}
+    run_id = {"train_config": tc | {"max_steps": None, "epochs": None, "patience": None, "time_limit": None},
               "model_config": getattr(model, "config", {}), "train": train.describe(), "val": val.describe()}
     progress_state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_nll": None,
                                       "best_epoch": -1, "bad_epochs": 0, "history": [], "run": run_id,
                                       "done": False}
+    ema = _Ema(model, cfg.ema) if cfg.ema else None
+    log = _MetricsLog(out / METRICS_FILE, enabled=zdist.is_main())
     if (out / STATE_FILE).exists():
         if not resume:
             raise ZooError(f"{out} already holds a training run; pass --resume to continue it, or choose "
                            "another --out")
-        progress_state = load_checkpoint(out, model, opt)
+        progress_state = load_checkpoint(out, model, opt, ema)
         if progress_state["run"] != json.loads(json.dumps(run_id)):
             before, now = progress_state["run"], json.loads(json.dumps(run_id))
             changed = [k for k in now if before.get(k) != now[k]]
@@ -340,6 +408,15 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                            "change), or choose another --out")
         progress_state["done"] = False
         progress_state.pop("stop", None)  # training continues past the last stop: its figure no longer applies
+        log.truncate(progress_state["global_step"])  # records past the checkpoint are written again
+    if progress_state.get("sized_epochs"):  # a schedule sized by --time-budget keeps its length on resume
+        cfg = replace(cfg, epochs=progress_state["sized_epochs"])
+        total = cfg.epochs * steps_per_epoch
+        stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
+    if cfg.time_budget is not None and cfg.time_limit is None:
+        cfg = replace(cfg, time_limit=cfg.time_budget * 1.1)  # the sizing's estimate, with a hard stop behind it
+    sizing = (None if cfg.time_budget is None or progress_state.get("sized_epochs")
+              else {"from": progress_state["global_step"] + SIZING_SKIP})
     if precision.scaler is not None and progress_state.get("grad_scaler"):
         precision.scaler.load_state_dict(progress_state["grad_scaler"])
     loss_fn: nn.Module = _LossModule(model)
@@ -352,10 +429,24 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
     def checkpoint(sync: bool = True) -> None:
         if precision.scaler is not None:
             progress_state["grad_scaler"] = precision.scaler.state_dict()
-        save_checkpoint(out, model, opt, progress_state, sync)
+        save_checkpoint(out, model, opt, progress_state, sync, extra=ema.tensors() if ema else None)
 
-    def run_validation() -> float:
-        return validate(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size, distributed=True)
+    def run_validation() -> tuple[float, dict[str, Any]]:
+        """The validation figure of the weights this point would ship: the raw ones, or with ema the better of
+        raw and averaged (both recorded)."""
+        raw = validate(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size, distributed=True)
+        if ema is None:
+            return raw, {}
+        with ema.swapped():
+            avg = validate(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size, distributed=True)
+        return min(raw, avg), {"val_raw": raw, "val_ema": avg, "weights": "ema" if avg <= raw else "raw"}
+
+    def save_shipped(path: Path, info: dict[str, Any]) -> None:
+        if not zdist.is_main():
+            return
+        ctx = ema.swapped() if ema is not None and info.get("weights") == "ema" else contextlib.nullcontext()
+        with ctx:
+            save_weights(model.state_dict(), path)
 
     def out_of_time() -> bool:
         # rank 0's clock decides, so that every rank stops at the same step
@@ -365,6 +456,7 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
     loss_ema = progress_state.get("loss_ema")  # kept in the checkpoint: a resumed run logs what one run would
     stopped_early = timed_out = False
     started = time.time()
+    tick, tick_step = time.time(), progress_state["global_step"]
     try:
         while progress_state["epoch"] < cfg.epochs and progress_state["global_step"] < stop_at:
             epoch = progress_state["epoch"]
@@ -393,12 +485,37 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                     raise ZooError(f"training diverged at step {step} (loss {batch_loss}); lower --lr. The last "
                                    f"good checkpoint in {out} is kept")
                 opt.zero_grad(set_to_none=True)
-                precision.backward_and_step(loss, params, opt, cfg.grad_clip)
+                grad_norm = precision.backward_and_step(loss, params, opt, cfg.grad_clip)
+                if ema is not None:
+                    ema.update(step)
                 loss_ema = batch_loss if loss_ema is None else 0.98 * loss_ema + 0.02 * batch_loss
                 progress_state["global_step"] = step + 1
                 progress_state["loss_ema"] = loss_ema
                 progress_state["step_in_epoch"] = b + 1
                 bar.update(step + 1, f"epoch {epoch + 1}/{cfg.epochs}  loss {loss_ema:.4g}")
+                if sizing is not None and step + 1 == sizing["from"]:
+                    sizing["t"] = time.time()
+                elif sizing is not None and step + 1 == sizing["from"] + SIZING_STEPS:
+                    rate = SIZING_STEPS / max(time.time() - sizing["t"], 1e-9)
+                    left = cfg.time_budget - (time.time() - started)
+                    fit_steps = step + 1 + rate * SIZING_SHARE * max(left, 0.0)
+                    epochs = max(epoch + 1, min(cfg.epochs, int(fit_steps // steps_per_epoch)))
+                    cfg = replace(cfg, epochs=epochs)
+                    total = cfg.epochs * steps_per_epoch
+                    stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
+                    progress_state["sized_epochs"] = epochs
+                    sizing = None
+                    bar.resize(stop_at)
+                    bar.log(f"time budget {cfg.time_budget:.0f} s: {rate:.1f} steps/s measured, so the schedule is "
+                            f"sized to {epochs} epochs ({total} steps)")
+                if cfg.log_every and (step + 1) % cfg.log_every == 0:
+                    now = time.time()
+                    log.write({"step": step + 1, "epoch": epoch + 1, "loss": batch_loss, "loss_avg": loss_ema,
+                               "lr": opt.param_groups[0]["lr"],
+                               "grad_norm": None if grad_norm is None else float(grad_norm),
+                               "images_per_s": (step + 1 - tick_step) * cfg.batch_size / max(now - tick, 1e-9),
+                               "time": now})
+                    tick, tick_step = now, step + 1
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
                     checkpoint()
                     if b + 1 < steps_per_epoch and out_of_time():
@@ -408,20 +525,20 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                         break
             if timed_out or progress_state["step_in_epoch"] < steps_per_epoch:
                 break  # max_steps or the time limit reached mid-epoch
-            val_nll = run_validation()
+            val_nll, val_info = run_validation()
             model.train()
             record = {"epoch": epoch + 1, "step": progress_state["global_step"], "train_loss": loss_ema,
-                      "val_nll": val_nll}
+                      "val_nll": val_nll, **val_info}
             progress_state["history"].append(record)
+            log.write({"val": True, **record, "time": time.time()})
             best = progress_state["best_val_nll"]
             if best is None or val_nll < best:
                 progress_state.update(best_val_nll=val_nll, best_epoch=epoch + 1, bad_epochs=0)
-                if zdist.is_main():
-                    save_weights(model.state_dict(), out / BEST_FILE)
+                save_shipped(out / BEST_FILE, val_info)
             else:
                 progress_state["bad_epochs"] += 1
             bar.log(f"epoch {epoch + 1}: train loss {_fmt(loss_ema)}  {model.val_metric[0]} {val_nll:.4g} "
-                    f"{model.val_metric[1]}"
+                    f"{model.val_metric[1]}{_ema_note(val_info)}"
                     f"{'  (best)' if progress_state['best_epoch'] == epoch + 1 else ''}")
             progress_state["epoch"] = epoch + 1
             progress_state["step_in_epoch"] = 0
@@ -446,12 +563,12 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
         # validated too, and the better of these weights and the best epoch's is what this stop ships. The figure
         # stays out of the epoch history (and out of early stopping), so a run continued later with --resume
         # selects among its epochs exactly as a run that was never stopped.
-        val_nll = run_validation()
-        progress_state["stop"] = {"step": step, "epoch": progress_state["epoch"], "val_nll": val_nll}
-        if zdist.is_main():
-            save_weights(model.state_dict(), out / STOP_FILE)
+        val_nll, val_info = run_validation()
+        progress_state["stop"] = {"step": step, "epoch": progress_state["epoch"], "val_nll": val_nll, **val_info}
+        log.write({"val": True, "stop": True, "step": step, "val_nll": val_nll, **val_info, "time": time.time()})
+        save_shipped(out / STOP_FILE, val_info)
         bar.log(f"stopped at step {step}, mid-epoch {progress_state['epoch'] + 1}: {model.val_metric[0]} "
-                f"{val_nll:.4g} {model.val_metric[1]}")
+                f"{val_nll:.4g} {model.val_metric[1]}{_ema_note(val_info)}")
     checkpoint()
     return _result(progress_state, out, stopped_early)
 
@@ -462,10 +579,11 @@ def _result(state: dict[str, Any], out: Path, stopped_early: bool) -> TrainResul
     best, stop = state["best_val_nll"], state.get("stop")
     if stop is not None and (best is None or stop["val_nll"] < best):
         return TrainResult(stop["val_nll"], -1, state["history"], state["global_step"], stopped_early,
-                           weights=out / STOP_FILE, best_step=stop["step"])
+                           weights=out / STOP_FILE, best_step=stop["step"], sized_epochs=state.get("sized_epochs"))
     best_step = next((h["step"] for h in state["history"] if h["epoch"] == state["best_epoch"]), 0)
     return TrainResult(best if best is not None else float("nan"), state["best_epoch"], state["history"],
-                       state["global_step"], stopped_early, weights=out / BEST_FILE, best_step=best_step)
+                       state["global_step"], stopped_early, weights=out / BEST_FILE, best_step=best_step,
+                       sized_epochs=state.get("sized_epochs"))
 
 
 def _folder_card(card, folder: str | Path):
@@ -508,6 +626,41 @@ def _folder_card(card, folder: str | Path):
                   config=config, description=f"the {card.architecture} architecture of {base}, trained on the image "
                                              f"folder '{f.name}' ({len(f.files):,} images)")
     return new, model, train, val
+
+
+def _ema_note(info: dict[str, Any]) -> str:
+    if not info:
+        return ""
+    return f" (raw {info['val_raw']:.4g}, averaged {info['val_ema']:.4g}: ships {info['weights']})"
+
+
+class _MetricsLog:
+    """The run folder's metrics.jsonl: one JSON record per `log_every` steps (step, loss, learning rate, gradient
+    norm, images/s) and one per validation (`"val": true`), appended as training goes, so a run can be watched
+    (`zoo runs`) and plotted while it trains."""
+
+    def __init__(self, path: Path, enabled: bool = True) -> None:
+        self.path, self.enabled = path, enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def truncate(self, step: int) -> None:
+        """Drop the records past `step` (a resumed run writes them again from its checkpoint)."""
+        if not self.enabled or not self.path.exists():
+            return
+        keep = [ln for ln in self.path.read_text(encoding="utf-8").splitlines()
+                if ln.strip() and _record_step(ln) <= step]
+        self.path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
+
+
+def _record_step(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, TypeError, AttributeError):
+        return 1 << 62  # an unreadable line (a torn write) is dropped
 
 
 def _fmt(x: float | None) -> str:
@@ -575,8 +728,11 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
     sha = save_weights(model.state_dict(), out / weights_file) if zdist.is_main() else ""
     new = replace(card, weights_file=weights_file, sha256=sha, path=None, metrics=[], params=model.num_params,
                   training={k: v for k, v in asdict(cfg).items()
-                            if k in recipe or (k in (overrides or {}) and k not in ("max_steps", "time_limit"))})
-    stops = {k: v for k, v in (overrides or {}).items() if k in ("max_steps", "time_limit")}
+                            if (k in recipe or (k in (overrides or {}) and k not in ("max_steps", "time_limit")))
+                            and k != "time_budget"})
+    if result.sized_epochs:  # what --time-budget chose is the recipe's length from now on
+        new.training["epochs"] = result.sized_epochs
+    stops = {k: v for k, v in (overrides or {}).items() if k in ("max_steps", "time_limit", "time_budget")}
     new.training["run"] = {"device": str(device), "best_epoch": result.best_epoch, "best_step": result.best_step,
                            "steps": result.global_step, "epochs_done": len(result.history), **stops}
     if zdist.world_size() > 1:

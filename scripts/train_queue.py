@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""The training queue (issue 23): run the plan file's trainings in the background, a few at a time, each
+resumed from its run folder after any stop, and record which finished.
+
+    nohup python scripts/train_queue.py [experiments/queue/plan.toml] > runs/queue/queue.log 2>&1 &
+
+The plan lists runs in order; `slots` of them train at once with `threads` CPU threads each. A run whose folder
+already holds a state.json is continued with --resume; one recorded as finished in the queue's record
+(`finished.jsonl` beside the run folders) is skipped. Stop the queue with Ctrl-C or kill: every run keeps its
+last checkpoint, and starting the queue again continues where each stopped. `python scripts/train_queue.py
+--status` prints where each run stands without starting anything.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Run:
+    """One planned training: a recipe (card TOML or id), its run folder and extra `zoo train` flags."""
+
+    name: str
+    recipe: str
+    out: Path
+    args: list[str] = field(default_factory=list)
+    threads: int = 1
+
+
+def read_plan(path: Path) -> tuple[int, Path, list[Run]]:
+    """The plan file: `slots`, `root` (where run folders go) and its [[run]] tables, in order."""
+    plan = tomllib.loads(path.read_text())
+    root = ROOT / plan.get("root", "runs/queue")
+    threads = int(plan.get("threads", 1))
+    runs = []
+    for r in plan.get("run", []):
+        name = r.get("name") or Path(r["recipe"]).stem
+        runs.append(Run(name, r["recipe"], root / name, list(r.get("args", [])), int(r.get("threads", threads))))
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        sys.exit(f"{path}: two runs share a name; give each [[run]] its own `name`")
+    return int(plan.get("slots", 1)), root, runs
+
+
+def finished(root: Path) -> dict[str, dict]:
+    """The queue's record of finished runs, by name (the last record of a name wins)."""
+    rec = root / "finished.jsonl"
+    done: dict[str, dict] = {}
+    if rec.exists():
+        for line in rec.read_text().splitlines():
+            if line.strip():
+                d = json.loads(line)
+                done[d["name"]] = d
+    return done
+
+
+def state(run: Run) -> dict | None:
+    """The run folder's training state (epoch, step, history), or None before its first checkpoint."""
+    p = run.out / "state.json"
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def describe(run: Run, done: dict[str, dict]) -> str:
+    """One status line: finished, running/stopped at epoch e of E with the best validation figure, or pending."""
+    s = state(run)
+    if run.name in done:
+        d = done[run.name]
+        return f"{run.name:28s} finished {d['when']} (rc {d['rc']}; best {d.get('best')})"
+    if s is None:
+        return f"{run.name:28s} pending"
+    hist = s.get("history", [])
+    total = s.get("run", {}).get("train_config", {})
+    return (f"{run.name:28s} epoch {s.get('epoch')} step {s.get('global_step')} best val {s.get('best_val_nll')}"
+            f" (epoch {s.get('best_epoch')}), {len(hist)} validations; batch {total.get('batch_size')}")
+
+
+def command(run: Run) -> list[str]:
+    """The `zoo train` command line of a run: --resume when its folder already holds a run."""
+    recipe = str(ROOT / run.recipe) if run.recipe.endswith(".toml") else run.recipe
+    cmd = [sys.executable, "-m", "zoo.cli", "train", recipe, "--out", str(run.out), "--threads", str(run.threads),
+           *run.args]
+    if state(run) is not None:
+        cmd.append("--resume")
+    return cmd
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("plan", nargs="?", default=str(ROOT / "experiments/queue/plan.toml"))
+    ap.add_argument("--status", action="store_true", help="print where each run stands and exit")
+    a = ap.parse_args()
+    slots, root, runs = read_plan(Path(a.plan))
+    root.mkdir(parents=True, exist_ok=True)
+    if a.status:
+        done = finished(root)
+        for r in runs:
+            print(describe(r, done))
+        return
+    pending = [r for r in runs if r.name not in finished(root)]
+    active: dict[str, tuple[Run, subprocess.Popen, float]] = {}
+
+    def stop(signum, frame):  # the children checkpoint on SIGINT and exit; the queue follows
+        for _, p, _ in active.values():
+            p.send_signal(signal.SIGINT)
+        for _, p, _ in active.values():
+            p.wait()
+        sys.exit(130)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    while pending or active:
+        while pending and len(active) < slots:
+            r = pending.pop(0)
+            r.out.parent.mkdir(parents=True, exist_ok=True)
+            log = open(root / f"{r.name}.log", "a")
+            cmd = command(r)
+            print(f"{time.strftime('%H:%M:%S')} start {r.name}: {' '.join(cmd[2:])}", flush=True)
+            log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
+            log.flush()
+            active[r.name] = (r, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env),
+                              time.time())
+        time.sleep(5)
+        for name in list(active):
+            r, p, t0 = active[name]
+            rc = p.poll()
+            if rc is None:
+                continue
+            del active[name]
+            s = state(r) or {}
+            rec = {"name": name, "rc": rc, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+                   "seconds": round(time.time() - t0), "epochs": s.get("epoch"), "steps": s.get("global_step"),
+                   "best": s.get("best_val_nll")}
+            print(f"{time.strftime('%H:%M:%S')} {name} exited {rc} after {rec['seconds']} s "
+                  f"(epoch {rec['epochs']}, best {rec['best']})", flush=True)
+            if rc == 0:
+                with open(root / "finished.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+            else:
+                print(f"  see {root / (name + '.log')}; start the queue again to resume it", flush=True)
+
+
+if __name__ == "__main__":
+    main()
