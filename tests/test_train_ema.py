@@ -1,0 +1,60 @@
+"""--ema, --time-budget and the run folder's metrics.jsonl (issue 23)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import zoo
+from zoo.errors import InputError
+from zoo.train import BEST_FILE, METRICS_FILE, STATE_FILE, TrainConfig, fit
+from zoo.weights import load_weights
+
+from fakedata import tiny_data  # noqa: E402  (tests/ is on sys.path: conftest)
+
+CFG = dict(epochs=3, batch_size=16, lr=0.01, checkpoint_every=5, seed=0, ema=0.9, log_every=2)
+
+
+def model():
+    torch.manual_seed(0)
+    return zoo.create("made", image_shape=[1, 3, 3], levels=2, hidden=[16], num_masks=3, ordering="agnostic")
+
+
+def test_ema_run_resumes_exactly_and_ships_the_better_weights(tmp_path):
+    train, val = tiny_data(100, "train", True), tiny_data(40, "val", False)
+    ref = fit(model(), train, val, TrainConfig(**CFG), tmp_path / "ref", progress=False)
+    fit(model(), train, val, TrainConfig(**CFG, max_steps=13), tmp_path / "run", progress=False)
+    resumed = fit(model(), train, val, TrainConfig(**CFG), tmp_path / "run", resume=True, progress=False)
+    a, b = load_weights(tmp_path / "ref" / BEST_FILE), load_weights(tmp_path / "run" / BEST_FILE)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["val_nll"] for h in resumed.history] == [h["val_nll"] for h in ref.history]
+    for h in ref.history:
+        assert h["val_nll"] == min(h["val_raw"], h["val_ema"])
+        assert h["weights"] == ("ema" if h["val_ema"] <= h["val_raw"] else "raw")
+    # the log holds every step record once, also across the stop and resume
+    recs = [json.loads(ln) for ln in (tmp_path / "run" / METRICS_FILE).read_text().splitlines()]
+    steps = [r["step"] for r in recs if not r.get("val")]
+    assert steps == list(range(2, 22, 2))
+    assert all(r["lr"] >= 0 and r["images_per_s"] > 0 and r["grad_norm"] is not None for r in recs if not r.get("val"))
+    assert sum(1 for r in recs if r.get("val") and not r.get("stop")) == 3
+
+
+def test_ema_resume_of_a_run_without_it_is_refused(tmp_path):
+    train, val = tiny_data(100, "train", True), tiny_data(40, "val", False)
+    plain = {k: v for k, v in CFG.items() if k != "ema"}
+    fit(model(), train, val, TrainConfig(**plain, max_steps=5), tmp_path, progress=False)
+    with pytest.raises(zoo.ZooError):
+        fit(model(), train, val, TrainConfig(**CFG), tmp_path, resume=True, progress=False)
+    with pytest.raises(InputError):
+        fit(model(), train, val, TrainConfig(**{**CFG, "ema": 1.5}), tmp_path / "bad", progress=False)
+
+
+def test_time_budget_sizes_the_schedule_and_keeps_it_on_resume(tmp_path):
+    train, val = tiny_data(400, "train", True), tiny_data(40, "val", False)
+    cfg = dict(epochs=50, batch_size=4, lr=0.01, checkpoint_every=50, seed=0)
+    r = fit(model(), train, val, TrainConfig(**cfg, time_budget=0.5), tmp_path, progress=False)
+    state = json.loads((tmp_path / STATE_FILE).read_text())
+    assert 1 <= state["sized_epochs"] < 50 and r.sized_epochs == state["sized_epochs"]
+    again = fit(model(), train, val, TrainConfig(**cfg), tmp_path, resume=True, progress=False)
+    assert again.global_step == state["sized_epochs"] * 100
