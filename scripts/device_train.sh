@@ -40,9 +40,8 @@ done
 wait "${pids[@]}"
 for r in $RECIPES; do
   echo "== $r"; grep -v "━" $RUNS/$r.log | tail -8
-  # weights of at most 16 MiB come back as files of their own (the device tool's limit); every run's card, log,
-  # state and metrics go into the results tarball
-  # (larger ones as a float16 copy, NAME.f16.safetensors, when that fits)
+  # weights of at most 16 MiB (the device tool's limit) come back as files of their own, larger ones as a
+  # float16 copy, NAME.f16.safetensors; every run's card, log, state and metrics go into the results tarball
   f=$RUNS/$r/$r.safetensors
   [ -f "$f" ] && python3 -c "import sys, os, torch; from safetensors.torch import load_file, save_file
 f, out = sys.argv[1], sys.argv[2]

@@ -82,9 +82,9 @@ def describe(run: Run, done: dict[str, dict]) -> str:
     if s is None:
         return f"{run.name:28s} pending"
     hist = s.get("history", [])
-    total = s.get("run", {}).get("train_config", {})
+    tc = s.get("run", {}).get("train_config", {})
     return (f"{run.name:28s} epoch {s.get('epoch')} step {s.get('global_step')} best val {s.get('best_val_nll')}"
-            f" (epoch {s.get('best_epoch')}), {len(hist)} validations; batch {total.get('batch_size')}")
+            f" (epoch {s.get('best_epoch')}), {len(hist)} validations; batch {tc.get('batch_size')}")
 
 
 def command(run: Run) -> list[str]:

@@ -268,7 +268,7 @@ def _clip(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
 
 
 class _Ema:
-    """Polyak averaging of a model's parameters (and a copy of its buffers): `decay` per step, with the usual
+    """Polyak averaging of a model's parameters (buffers are not averaged): `decay` per step, with the usual
     warm-up min(decay, (1 + t) / (10 + t)) so that early averages are not dominated by the initialisation.
     `swapped` puts the averaged weights into the model for a validation or a save and restores the raw ones."""
 
@@ -276,13 +276,13 @@ class _Ema:
         if not 0.0 < decay < 1.0:
             raise InputError(f"ema must be a decay between 0 and 1 (e.g. 0.999), got {decay}")
         self.decay = decay
-        self.params = [p for p in model.parameters()]
-        self.shadow = [p.detach().clone() for p in self.params]
+        self.params = [p.detach() for p in model.parameters()]  # views of the live parameters
+        self.shadow = [p.clone() for p in self.params]
 
     def update(self, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
         with torch.no_grad():
-            torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - d)
+            torch._foreach_lerp_(self.shadow, self.params, 1.0 - d)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f"ema.{i}": t for i, t in enumerate(self.shadow)}
@@ -298,7 +298,7 @@ class _Ema:
     @contextlib.contextmanager
     def swapped(self):
         with torch.no_grad():
-            raw = [p.detach().clone() for p in self.params]
+            raw = [p.clone() for p in self.params]
             for p, e in zip(self.params, self.shadow):
                 p.copy_(e)
         try:
@@ -591,8 +591,6 @@ def _folder_card(card, folder: str | Path):
     card's image shape and levels; a class-conditional one gets the folder's classes. The card is renamed
     `<id>-<folder>` and its [data] describes the folder (name, images, classes, preprocessing, content hash).
     Every image is decoded here, before any run folder is touched."""
-    from dataclasses import replace
-
     from .api import create
     from .datasets import FOLDER_DATASET
     from .errors import DataError
@@ -698,8 +696,6 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
     Returns (card, TrainResult). Under torchrun every rank calls it; rank 0 writes the files. `command` is the
     command line that ran (the CLI passes it), recorded with the validation figure; without it the card gets an
     equivalent `zoo train` line built from the arguments (zoo.records.train_command)."""
-    from dataclasses import replace
-
     from .api import create
     from .cards import Metric, with_metric, write_card
     from .data import load_dataset
