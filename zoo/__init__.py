@@ -33,7 +33,7 @@ _LAZY = {
 }
 _SUBMODULES = {"masks", "api", "cards", "data", "distributed", "evaluate", "export", "fid", "grid", "logits",
                "model", "plugins", "sampling", "tokenizers", "train", "weights", "errors", "threads", "floors", "presets",
-               "image_folder", "datasets", "locking", "heads", "testing", "records", "cache"}
+               "image_folder", "datasets", "locking", "heads", "testing", "records", "cache", "completion"}
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly
     from . import masks  # noqa: F401

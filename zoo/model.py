@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from . import presets
+from . import completion, presets
 from .logits import Guidance, LogitProcessor
 from .presets import UNSET
 from .sampling import FullRecomputeStepper, Sampler, Stepper, as_steps
@@ -205,6 +205,9 @@ class Trainable(nn.Module):
     generative: bool = True
     #: the name and unit of the figure the training engine validates on (lower is better)
     val_metric: tuple[str, str] = ("val_nll", "nats/image")
+    #: names (shell-style patterns, as `named_buffers` gives them) of buffers that hold learned values (running
+    #: statistics, an EMA codebook): `zoo.testing` randomises them with the parameters
+    learned_buffers: tuple[str, ...] = ()
 
     @classmethod
     def check_config(cls) -> dict[str, Any] | None:
@@ -254,6 +257,18 @@ class Model(Trainable):
     #: the family's log_prob options (a dataclass whose fields are the options, with types and defaults), or
     #: None when log_prob takes none. `zoo eval -o KEY=VALUE` lists and checks them.
     Options: type | None = None
+    #: non-empty only for a family whose completion of some masks is a documented approximation (VAR: the paper's
+    #: zero-shot scheme; an order-agnostic MADE: another order's network): one sentence saying what it does. The
+    #: core then accepts a mask even when the order does not generate its observed tokens first, and
+    #: `zoo.testing` checks cached == naive instead of the exact conditional for a mask that is no prefix. Empty
+    #: (the default): the core refuses every mask whose observed tokens the order does not generate first
+    approximate_completion: str = ""
+
+    @classmethod
+    def completes_any_mask(cls, config: dict[str, Any]) -> bool:
+        """Whether a model of this family built from `config` accepts every completion mask (exactly, or by its
+        `approximate_completion`): refusals name the installed models that do. False by default."""
+        return False
 
     # ---- to implement in a family -------------------------------------------------------------
     def logits_all(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -273,10 +288,26 @@ class Model(Trainable):
         return self.logits_all(tokens) if y is None else self.logits_all(tokens, y)
 
     def generation_steps(self, observed_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """The token positions each generation step fills, in order (raster, one token per step, by default).
-        `observed_mask` (T,) marks tokens a completion will teacher-force: a family may choose an order that
-        puts them first, or refuse the mask with an InputError saying which masks it completes."""
+        """The token positions each generation step fills, in order: raster, one token per step, by default.
+        `observed_mask` (T,) marks tokens a completion will teacher-force: return an order that generates them
+        first, or raise an InputError saying which masks the family completes. The default accepts raster
+        prefixes (the observed tokens are the first K) and refuses every other mask."""
+        if observed_mask is not None and not completion.is_prefix(observed_mask):
+            if type(self).generation_steps is Model.generation_steps:
+                deprecated(type(self), "keeps zoo's default generation_steps, which before zoo 0.4 accepted every "
+                           "completion mask and completed it in raster order, not as the exact conditional; it now "
+                           "refuses a mask that is not a raster prefix, like this one. If the family completes "
+                           "other masks exactly, override generation_steps(observed_mask) to return an order that "
+                           "generates the observed tokens first (CONTRIBUTING.md, 'The plugin contract'). The "
+                           "refusal stays; this warning goes in 1.0")
+            raise InputError(completion.raster_refusal(self))
         return as_steps(torch.arange(self.tokenizer.num_tokens))
+
+    def completion_steps(self, observed_mask: torch.Tensor | None) -> list[torch.Tensor]:
+        """The steps of a completion with this (T,) observed mask, or an InputError when the model cannot complete
+        it exactly: `generation_steps(observed_mask)` answers first, then the core refuses an order that does
+        not generate the observed tokens first (unless `approximate_completion`). Every completion path asks."""
+        return completion.completion_steps(self, observed_mask)
 
     def stepper(self, n: int, *, y: torch.Tensor | None = None, observed_mask: torch.Tensor | None = None,
                 generator: torch.Generator | None = None, cfg: float | None = None) -> Stepper:
@@ -332,7 +363,19 @@ class Model(Trainable):
     def make_stepper(self, n: int, *, y: torch.Tensor | None = None, observed_mask: torch.Tensor | None = None,
                      generator: torch.Generator | None = None, processor: LogitProcessor | None = None,
                      naive: bool = False) -> Stepper:
-        """The stepper the sampler drives: the family's cached one, or the core's naive reference."""
+        """The stepper the sampler drives: the family's cached one, or the core's naive reference. A completion
+        mask the model cannot complete exactly is refused first (`completion_steps`), on both paths."""
+        if observed_mask is not None:
+            self.completion_steps(observed_mask)
+        return self._build_stepper(n, y=y, observed_mask=observed_mask, generator=generator, processor=processor,
+                                   naive=naive)
+
+    def _build_stepper(self, n: int, *, y: torch.Tensor | None = None, observed_mask: torch.Tensor | None = None,
+                       generator: torch.Generator | None = None, processor: LogitProcessor | None = None,
+                       naive: bool = False) -> Stepper:
+        """The family's cached stepper or the naive reference, built as asked, without the core's completion
+        decision (`make_stepper` takes it first): for `zoo.testing`, which holds a family's own steppers to its
+        `generation_steps`."""
         processor = processor or LogitProcessor()
         # the guidance scale as a float that also carries its ramp over the steps (zoo.logits.Guidance)
         guided = y is not None and processor.cfg is not None
@@ -511,7 +554,10 @@ class Model(Trainable):
     def complete(self, x: torch.Tensor, mask: torch.Tensor, *, seed: int | None = None, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, y: torch.Tensor | int | None = None,
                  naive: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Keep every observed pixel of x (mask True) exactly and sample the rest from the model."""
+        """Keep every observed pixel of x (mask True) exactly and sample the rest from the model: the exact
+        conditional, or an InputError (before anything is drawn) for a mask the model cannot complete exactly,
+        naming the models that can. A family with `approximate_completion` (VAR, an order-agnostic MADE) completes
+        other masks by the approximation it names."""
         self._require_generative("complete images")
         x = check_images(x, self.image_shape).to(self.device)
         n = x.shape[0]
@@ -538,6 +584,8 @@ class Model(Trainable):
         out = torch.empty_like(tokens)
         # rows that share a mask share a generation order: run each group as one batch
         uniq, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        for g in range(uniq.shape[0]):  # every mask is decided before any group is drawn
+            self.completion_steps(uniq[g])
         for g in range(uniq.shape[0]):
             rows = (inverse == g).nonzero().flatten()
             out[rows] = self.generate_tokens(

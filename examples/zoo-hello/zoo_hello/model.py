@@ -22,6 +22,11 @@ class IndependentPixels(zoo.Model):
         """A model small enough for zoo.testing to enumerate: 2x3 binary images, 64 token sequences."""
         return {"image_shape": [1, 2, 3], "levels": 2}
 
+    @classmethod
+    def completes_any_mask(cls, config: dict) -> bool:
+        """Any mask: see generation_steps."""
+        return True
+
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2) -> None:
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
@@ -32,3 +37,12 @@ class IndependentPixels(zoo.Model):
     def logits_all(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (N, T, levels) of every position given the tokens (N, T): here they ignore the tokens."""
         return self.logits.expand(tokens.shape[0], -1, -1)
+
+    def generation_steps(self, observed_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Raster order, one sub-pixel per step; for a completion, the observed sub-pixels first. The pixels
+        ignore each other, so every order is exact and any mask is completed as the exact conditional."""
+        order = torch.arange(self.tokenizer.num_tokens)
+        if observed_mask is not None:
+            seen = observed_mask.reshape(-1).bool().cpu()
+            order = torch.cat([order[seen], order[~seen]])
+        return list(order.reshape(-1, 1))

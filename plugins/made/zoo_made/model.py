@@ -52,10 +52,10 @@ class Connectivity:
     uid: int = field(default_factory=itertools.count().__next__)
 
 
-def _agnostic_models() -> str:
-    """The installed MADE cards that complete any mask (ordering = 'agnostic'), read from the registry."""
-    ids = [i for i in zoo.list_models() if zoo.get_card(i).architecture == "made"
-           and zoo.get_card(i).config.get("ordering") == "agnostic"]
+def _any_mask_models() -> str:
+    """The installed models that complete any mask (zoo's list, e.g. MADEs with ordering = 'agnostic')."""
+    from zoo.completion import any_mask_models
+    ids = any_mask_models()
     return ", ".join(ids) if ids else "none installed; train one with ordering = 'agnostic'"
 
 
@@ -83,6 +83,22 @@ class MADE(zoo.Model):
     @classmethod
     def check_config(cls) -> dict:
         return {"image_shape": [1, 3, 3], "levels": 2, "hidden": [16, 16], "num_masks": 1}
+
+    @classmethod
+    def completes_any_mask(cls, config: dict) -> bool:
+        """An order-agnostic MADE generates any mask's observed pixels first (`completion_order`)."""
+        return config.get("ordering") == "agnostic"
+
+    @property
+    def approximate_completion(self) -> str:
+        """Non-empty for an order-agnostic MADE: its completion of a mask that is no raster prefix is exact for
+        its network read in another order, not for the natural order that log_prob scores."""
+        if self.ordering != "agnostic":
+            return ""
+        return ("an order-agnostic MADE completes a mask that is no raster prefix in an order that generates the "
+                "observed pixels first: the exact conditional of its network read in that order, which is another "
+                "distribution than the natural order's that log_prob scores (order-agnostic training brings the "
+                "orders closer, not together)")
 
     def __init__(self, image_shape=(1, 28, 28), levels: int = 2, hidden=(1000, 1000), num_masks: int = 1,
                  eval_masks: int | None = None, ordering: str = "natural", natural_prob: float = 0.5,
@@ -336,7 +352,8 @@ class MADE(zoo.Model):
                 raise InputError(
                     f"this MADE was trained with {self.ordering} ordering(s): it completes masks whose observed "
                     "pixels come first in one of its orderings (top-half, first:K). For any other mask use a "
-                    f"model trained with ordering = 'agnostic' ({_agnostic_models()})")
+                    f"model trained with ordering = 'agnostic', or another that completes any mask "
+                    f"({_any_mask_models()})")
         if order is None:
             conns = [self._fixed(k) for k in range(self.eval_masks)]
             if len({tuple(c.order.tolist()) for c in conns}) > 1:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import zoo
+from zoo.completion import any_mask_hint
 from zoo.errors import InputError
 from zoo.heads import make_head
 
@@ -232,8 +233,7 @@ class PixelCNN(zoo.Model):
             k = int(observed_mask.sum())
             if not bool(observed_mask[self.generation_order][:k].all()):
                 raise InputError("PixelCNN generates in raster order, so it completes masks whose observed pixels "
-                                 "are a raster prefix: top-half or first:K. For other masks use an order-agnostic "
-                                 "model such as made-mnist")
+                                 f"are a raster prefix: top-half or first:K. {any_mask_hint()}")
         return list(self.generation_order.reshape(-1, 1))
 
     def stepper(self, n: int, *, y=None, observed_mask=None, generator=None, cfg=None) -> "CachedStepper":

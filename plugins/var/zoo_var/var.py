@@ -78,6 +78,10 @@ class VAR(Model):
 
     likelihood = "tokens"
     guidance = True  # the last class embedding is the null class, trained with class dropout
+    #: completion is the VAR paper's zero-shot scheme, documented as such (README, VAR): zoo accepts any mask
+    approximate_completion = ("the VAR paper's zero-shot scheme: at every scale the tokens whose cells lie wholly "
+                              "inside the observed region are teacher-forced and the rest sampled; coarse scales "
+                              "straddle any cut, so it is not the exact conditional")
 
     @classmethod
     def check_config(cls) -> dict:
