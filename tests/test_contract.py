@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LEGACY = ROOT / "tests" / "fixtures" / "zoo-hello-0.1"
 EXAMPLE = ROOT / "examples" / "zoo-hello"
 ALL_CHECKS = ["config", "normalisation", "conditionals", "causality", "cached == naive",
-              "completion keeps observed", "exact completion", "save/load"]
+              "completion keeps observed", "exact completion", "non-prefix completion", "save/load"]
 
 
 @pytest.mark.parametrize("arch", sorted(set(zoo.list_architectures()) - set(zoo.list_tokenizers())))
@@ -89,6 +89,7 @@ class Markov(zoo.Model):
         return exact + 0.01 if self.bug == "unnormalised" else exact
 
     def stepper(self, n, *, y=None, observed_mask=None, generator=None, cfg=None):
+        self.generation_steps(observed_mask)  # refuses what the naive reference refuses (a non-prefix mask)
         return MarkovStepper(self, n)
 
 
