@@ -40,7 +40,7 @@ class FakeDists:
         self.modules: list[str] = []
 
     def add(self, dist: str, entry_points: dict[str, str], modules: dict[str, str] | None = None,
-            files: dict[str, str] | None = None) -> None:
+            files: dict[str, str] | None = None, requires: list[str] | None = None) -> None:
         for name, source in (modules or {}).items():
             (self.root / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
             self.modules.append(name)
@@ -50,7 +50,8 @@ class FakeDists:
             path.write_text(textwrap.dedent(text), encoding="utf-8")
         info = self.root / f"{dist.replace('-', '_')}-0.1.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n", encoding="utf-8")
+        deps = "".join(f"Requires-Dist: {r}\n" for r in requires or [])
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n{deps}", encoding="utf-8")
         eps = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
         (info / "entry_points.txt").write_text(f"[zoo.plugins]\n{eps}", encoding="utf-8")
 
@@ -112,6 +113,7 @@ logits = m.logits.detach().log_softmax(-1)
 tokens = x.flatten(1).long()
 expected = logits[torch.arange(tokens.shape[1]), tokens].sum(1)
 done = m.complete(x, zoo.masks.top_half(x), seed=1)
+other = m.complete(x, zoo.masks.bottom_half(x), seed=1)  # its pixels are independent: any mask is exact
 print(json.dumps({
     "plugins": {p.name: p.version for p in reg.plugins.values()},
     "failures": [f.error for f in reg.failures],
@@ -124,6 +126,7 @@ print(json.dumps({
     "other_seed": not torch.equal(x, m.sample(4, seed=1)),
     "log_prob_exact": torch.allclose(m.log_prob(x).detach(), expected, atol=1e-3),
     "observed_kept": torch.equal(done[:, :, :14], x[:, :, :14]),
+    "any_mask_kept": torch.equal(other[:, :, 14:], x[:, :, 14:]),
 }))
 """
 
@@ -176,7 +179,8 @@ def test_example_plugin_installs_and_works(tmp_path):
     assert Path(r["card"]).is_relative_to(target)  # the installed copy, not the source tree
     assert r["module"] == "zoo_hello.model"
     assert r["shape"] == [4, 1, 28, 28] and r["binary"]
-    assert r["same_seed"] and r["other_seed"] and r["log_prob_exact"] and r["observed_kept"]
+    assert r["same_seed"] and r["other_seed"] and r["log_prob_exact"]
+    assert r["observed_kept"] and r["any_mask_kept"]
 
     # the test runner's own process never saw the plugin
     assert sorted(zoo.plugins.registry().plugins) == before
@@ -217,6 +221,24 @@ def test_broken_plugin_is_reported_and_made_still_loads(fake, source, entry, err
     assert "made" in out.output
     out = run_cli("list")
     assert out.exit_code == 0 and "made-mnist-bin" in out.output and "1 plugin(s) failed" in out.output
+
+
+def test_zoo_plugins_names_a_plugin_that_requires_zoo_0_1s_distribution_name(fake):
+    """A plugin written for 0.1 declares `zoo>=0.1`; zoo is published as ar-zoo, so that no longer resolves. It
+    still loads, and `zoo plugins` says which line to change; `ar-zoo` and look-alike names are left alone."""
+    for name, requires in [("old", ["torch>=2.4", "zoo>=0.1"]), ("new", ["ar-zoo>=0.2"]),
+                           ("alike", ["zoo-extras>=1", "zoology"])]:
+        fake.add(f"zoo-{name}", {name: f"zoo_{name}_mod:plugin"}, requires=requires,
+                 modules={f"zoo_{name}_mod": GOOD_PLUGIN.format(name=name, arch=f"{name}-arch")})
+    with pytest.warns(zoo.PluginDependencyWarning) as caught:
+        out = run_cli("plugins")
+    assert out.exit_code == 0, out.output
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    note = str(caught[0].message)
+    assert "plugin 'old' (zoo-old 0.1) requires 'zoo>=0.1'" in note and "should say 'ar-zoo>=0.1'" in note
+    reg = zoo.plugins.registry()
+    assert list(reg.notes) == ["old"] and reg.notes["old"] == note
+    assert {"old", "new", "alike"} <= set(reg.plugins) and not [f for f in reg.failures if f.name == "old"]
 
 
 def test_broken_card_hides_only_itself(fake):

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from .cards import Card, Metric, read_card
 from .datasets import Dataset, list_datasets
-from .errors import (CardError, DataError, InputError, LockedError, PluginError, UnknownModelError,
-                     UnverifiedWeightsWarning, WeightsError, ZooError)
+from .errors import (CardError, DataError, InputError, LockedError, PluginDependencyWarning, PluginError,
+                     UnknownModelError, UnverifiedWeightsWarning, WeightsError, ZooError)
 from .plugins import Plugin
 
 __version__ = "0.3.0"
@@ -61,7 +61,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Card", "CardError", "DataError", "Dataset", "FullRecomputeStepper", "InputError", "LearnedTokenizer",
-    "LockedError", "LogitProcessor", "Metric", "Model", "PixelTokenizer", "Plugin", "PluginError", "Sampler",
+    "LockedError", "LogitProcessor", "Metric", "Model", "PixelTokenizer", "Plugin", "PluginDependencyWarning",
+    "PluginError", "Sampler",
     "Stepper", "Tokenizer", "Trainable", "UnknownModelError", "UnverifiedWeightsWarning", "WeightsError", "ZooError",
     "create", "get_card", "heads", "list_architectures", "list_datasets", "list_models", "list_tokenizers", "load",
     "make_generator", "masks", "read_card",

@@ -39,3 +39,8 @@ class LockedError(ZooError):
 
 class UnverifiedWeightsWarning(UserWarning):
     """An explicit weights file whose sha256 is not the card's was loaded: the model is not the card's model."""
+
+
+class PluginDependencyWarning(UserWarning):
+    """An installed plugin whose metadata requires `zoo`, zoo 0.1's distribution name (zoo is published as
+    ar-zoo): it loads, but installing it anew does not resolve. The message says the one line to change."""

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from .cards import Card, read_card
-from .errors import CardError, PluginError
+from .errors import CardError, PluginDependencyWarning, PluginError
 
 GROUP = "zoo.plugins"
+#: zoo 0.1's distribution name; since 0.2 zoo is published as `ar-zoo` (`zoo` on PyPI is another project)
+OLD_DISTRIBUTION = "zoo"
 
 
 @dataclass
@@ -124,6 +126,8 @@ class Registry:
     cards: dict[str, Card] = field(default_factory=dict)
     conflicts: dict[str, list[str]] = field(default_factory=dict)
     datasets: dict[str, tuple[Plugin, Any]] = field(default_factory=dict)
+    #: entry-point name -> what is wrong with its distribution's metadata (a dependency on `zoo`, 0.1's name)
+    notes: dict[str, str] = field(default_factory=dict)
 
     def add(self, plugin: Plugin, source: str = "", listed: bool = True) -> None:
         """Register a plugin's architectures, cards and datasets, refusing any id another plugin already claims.
@@ -242,6 +246,36 @@ def allowed_plugins() -> set[str] | None:
     return {p.strip() for p in raw.split(",") if p.strip()}
 
 
+def _project(requirement: str) -> str:
+    """The normalised project name a requirement string names (PEP 503: lower case, runs of -_. as one -)."""
+    m = re.match(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)", requirement)
+    return re.sub(r"[-_.]+", "-", m.group(1)).lower() if m else ""
+
+
+def old_dependency(dist: Any) -> str | None:
+    """The requirement on `zoo` (zoo 0.1's distribution name) in an installed distribution's metadata, if any."""
+    for requirement in (getattr(dist, "requires", None) or []):
+        if _project(requirement) == OLD_DISTRIBUTION:
+            return requirement.split(";")[0].strip()
+    return None
+
+
+def dependency_note(ep: Any) -> str | None:
+    """What to change in a plugin whose installed metadata requires `zoo` instead of `ar-zoo`; None when it
+    does not (or its distribution cannot be read)."""
+    dist = getattr(ep, "dist", None)
+    try:
+        requirement = old_dependency(dist)
+    except Exception:  # noqa: BLE001 - unreadable metadata must not break discovery
+        return None
+    if requirement is None:
+        return None
+    fixed = re.sub(r"^\s*zoo\b", "ar-zoo", requirement, flags=re.IGNORECASE)
+    return (f"plugin '{ep.name}' ({dist.name} {dist.version}) requires '{requirement}', zoo 0.1's distribution "
+            "name: zoo is published as ar-zoo, and pip reads 'zoo' as an unrelated project on PyPI, so the plugin "
+            f"does not install anew with zoo. Its dependency line should say '{fixed}' instead")
+
+
 def discover() -> Registry:
     """Load every entry point in `zoo.plugins` (subject to ZOO_LOAD_PLUGINS) into a new Registry."""
     reg = Registry()
@@ -253,6 +287,10 @@ def discover() -> Registry:
     for ep in sorted(entry_points(group=GROUP), key=lambda e: (e.name, e.value)):
         if allow is not None and ep.name not in allow:
             continue
+        note = dependency_note(ep)
+        if note is not None:
+            reg.notes[ep.name] = note
+            warnings.warn(note, PluginDependencyWarning, stacklevel=2)
         try:
             obj = ep.load()
             plugin = obj() if callable(obj) and not isinstance(obj, Plugin) else obj
