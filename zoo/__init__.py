@@ -20,7 +20,7 @@ from .errors import (CardError, DataError, InputError, LockedError, PluginDepend
                      UnknownModelError, UnverifiedWeightsWarning, WeightsError, ZooError)
 from .plugins import Plugin
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 # public name -> the submodule that defines it (imported, with torch, when first asked for)
 _LAZY = {
