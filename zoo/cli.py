@@ -89,13 +89,6 @@ class FamilyOptionsOption(click.Option):
         return super().get_help_record(ctx)
 
 
-def _data_of(flag: str) -> str | None:
-    """The image folder named by an evaluation's ` --data NAME` flag (None: a named dataset's split)."""
-    import shlex
-    words = shlex.split(flag)
-    return words[words.index("--data") + 1] if "--data" in words else None
-
-
 class ZooGroup(click.Group):
     """Print zoo's own errors as one clear line (exit 2), never a traceback."""
 
@@ -179,8 +172,9 @@ def _nll_short(m, card) -> str:
 @main.command("list")
 @click.argument("pattern", default="*")
 def list_cmd(pattern: str) -> None:
-    """Table of pretrained models (id, family, dataset, params, NLL, FID, weights). Below 110 columns the table
-    is compact (no family or params; NLL in bits/dim for 8-bit data) so that every row fits on one line."""
+    """Table of pretrained models (id, family, dataset, params, NLL, FID, cfd, weights). Below 110 columns the
+    table is compact (no family, params or cfd; NLL in bits/dim for 8-bit data) so that every row fits on one
+    line, and says so."""
     from rich import box
 
     from .api import list_models
@@ -189,7 +183,7 @@ def list_cmd(pattern: str) -> None:
     table = Table(title="zoo models", box=None if narrow else box.HEAVY_HEAD, pad_edge=not narrow,
                   padding=(0, 1), show_edge=not narrow)
     cols = (("id", "dataset", "NLL", "FID (n; floor)", "weights") if narrow else
-            ("id", "family", "dataset", "params", "NLL (test)", "FID", "weights"))
+            ("id", "family", "dataset", "params", "NLL (test)", "FID", "cfd", "weights"))
     for col in cols:
         table.add_column(col, no_wrap=True)
     reg = registry()
@@ -205,11 +199,15 @@ def list_cmd(pattern: str) -> None:
                           _fid_text(fid, c, short=True) if fid else "-", weight_status(c))
             continue
         p = _params(c)
+        cfd = max((m for m in c.metrics if m.name == "cfd"), key=lambda m: m.n, default=None)
         table.add_row(mid, c.plugin, _dataset_text(c), f"{p / 1e6:.2f}M" if p >= 0 else "?",
-                      _nll_text(nll, c) if nll else "-", _fid_text(fid, c) if fid else "-", weight_status(c))
+                      _nll_text(nll, c) if nll else "-", _fid_text(fid, c) if fid else "-",
+                      f"{cfd.value:.2f} (n={cfd.n:,})" if cfd else "-", weight_status(c))
     console.print(table)
     notes = ["NLL on the test split: nats/image (binarized), bits/dim (8-bit), tok: nats/image of a tokenizer's "
-             "codes; FID: n samples vs the test split, floor: real-vs-real at the same n"] if narrow else []
+             "codes; FID: n samples vs the test split, floor: real-vs-real at the same n",
+             f"compact table for {console.width} columns: family, params and cfd are left out (a wider terminal, "
+             "110 columns or more, shows them; `zoo info ID` shows everything)"] if narrow else []
     if marked:
         notes.append("*: measured on cifar10-jpeg, a JPEG re-encoded copy of CIFAR-10 (not comparable with "
                      "published CIFAR-10 figures)")
@@ -450,14 +448,21 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
                    ", from the same Inception features as --fid")
 @click.option("--kid-ref-n", type=int, default=None,
               help="KID: compare against the split's first N images (default all)")
+@click.option("--cfd", "do_cfd", is_flag=True,
+              help="classifier Frechet distance (not FID): n samples against the split in the features of zoo's "
+                   "classifier for the dataset, with the real-vs-real floor at the same n; seconds, not minutes")
+@click.option("--class-accuracy", "do_acc", is_flag=True,
+              help="class-conditional models: the share of n samples (n / classes per class) that zoo's classifier "
+                   "assigns to the class they were drawn for (compare with and without --cfg)")
 @click.option("--recon", "do_recon", is_flag=True,
               help="a learned tokenizer's reconstruction PSNR and codebook usage on the split (VQ-VAE, VAR)")
 @click.option("--recon-fid", "do_recon_fid", is_flag=True,
               help="FID of a learned tokenizer's reconstructions of the split's first n images (default all) "
                    "against the whole split: the ceiling its codes put on a generator's FID (VQ-VAE, VAR)")
 @click.option("-n", "--num", "n", type=int, default=None,
-              help="NLL: number of test images (default all); FID: number of samples (default 10,000)")
-@click.option("--seed", type=int, default=0, show_default=True, help="sampling seed for --fid")
+              help="NLL: number of test images (default all); FID, KID, cfd, class accuracy: number of samples "
+                   "(default 10,000)")
+@click.option("--seed", type=int, default=0, show_default=True, help="sampling seed")
 @click.option("--ref-n", type=int, default=None,
               help="FID: compare with the first N images of the split (default all; cached once computed)")
 @click.option("--fid-weights", type=click.Path(), default=None, help="Inception weights file")
@@ -471,25 +476,41 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @sampling_options
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
-def eval_cmd(model_id, do_nll, do_fid, do_kid, kid_ref_n, do_recon, do_recon_fid, n, seed, ref_n, fid_weights, split, data_dir,
-             download, folder, batch_size, opts, write_card, temperature, top_k, top_p, cfg, cfg_schedule, cls,
-             no_preset, device, threads) -> None:
-    """Evaluate a model: exact NLL, FID, KID, reconstruction on a dataset split (optionally recorded in a card with
-    its command)."""
-    _threads(threads)
-    if not (do_nll or do_fid or do_kid or do_recon or do_recon_fid):
-        raise click.UsageError("choose a metric: --nll, --fid, --kid, --recon and/or --recon-fid")
+def eval_cmd(model_id, do_nll, do_fid, do_kid, kid_ref_n, do_cfd, do_acc, do_recon, do_recon_fid, n, seed, ref_n,
+             fid_weights, split, data_dir, download, folder, batch_size, opts, write_card, temperature, top_k, top_p,
+             cfg, cfg_schedule, cls, no_preset, device, threads) -> None:
+    """Evaluate a model: exact NLL, FID, KID, cfd, class accuracy, reconstruction on a dataset split (optionally
+    recorded in a card with its command). The figures are zoo.evaluate's: this command parses, calls and prints."""
+    from . import evaluate as zeval
+    from .errors import InputError
+    from .presets import UNSET
+    if not (do_nll or do_fid or do_kid or do_cfd or do_acc or do_recon or do_recon_fid):
+        raise click.UsageError("choose a metric: --nll, --fid, --kid, --cfd, --class-accuracy, --recon and/or "
+                               "--recon-fid")
+    if n is not None and n <= 0:
+        raise click.BadParameter(f"must be a positive number of images, got {n}", param_hint="'-n'")
     if ref_n is not None and (ref_n < 2 or not do_fid):
         raise click.UsageError("--ref-n goes with --fid and needs at least 2 reference images")
-    _options(opts)  # bad options and a card we could not record in are refused before the evaluation
-    if write_card:
-        read_card(write_card)
+    if kid_ref_n is not None and kid_ref_n < 2:
+        raise click.BadParameter(f"must be at least 2, got {kid_ref_n}", param_hint="'--kid-ref-n'")
     if folder and (data_dir or download or split not in (None, "val")):
         raise click.UsageError("--data evaluates on the folder's held-out share: leave out --data-dir, --download "
                                "and --split")
+    if folder and (do_kid or do_cfd or do_acc):
+        raise click.UsageError("--kid, --cfd and --class-accuracy are measured against a named dataset's split; use "
+                               "--fid or --nll with --data")
+    options = _options(opts)  # bad options and a card we could not record in are refused before the evaluation
+    if write_card:
+        read_card(write_card)
+    _threads(threads)
     with zdist.session(device) as dev:
         m = api.load(model_id, device=dev)
-        if folder:
+        if do_acc and (not m.num_classes or (n or 10_000) % m.num_classes):
+            raise InputError(f"--class-accuracy needs a class-conditional model and -n a multiple of its classes "
+                             f"({m.num_classes or 'none'}); got -n {n or 10_000}")
+        if not (do_nll or do_fid or do_kid or do_cfd or do_recon or do_recon_fid):
+            d = None  # class accuracy draws its own images: no dataset needed
+        elif folder:
             import warnings
 
             from .image_folder import model_split
@@ -498,27 +519,65 @@ def eval_cmd(model_id, do_nll, do_fid, do_kid, kid_ref_n, do_recon, do_recon_fid
                 d = model_split(m, folder)
             for w in caught:
                 err.print(f"[yellow]note:[/] {w.message}", highlight=False)
-            split, flag = "val", f" --data {_shell(Path(folder).name)}"
+            d.extra["folder_flag"] = Path(folder).name
         else:
-            split, flag = split or "test", ""
-            d = zdata.load_dataset(m.card.dataset, split, data_dir, download=download)
-        if do_recon:
-            _eval_recon(m, model_id, d, n, split, batch_size, write_card, flag)
-        if do_recon_fid:
-            _eval_recon_fid(m, model_id, d, n, split, data_dir, fid_weights, batch_size, write_card, flag)
-        if do_nll:
-            _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card, flag)
-        if do_fid or do_kid:
+            d = zdata.load_dataset(m.card.dataset, split or "test", data_dir, download=download)
+        if do_fid or do_kid or do_cfd or do_acc:
             kw, _, flags = _sampling_kwargs(m, n or 10_000, temperature, top_k, top_p, cfg, cfg_schedule, cls,
                                             no_preset)
-        if do_kid:  # one set of samples and Inception features serves KID and, with --fid, FID
-            if folder:
-                raise click.UsageError("--kid is measured against a named dataset's split; use --fid with --data")
-            _eval_kid(m, model_id, d, n or 10_000, seed, split, data_dir, fid_weights, write_card, do_fid, kid_ref_n,
-                      kw, flags)
-        elif do_fid:
-            _eval_fid(m, model_id, d, n or (len(d) if folder else 10_000), seed, split, data_dir, fid_weights,
-                      write_card, flag, ref_n, kw, flags)
+            kw = {k: v for k, v in kw.items() if v is not UNSET}
+        results = []
+        with _progress() as prog:
+            def tasks(what: str, total: int):
+                t = prog.add_task(what, total=total)
+                return lambda b: prog.advance(t, b)
+
+            def task(what: str, total: int):
+                return tasks(what, total) if zdist.is_main() else None
+
+            announce = lambda text: err.print(text, highlight=False)  # noqa: E731
+            if do_recon and zdist.is_main():  # cheap next to sampling: rank 0 does all of it
+                k = min(n or len(d), len(d))
+                results.append(zeval.reconstruction(m, d, n=n, batch_size=batch_size, ref=model_id,
+                                                    progress=task(f"encode/decode {d.name} {d.split}", k)))
+            if do_recon_fid and zdist.is_main():
+                results.append(zeval.recon_fid(m, d, n, batch_size=batch_size, data_dir=data_dir,
+                                               fid_weights=fid_weights, tasks=tasks, announce=announce,
+                                               ref=model_id))
+            if do_nll:
+                lo, hi = zdist.shard(min(n or len(d), len(d)))
+                results.append(zeval.nll(m, d, n=n, batch_size=batch_size, distributed=True, ref=model_id,
+                                         progress=task(f"NLL of {model_id} on {d.name} {d.split}", hi - lo),
+                                         **options))
+            if do_fid or do_kid:
+                evaluate = zeval.kid if do_kid else zeval.fid
+                extra = dict(fid=do_fid, kid_ref_n=kid_ref_n) if do_kid else dict(ref_n=ref_n)
+                results.append(evaluate(m, d, n or (len(d) if folder else 10_000), seed=seed, data_dir=data_dir,
+                                        fid_weights=fid_weights, distributed=True, tasks=tasks, announce=announce,
+                                        ref=model_id, sampling_flags=flags, **extra, **kw))
+            if do_cfd and zdist.is_main():
+                results.append(zeval.cfd(m, d.name, n=n or 10_000, seed=seed, split=d.split, data_dir=data_dir,
+                                         progress=task(f"sampling {n or 10_000:,} images", n or 10_000),
+                                         ref=model_id, sampling_flags=flags, **kw))
+            if do_acc and zdist.is_main():
+                total = n or 10_000
+                acc_kw = {k: v for k, v in kw.items() if k != "y"}
+                results.append(zeval.class_accuracy(m, total // m.num_classes, seed=seed, ref=model_id,
+                                                    progress=task(f"sampling {total:,} images", total),
+                                                    sampling_flags=flags, **acc_kw))
+        if not zdist.is_main():
+            return
+        for r in results:
+            text = f"NLL {r}  [{d.describe()}]" if isinstance(r, zeval.NLLResult) else str(r)
+            if isinstance(r, zeval.ReconResult) and d is not None:
+                text += f"  [{d.describe()}]"
+            for line in text.splitlines():
+                console.print(f"{model_id}: {line}", highlight=False, markup=False)
+        if write_card:
+            from .records import with_metrics
+            metrics = [mt for r in results for mt in r.metrics]
+            update_card(write_card, lambda card: with_metrics(card, metrics))
+            console.print(f"recorded in {write_card}")
 
 
 def _shell(s: str) -> str:
@@ -526,189 +585,38 @@ def _shell(s: str) -> str:
     return shlex.quote(s)
 
 
-def _split_flag(split: str, flag: str) -> str:
-    """The command-line flags that select this evaluation data (--data replaces --split)."""
-    return flag if flag else (f" --split {split}" if split != "test" else "")
-
-
-def _announce_fid(net, n: int, data, split: str, data_dir, ref_n: int | None, shape, what: str = "samples") -> None:
-    """Say what an FID run is about to do and what it will cost, before the work (the reference statistics of a
-    whole split are the long part the first time). `data` is a dataset name or an image folder's split."""
-    from . import fid as zfid
-    cached, count, path = zfid.reference_cached(data, split, data_dir, ref_n)
-    images = n + (0 if cached else count)
-    rate = zfid.images_per_second(net, tuple(shape))
-    name = data if isinstance(data, str) else data.name
-    ref = (f"the cached statistics of {count:,} {name} {split} images ({path})" if cached else
-           f"the statistics of {count:,} {name} {split} images, computed first and cached in {path}")
-    err.print(f"FID: Inception features of {n:,} {what}, against {ref}: {images:,} images at about "
-              f"{rate:.1f} images/s here, about {images / rate / 60:.0f} min"
-              + (", plus sampling." if what == "samples" else ".")
-              + ("" if cached or ref_n or not isinstance(data, str) else " Use --ref-n N for fewer reference "
-                 f"images, or precompute them once with `zoo fid-stats {name}`."), highlight=False)
-
-
-def _sampling_note(m, kw: dict) -> str:
-    """How the FID's samples were drawn, for the card: the settings that `sample` resolved."""
-    from .presets import UNSET
-    settings = {k: v for k, v in kw.items() if k not in ("y", "preset")}
-    from . import presets
-    s = presets.resolve(m.sampling_preset if kw["preset"] else {}, **settings)
-    classes = kw["y"] if kw["y"] is not UNSET else s["classes"]
-    parts = [f"{k} {s[k]}" for k in ("temperature", "top_k", "top_p") if s[k] not in (None, 1.0)]
-    if m.num_classes:
-        parts.insert(0, "classes " + ("uniform" if classes == "uniform" else
-                                      f"{classes}" if classes not in (None, "null") else "null (unconditional)"))
-        if s["cfg"] is not None and classes not in (None, "null"):
-            parts.append(f"cfg {s['cfg']} {s['cfg_schedule']}")
-        else:
-            parts.append("no guidance")
-    return ", ".join(parts)
-
-
-def _eval_fid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card, flag="", ref_n=None, kw=None,
-              flags="") -> None:
-    kw = kw or {}
-    from . import fid as zfid
-    net = zfid.load_inception(fid_weights).to(m.device)
-    if zdist.is_main():
-        _announce_fid(net, n, d if flag else d.name, split, data_dir, ref_n, m.image_shape)
-    lo, hi = zdist.shard(n)
-    with _progress() as prog:
-        t1 = prog.add_task(f"sampling {hi - lo:,} images", total=hi - lo)
-        t2 = prog.add_task("Inception features of the samples", total=hi - lo)
-        # streamed: a chunk of samples at a time goes through Inception, so memory stays flat in n
-        fake = zfid.model_sample_stats(m, n, net, seed, progress=lambda b: prog.advance(t2, b),
-                                       sample_progress=lambda b: prog.advance(t1, b), distributed=True, **kw)
-        lo, hi = zdist.shard(min(ref_n or len(d), len(d)))
-        t3 = prog.add_task(f"reference statistics of {d.name} {split}", total=hi - lo)
-        ref = zfid.reference_stats(d if flag else d.name, split, net, data_dir, n=ref_n,
-                                   progress=lambda b: prog.advance(t3, b), distributed=True)
-    if not zdist.is_main():
-        return  # the statistics are complete on every rank: rank 0 alone computes the distance and reports it
-    r = zfid.fid(fake, ref)
-    procs = f", {zdist.world_size()} processes" if zdist.world_size() > 1 else ""
-    _say(f"{model_id}: {r}  [samples seed {seed}{procs} vs {ref.source}]", highlight=False, markup=False)
-    if write_card:
-        # W processes draw other samples than one (each rank has its own seed): the command says how many
-        cmd = eval_command(model_id, "fid", n=n, split=split, seed=seed, data=_data_of(flag), ref_n=ref_n,
-                           extra=flags)
-        note = _sampling_note(m, kw) if kw else ""
-        how = f"samples: {note}; " if note else ""
-        update_card(write_card, lambda card: record_fid(card, model_id, r.value, split, n, seed,
-                                                        f"{n:,} samples vs {ref.source}; {how}{zfid.PREPROCESSING}",
-                                                        command=cmd))
-        _say(f"recorded in {write_card}")
-
-
-def _eval_kid(m, model_id, d, n, seed, split, data_dir, fid_weights, write_card, do_fid, kid_ref_n,
-              kw=None, flags="") -> None:
-    """KID (and FID with do_fid) of n samples: the samples' Inception features are computed once for both."""
-    from . import fid as zfid
-    from .kid import kid
-    if kid_ref_n is not None and kid_ref_n < 2:
-        raise click.BadParameter(f"--kid-ref-n must be at least 2, got {kid_ref_n}")
-    net = zfid.load_inception(fid_weights).to(m.device)
-    lo, hi = zdist.shard(n)
-    with _progress() as prog:
-        t1 = prog.add_task(f"sampling {hi - lo:,} images", total=hi - lo)
-        t2 = prog.add_task("Inception features of the samples", total=hi - lo)
-        feats = zfid.sample_features(lambda k, s: m.sample(k, seed=s, progress=lambda b: prog.advance(t1, b), **(kw or {})), n,
-                                     net, seed, progress=lambda b: prog.advance(t2, b), distributed=True)
-        ref_feats = None
-        if zdist.is_main():  # the reference features are cached: rank 0 alone reads or computes them
-            t3 = prog.add_task(f"reference features of {d.name} {split}", total=min(kid_ref_n or len(d), len(d)))
-            ref_feats = zfid.reference_features(d.name, split, net, data_dir, n=kid_ref_n,
-                                                progress=lambda b: prog.advance(t3, b))
-        if do_fid:
-            lo, hi = zdist.shard(len(d))
-            t4 = prog.add_task(f"reference statistics of {d.name} {split}", total=hi - lo)
-            ref = zfid.reference_stats(d.name, split, net, data_dir, progress=lambda b: prog.advance(t4, b),
-                                       distributed=True)
-    if not zdist.is_main():
+@main.command("runs")
+@click.argument("root", default="runs", type=click.Path())
+@click.option("--curve", "curve", type=click.Path(), default=None,
+              help="draw this run folder's learning curve (loss, validation NLL and cfd against the step)")
+@click.option("-o", "--output", default=None, help="the curve's PNG (default RUN/curve.png)")
+def runs_cmd(root: str, curve: str | None, output: str | None) -> None:
+    """Training runs under ROOT (default runs/): progress, best validation figures, speed, ETA; or --curve RUN
+    to draw one run's learning curve as a PNG. Reads the run folders only: safe beside a running training."""
+    from . import runs as zruns
+    if curve:
+        path = zruns.curve_png(curve, output or Path(curve) / "curve.png")
+        console.print(f"wrote {path}", highlight=False)
         return
-    procs = f", {zdist.world_size()} processes" if zdist.world_size() > 1 else ""
-    ref_n = len(ref_feats)
-    ref_source = f"{d.describe()}; first {ref_n:,}"
-    metrics = []
-    if do_fid:
-        r = zfid.fid(zfid.Stats.from_features(feats, f"{n:,} samples, seed {seed}"), ref)
-        _say(f"{model_id}: {r}  [samples seed {seed}{procs} vs {ref.source}]", highlight=False, markup=False)
-        metrics.append(Metric("fid", round(r.value, 3), "FID", split, n,
-                              eval_command(model_id, "fid", n=n, split=split, seed=seed, extra=flags),
-                              f"{n:,} samples vs {ref.source}; {zfid.PREPROCESSING}"))
-    k = kid(feats, ref_feats)
-    _say(f"{model_id}: {k}  [samples seed {seed}{procs} vs {ref_source}]", highlight=False, markup=False)
-    metrics.append(Metric("kid", round(k.mean, 6), "KID", split, n,
-                          eval_command(model_id, "kid", n=n, split=split, seed=seed,
-                                       flags={"--kid-ref-n": kid_ref_n}, extra=flags),
-                          f"std {k.std:.6f} over {k.subsets} subsets of {k.subset_size:,}; {n:,} samples vs "
-                          f"{ref_source}; {zfid.PREPROCESSING}"))
-    if write_card:
-        def add(card):
-            for metric in metrics:
-                card = with_metric(card, metric)
-            return card
-        update_card(write_card, add)
-        _say(f"recorded in {write_card}")
-
-
-def _eval_recon(m, model_id, d, n, split, batch_size, write_card, flag="") -> None:
-    from .evaluate import reconstruction
-    if not zdist.is_main():
-        return  # reconstruction is cheap next to sampling: rank 0 does all of it
-    with _progress() as prog:
-        task = prog.add_task(f"encode/decode {d.name} {split}", total=min(n or len(d), len(d)))
-        r = reconstruction(m, d, n=n, batch_size=batch_size, progress=lambda b: prog.advance(task, b))
-    console.print(f"{model_id}: {r}  [{d.describe()}]", highlight=False, markup=False)
-    if write_card:
-        cmd = eval_command(model_id, "recon", n=n, split=split, data=_data_of(flag))
-        update_card(write_card, lambda card: record_recon(card, r, cmd, d.describe(), split))
-        console.print(f"recorded in {write_card}")
-
-
-def _eval_recon_fid(m, model_id, d, n, split, data_dir, fid_weights, batch_size, write_card, flag="") -> None:
-    """FID of the tokenizer's reconstructions of the split's first n images against the whole split."""
-    from . import fid as zfid
-    from .evaluate import reconstructions
-    if not zdist.is_main():
-        return  # encode/decode and n Inception passes: rank 0 does all of it
-    net = zfid.load_inception(fid_weights).to(m.device)
-    k = min(n or len(d), len(d))
-    _announce_fid(net, k, d if flag else d.name, split, data_dir, None, m.image_shape, "reconstructions")
-    with _progress() as prog:
-        recon = reconstructions(m, d, n=k, batch_size=batch_size)
-        t1 = prog.add_task("Inception features of the reconstructions", total=len(recon))
-        fake = zfid.Stats.from_features(zfid.features(recon, net, progress=lambda b: prog.advance(t1, b)),
-                                        f"{len(recon):,} reconstructions of {d.name} {split}")
-        t2 = prog.add_task(f"reference statistics of {d.name} {split}", total=len(d))
-        ref = zfid.reference_stats(d if flag else d.name, split, net, data_dir,
-                                   progress=lambda b: prog.advance(t2, b))
-    r = zfid.fid(fake, ref)
-    _say(f"{model_id}: reconstruction {r}  [first {len(recon):,} {d.name} {split} images encoded and decoded, vs "
-         f"{ref.source}]", highlight=False, markup=False)
-    if write_card:
-        cmd = eval_command(model_id, "recon-fid", n=n, split=split, data=_data_of(flag))
-        metric = Metric("recon_fid", round(r.value, 3), "FID", split, len(recon), cmd,
-                        f"reconstructions (encode, decode) of the first {len(recon):,} images vs {ref.source}; "
-                        f"{zfid.PREPROCESSING}")
-        update_card(write_card, lambda card: with_metric(card, metric))
-        _say(f"recorded in {write_card}")
-
-
-def _eval_nll(m, model_id, d, n, split, batch_size, opts, write_card, flag="") -> None:
-    from .evaluate import nll
-    options = _options(opts)
-    lo, hi = zdist.shard(min(n or len(d), len(d)))
-    with _progress() as prog:
-        task = prog.add_task(f"NLL of {model_id} on {d.name} {split}", total=hi - lo)
-        r = nll(m, d, n=n, batch_size=batch_size, progress=lambda b: prog.advance(task, b), distributed=True,
-                **options)
-    _say(f"{model_id}: NLL {r}  [{d.describe()}]", highlight=False, markup=False)
-    if write_card and zdist.is_main():
-        cmd = eval_command(model_id, "nll", n=n, split=split, options=options, data=_data_of(flag))
-        update_card(write_card, lambda card: record_nll(card, model_id, r, split, n, d.describe(), options, cmd))
-        _say(f"recorded in {write_card}")
+    folders = zruns.find_runs(root)
+    if not folders:
+        console.print(f"no run folders under {root} (a run folder holds the state.json that zoo train writes)",
+                      highlight=False)
+        return
+    table = Table(title=f"runs under {root}", padding=(0, 1))
+    for col in ("run", "progress", "best val NLL (epoch)", "val cfd", "images/s", "ETA", "updated"):
+        table.add_column(col, no_wrap=col != "run")
+    for f in folders:
+        s = zruns.status(f)
+        done = "finished" if s.finished else (f"step {s.step:,}/{s.total:,} ({100 * s.step / s.total:.0f}%)"
+                                              if s.total else f"step {s.step:,}")
+        table.add_row(str(f.relative_to(root)) if f != Path(root) else f.name,
+                      f"{done}, epoch {s.epoch}/{s.epochs or '?'}",
+                      f"{s.best_nll:.5g} ({s.best_epoch})" if s.best_nll is not None else "-",
+                      f"{s.best_cfd:.4g}" if s.best_cfd is not None else "-",
+                      f"{s.images_per_s:.0f}" if s.images_per_s else "-", zruns.describe_eta(s.eta_s),
+                      zruns.age(s.updated))
+    console.print(table)
 
 
 @main.command("fid")
@@ -842,6 +750,15 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, do_kid, k
 @click.option("--ema", type=float, default=None,
               help="Polyak averaging of the weights with this decay (e.g. 0.999): each validation scores the raw and "
                    "the averaged weights, and the better ships")
+@click.option("--val-cfd", type=int, default=None,
+              help="at each validation, draw N samples and record their classifier Frechet distance (cfd) to the "
+                   "validation split; every validation also writes a grid of samples to OUT/samples/")
+@click.option("--select", type=click.Choice(["nll", "cfd"]), default=None,
+              help="what chooses the shipped checkpoint (and raw or averaged weights): validation NLL (default) or "
+                   "the cfd of --val-cfd samples")
+@click.option("--tensorboard", is_flag=True, default=None,
+              help="also log the run's figures as TensorBoard scalars in OUT/tensorboard/ (pip install "
+                   "'ar-zoo[tensorboard]')")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @data_options
 @click.option("--data", "folder", type=click.Path(), default=None,
@@ -853,7 +770,7 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, do_kid, k
                                         "gradient scaling (older GPUs)")
 @click.option("--compile", "compile_", is_flag=True, help="run the training loss through torch.compile")
 def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time_limit, optimizer, schedule,
-          weight_decay, grad_clip, checkpoint_every, val_n, time_budget, ema, resume, data_dir, download, folder, device, threads, no_test, amp,
+          weight_decay, grad_clip, checkpoint_every, val_n, time_budget, ema, val_cfd, select, tensorboard, resume, data_dir, download, folder, device, threads, no_test, amp,
           compile_) -> None:
     """Train a model described by a card (an id or a card.toml path); resumable. Under torchrun every process
     trains its share of each global batch (--batch-size is the global batch) with DistributedDataParallel."""
@@ -864,6 +781,7 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
                                          max_steps=max_steps, time_limit=time_limit, optimizer=optimizer,
                                          schedule=schedule, weight_decay=weight_decay, grad_clip=grad_clip,
                                          checkpoint_every=checkpoint_every, val_n=val_n, ema=ema,
+                                         val_cfd=val_cfd, select=select, tensorboard=tensorboard,
                                          time_budget=time_budget).items()
                  if v is not None}
     out = Path(out or f"runs/{card.id}")

@@ -298,23 +298,65 @@ def model_sample_stats(gen_model, n: int, model: torch.jit.ScriptModule, seed: i
                        batch_size: int | None = None, progress: Callable[[int], None] | None = None,
                        sample_progress: Callable[[int], None] | None = None, distributed: bool = False,
                        sample_batch_size: int = 256, chunk: int = CHUNK, dims: int = DIMS,
-                       **sample_kwargs) -> Stats:
+                       resume_key: str | None = None, **sample_kwargs) -> Stats:
     """Statistics of n samples of a zoo model, streamed: at most `chunk` images (rounded to whole sampling
     batches) are held at once, so memory does not grow with n. One generator runs through the chunks, so the
-    images are exactly those of `gen_model.sample(n, seed=seed)` (per rank under torchrun, as sample_stats)."""
+    images are exactly those of `gen_model.sample(n, seed=seed)` (per rank under torchrun, as sample_stats).
+
+    With a `resume_key` (one process, a seeded draw), the running statistics and the generator's state are saved
+    in the cache after every chunk (`partial_path`): the same evaluation, killed at 60% and run again, draws and
+    passes through Inception only the remaining 40%, and gets the statistics one uninterrupted run gets."""
     from .model import make_generator
     lo, hi = zdist.shard(n) if distributed else (0, n)
     generator = make_generator(zdist.rank_seed(seed) if distributed else seed, gen_model.device)
     step = sample_batch_size * max(1, chunk // sample_batch_size)  # whole batches: the same draws as one call
     acc = StatsAccumulator(dims)
-    for start in range(0, hi - lo, step):
+    path = partial_path(resume_key) if resume_key and seed is not None and not distributed else None
+    done = _load_partial(path, acc, generator, n, step) if path else 0
+    for callback in (sample_progress, progress):
+        if done and callback is not None:
+            callback(done)
+    for start in range(done, hi - lo, step):
         x = gen_model.sample(min(step, hi - lo - start), generator=generator, batch_size=sample_batch_size,
                              progress=sample_progress, **sample_kwargs)
         add_features(acc, x, model, batch_size, progress)
         del x
+        if path:
+            _save_partial(path, acc, generator, n, step, min(start + step, hi - lo))
     if distributed:
         acc.all_reduce()
     return acc.stats(_sample_source(n, seed, distributed))
+
+
+def partial_path(key: str) -> Path:
+    """Where an evaluation's running sample statistics are kept between chunks (see model_sample_stats)."""
+    digest = hashlib.sha256(f"{key}|{PREPROCESSING}|{WEIGHTS_SHA256}".encode()).hexdigest()[:32]
+    return stats_cache_dir() / "samples" / f"{digest}.npz"
+
+
+def _save_partial(path: Path, acc: StatsAccumulator, generator: torch.Generator, n: int, step: int,
+                  done: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, n=n, step=step, done=done, count=acc.n, sum=acc.sum, outer=acc.outer,
+             generator=generator.get_state().numpy())
+    os.replace(tmp, path)  # atomic: a kill leaves the previous chunk's record or this one, never half of one
+
+
+def _load_partial(path: Path, acc: StatsAccumulator, generator: torch.Generator, n: int, step: int) -> int:
+    """Restore a saved evaluation's statistics and generator; the number of samples already done (0: none)."""
+    if not path.is_file():
+        return 0
+    try:
+        with np.load(path) as z:
+            if int(z["n"]) != n or int(z["step"]) != step or z["sum"].shape != acc.sum.shape:
+                return 0
+            acc.n, acc.sum, acc.outer = int(z["count"]), z["sum"].copy(), z["outer"].copy()
+            generator.set_state(torch.from_numpy(z["generator"].copy()))
+            return int(z["done"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError):
+        acc.n, acc.sum, acc.outer = 0, np.zeros(acc.dims), np.zeros((acc.dims, acc.dims))
+        return 0
 
 
 def _check_stats(mu1, sigma1, mu2, sigma2):

@@ -76,14 +76,27 @@ def train_command(card_id: str, overrides: dict[str, Any] | None = None, *, devi
     return command("train", card_id, flags=flags)
 
 
-def record_nll(card: Card, model_id: str, r: Any, split: str, n: int | None, data_note: str,
-               options: dict[str, Any] | None = None, command: str | None = None) -> Card:
-    """The card with an exact NLL (an evaluate.NLLResult, in its unit), named nll or nll_<options>; `command`
+def nll_metric(model_id: str, r: Any, split: str, n: int | None, data_note: str,
+               options: dict[str, Any] | None = None, command: str | None = None) -> Metric:
+    """The record of an exact NLL (an evaluate.NLLResult, in its unit), named nll or nll_<options>; `command`
     defaults to the `zoo eval` line that reproduces it."""
     name = "nll" if not options else "nll_" + "_".join(f"{k}{v}" for k, v in options.items())
-    return with_metric(card, Metric(name, round(r.nats, 4), getattr(r, "unit", "nats/image"), split, r.n,
-                                    command or eval_command(model_id, "nll", n=n, split=split, options=options),
-                                    f"{r.bits_per_dim:.4f} bits/dim, stderr {r.stderr:.3f}; {data_note}"))
+    return Metric(name, round(r.nats, 4), getattr(r, "unit", "nats/image"), split, r.n,
+                  command or eval_command(model_id, "nll", n=n, split=split, options=options),
+                  f"{r.bits_per_dim:.4f} bits/dim, stderr {r.stderr:.3f}; {data_note}")
+
+
+def record_nll(card: Card, model_id: str, r: Any, split: str, n: int | None, data_note: str,
+               options: dict[str, Any] | None = None, command: str | None = None) -> Card:
+    """The card with an exact NLL (see nll_metric)."""
+    return with_metric(card, nll_metric(model_id, r, split, n, data_note, options, command))
+
+
+def with_metrics(card: Card, metrics: Any) -> Card:
+    """The card with each of the metrics added (see cards.with_metric)."""
+    for m in metrics:
+        card = with_metric(card, m)
+    return card
 
 
 def record_fid(card: Card, model_id: str, value: float, split: str, n: int, seed: int, note: str,
@@ -93,8 +106,19 @@ def record_fid(card: Card, model_id: str, value: float, split: str, n: int, seed
                                     command or eval_command(model_id, "fid", n=n, split=split, seed=seed), note))
 
 
+def recon_metrics(r: Any, command: str, note: str, split: str = "test") -> list[Metric]:
+    """The records of a tokenizer's reconstruction figures (PSNR, codebook usage) and their command."""
+    return [Metric("psnr", round(r.psnr, 3), "dB", split, r.n, command, note),
+            Metric("codebook_usage", round(r.usage, 4), "fraction of codes", split, r.n, command,
+                   f"{r.codes_used} of {r.codebook_size} codes used")]
+
+
 def record_recon(card: Card, r: Any, command: str, note: str, split: str = "test") -> Card:
-    """The card with a tokenizer's reconstruction figures (PSNR, codebook usage) and their command."""
-    card = with_metric(card, Metric("psnr", round(r.psnr, 3), "dB", split, r.n, command, note))
-    return with_metric(card, Metric("codebook_usage", round(r.usage, 4), "fraction of codes", split, r.n, command,
-                                    f"{r.codes_used} of {r.codebook_size} codes used"))
+    """The card with a tokenizer's reconstruction figures (see recon_metrics)."""
+    return with_metrics(card, recon_metrics(r, command, note, split))
+
+
+def metric(name: str, value: float, unit: str, split: str, n: int, command: str, note: str = "",
+           digits: int = 3) -> Metric:
+    """One figure's record, rounded to `digits` decimals: the one constructor every evaluation uses."""
+    return Metric(name, round(float(value), digits), unit, split, n, command, note)
