@@ -62,6 +62,10 @@ class TrainConfig:
     time_limit: float | None = None
     time_budget: float | None = None  # size the schedule (epochs) to what fits in this many seconds
     ema: float = 0.0  # Polyak averaging of the weights (e.g. 0.999); 0 is off
+    val_cfd: int = 0  # samples drawn at each validation for their classifier Frechet distance to val (0: off)
+    select: str = "nll"  # what chooses the shipped checkpoint: "nll" (validation NLL) or "cfd" (needs val_cfd)
+    val_grid: int = 64  # samples drawn into a grid PNG at each validation of a generative model (0: none)
+    tensorboard: bool = False  # also log metrics.jsonl's figures as TensorBoard scalars in RUN/tensorboard/
     log_every: int = 50  # steps between records in the run folder's metrics.jsonl
 
     @classmethod
@@ -71,6 +75,17 @@ class TrainConfig:
         if unknown:
             raise InputError(f"unknown training setting(s) {unknown}; known: {sorted(names)}")
         return cls(**data)
+
+    def __post_init__(self) -> None:
+        if self.select not in ("nll", "cfd"):
+            raise InputError(f"select must be 'nll' or 'cfd', got {self.select!r}")
+        if not isinstance(self.val_cfd, int) or self.val_cfd < 0 or self.val_cfd == 1:
+            raise InputError(f"val_cfd must be 0 (off) or at least 2 samples, got {self.val_cfd!r}")
+        if self.select == "cfd" and not self.val_cfd:
+            raise InputError("select = 'cfd' chooses checkpoints by the classifier Frechet distance of samples: "
+                             "set val_cfd (--val-cfd N) to the number of samples drawn at each validation")
+        if not isinstance(self.val_grid, int) or self.val_grid < 0:
+            raise InputError(f"val_grid must be a number of samples (0: no grid), got {self.val_grid!r}")
 
     def lr_at(self, step: int, total: int) -> float:
         """Learning rate at a global step: linear warm-up, then constant or cosine decay to 0."""
@@ -192,6 +207,7 @@ class TrainResult:
     weights: Path | None = None  # the file holding the weights this stop ships
     best_step: int = 0  # the global step those weights were trained to
     sized_epochs: int | None = None  # the schedule's length in epochs when --time-budget sized it
+    val_cfd: float | None = None  # with --val-cfd: the classifier Frechet distance of the shipped weights' samples
 
     @property
     def when(self) -> str:
@@ -384,15 +400,17 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
     stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
     # what identifies a run for --resume; settings that only stop or log it are left out, and ema only when on
     # (so run folders written before it existed still resume)
+    # (val_cfd and select likewise), so run folders written before they existed still resume
     tc = {k: v for k, v in asdict(cfg).items()
-          if k not in ("log_every", "time_budget") and not (k == "ema" and not v)}
+          if k not in ("log_every", "time_budget", "val_grid", "tensorboard") and not (k in ("ema", "val_cfd") and not v)
+          and not (k == "select" and v == "nll")}
     run_id = {"train_config": tc | {"max_steps": None, "epochs": None, "patience": None, "time_limit": None},
               "model_config": getattr(model, "config", {}), "train": train.describe(), "val": val.describe()}
     progress_state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_nll": None,
-                                      "best_epoch": -1, "bad_epochs": 0, "history": [], "run": run_id,
-                                      "done": False}
+                                      "best_score": None, "best_epoch": -1, "bad_epochs": 0, "history": [],
+                                      "run": run_id, "done": False}
     ema = _Ema(model, cfg.ema) if cfg.ema else None
-    log = _MetricsLog(out / METRICS_FILE, enabled=zdist.is_main())
+    log = _MetricsLog(out / METRICS_FILE, enabled=zdist.is_main(), tensorboard=cfg.tensorboard)
     if (out / STATE_FILE).exists():
         if not resume:
             raise ZooError(f"{out} already holds a training run; pass --resume to continue it, or choose "
@@ -407,6 +425,7 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                            "it with the same settings (only --epochs, --patience, --max-steps and --time-limit may "
                            "change), or choose another --out")
         progress_state["done"] = False
+        progress_state.setdefault("best_score", progress_state["best_val_nll"])  # folders from before --val-cfd
         progress_state.pop("stop", None)  # training continues past the last stop: its figure no longer applies
         log.truncate(progress_state["global_step"])  # records past the checkpoint are written again
     if progress_state.get("sized_epochs"):  # a schedule sized by --time-budget keeps its length on resume
@@ -431,15 +450,33 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
             progress_state["grad_scaler"] = precision.scaler.state_dict()
         save_checkpoint(out, model, opt, progress_state, sync, extra=ema.tensors() if ema else None)
 
-    def run_validation() -> tuple[float, dict[str, Any]]:
-        """The validation figure of the weights this point would ship: the raw ones, or with ema the better of
-        raw and averaged (both recorded)."""
-        raw = validate(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size, distributed=True)
+    # every rank draws the same samples (one seed), so every rank makes the same choice
+    judge = _SampleJudge(model, val, cfg, out) if model.generative and (cfg.val_cfd or cfg.val_grid) else None
+
+    def run_validation(tag: str) -> tuple[float, dict[str, Any]]:
+        """The validation NLL of the weights this point would ship, and what chose them: the raw weights, or
+        with ema the better of raw and averaged (both recorded) by the selection figure (NLL, or with
+        select = "cfd" the classifier Frechet distance of samples). With val_cfd the samples' cfd is recorded,
+        and a grid of samples is written as `samples/<tag>.png`."""
+        raw = {"nll": validate(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size, distributed=True)}
+        if judge is not None:
+            raw.update(judge.judge(tag + ("-raw" if ema is not None else "")))
         if ema is None:
-            return raw, {}
+            return raw["nll"], ({"val_cfd": raw["cfd"]} if "cfd" in raw else {})
         with ema.swapped():
-            avg = validate(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size, distributed=True)
-        return min(raw, avg), {"val_raw": raw, "val_ema": avg, "weights": "ema" if avg <= raw else "raw"}
+            avg = {"nll": validate(model, val, n=cfg.val_n, batch_size=cfg.eval_batch_size, distributed=True)}
+            if judge is not None:
+                avg.update(judge.judge(tag + "-ema"))
+        key = cfg.select
+        pick, name = (avg, "ema") if avg[key] <= raw[key] else (raw, "raw")
+        info = {"val_raw": raw["nll"], "val_ema": avg["nll"], "weights": name}
+        if "cfd" in pick:
+            info.update(val_cfd=pick["cfd"], val_cfd_raw=raw["cfd"], val_cfd_ema=avg["cfd"])
+        return pick["nll"], info
+
+    def score(val_nll: float, info: dict[str, Any]) -> float:
+        """The figure that chooses the shipped checkpoint (lower is better)."""
+        return info["val_cfd"] if cfg.select == "cfd" else val_nll
 
     def save_shipped(path: Path, info: dict[str, Any]) -> None:
         if not zdist.is_main():
@@ -452,6 +489,8 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
         # rank 0's clock decides, so that every rank stops at the same step
         return cfg.time_limit is not None and zdist.broadcast_flag(time.time() - started > cfg.time_limit)
 
+    # what `zoo runs` needs to tell progress and an ETA from the folder alone
+    progress_state.update(steps_per_epoch=steps_per_epoch, total_steps=total, batch_size=cfg.batch_size)
     bar = _Bar(progress and zdist.is_main(), stop_at, progress_state["global_step"])
     loss_ema = progress_state.get("loss_ema")  # kept in the checkpoint: a resumed run logs what one run would
     stopped_early = timed_out = False
@@ -503,7 +542,7 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                     cfg = replace(cfg, epochs=epochs)
                     total = cfg.epochs * steps_per_epoch
                     stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
-                    progress_state["sized_epochs"] = epochs
+                    progress_state.update(sized_epochs=epochs, total_steps=total)
                     sizing = None
                     bar.resize(stop_at)
                     bar.log(f"time budget {cfg.time_budget:.0f} s: {rate:.1f} steps/s measured, so the schedule is "
@@ -525,15 +564,16 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                         break
             if timed_out or progress_state["step_in_epoch"] < steps_per_epoch:
                 break  # max_steps or the time limit reached mid-epoch
-            val_nll, val_info = run_validation()
+            val_nll, val_info = run_validation(f"epoch-{epoch + 1:03d}")
             model.train()
             record = {"epoch": epoch + 1, "step": progress_state["global_step"], "train_loss": loss_ema,
                       "val_nll": val_nll, **val_info}
             progress_state["history"].append(record)
             log.write({"val": True, **record, "time": time.time()})
-            best = progress_state["best_val_nll"]
-            if best is None or val_nll < best:
-                progress_state.update(best_val_nll=val_nll, best_epoch=epoch + 1, bad_epochs=0)
+            best = progress_state["best_score"]
+            if best is None or score(val_nll, val_info) < best:
+                progress_state.update(best_val_nll=val_nll, best_score=score(val_nll, val_info),
+                                      best_epoch=epoch + 1, bad_epochs=0)
                 save_shipped(out / BEST_FILE, val_info)
             else:
                 progress_state["bad_epochs"] += 1
@@ -556,6 +596,7 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
         raise
     finally:
         bar.close()
+        log.close()
     step = progress_state["global_step"]
     last_validated = progress_state["history"][-1]["step"] if progress_state["history"] else 0
     if step > last_validated:
@@ -563,8 +604,9 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
         # validated too, and the better of these weights and the best epoch's is what this stop ships. The figure
         # stays out of the epoch history (and out of early stopping), so a run continued later with --resume
         # selects among its epochs exactly as a run that was never stopped.
-        val_nll, val_info = run_validation()
-        progress_state["stop"] = {"step": step, "epoch": progress_state["epoch"], "val_nll": val_nll, **val_info}
+        val_nll, val_info = run_validation(f"stop-step-{step:07d}")
+        progress_state["stop"] = {"step": step, "epoch": progress_state["epoch"], "val_nll": val_nll,
+                                  "score": score(val_nll, val_info), **val_info}
         log.write({"val": True, "stop": True, "step": step, "val_nll": val_nll, **val_info, "time": time.time()})
         save_shipped(out / STOP_FILE, val_info)
         bar.log(f"stopped at step {step}, mid-epoch {progress_state['epoch'] + 1}: {model.val_metric[0]} "
@@ -576,14 +618,16 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
 def _result(state: dict[str, Any], out: Path, stopped_early: bool) -> TrainResult:
     """What a stop ships: the best epoch's weights, or the weights at the stop when it came mid-epoch and
     validates better (or no epoch has ended yet)."""
-    best, stop = state["best_val_nll"], state.get("stop")
-    if stop is not None and (best is None or stop["val_nll"] < best):
+    best, stop = state.get("best_score", state["best_val_nll"]), state.get("stop")
+    if stop is not None and (best is None or stop.get("score", stop["val_nll"]) < best):
         return TrainResult(stop["val_nll"], -1, state["history"], state["global_step"], stopped_early,
-                           weights=out / STOP_FILE, best_step=stop["step"], sized_epochs=state.get("sized_epochs"))
-    best_step = next((h["step"] for h in state["history"] if h["epoch"] == state["best_epoch"]), 0)
-    return TrainResult(best if best is not None else float("nan"), state["best_epoch"], state["history"],
-                       state["global_step"], stopped_early, weights=out / BEST_FILE, best_step=best_step,
-                       sized_epochs=state.get("sized_epochs"))
+                           weights=out / STOP_FILE, best_step=stop["step"], sized_epochs=state.get("sized_epochs"),
+                           val_cfd=stop.get("val_cfd"))
+    shipped = next((h for h in state["history"] if h["epoch"] == state["best_epoch"]), {})
+    nll = state["best_val_nll"]
+    return TrainResult(nll if nll is not None else float("nan"), state["best_epoch"], state["history"],
+                       state["global_step"], stopped_early, weights=out / BEST_FILE, best_step=shipped.get("step", 0),
+                       sized_epochs=state.get("sized_epochs"), val_cfd=shipped.get("val_cfd"))
 
 
 def _folder_card(card, folder: str | Path):
@@ -627,9 +671,45 @@ def _folder_card(card, folder: str | Path):
 
 
 def _ema_note(info: dict[str, Any]) -> str:
-    if not info:
-        return ""
-    return f" (raw {info['val_raw']:.4g}, averaged {info['val_ema']:.4g}: ships {info['weights']})"
+    cfd = f"  val_cfd {info['val_cfd']:.4g}" if "val_cfd" in info else ""
+    if "val_raw" not in info:
+        return cfd
+    if "val_cfd_raw" in info:
+        return (f"{cfd} (raw {info['val_raw']:.4g} / cfd {info['val_cfd_raw']:.4g}, averaged {info['val_ema']:.4g}"
+                f" / cfd {info['val_cfd_ema']:.4g}: ships {info['weights']})")
+    return f"{cfd} (raw {info['val_raw']:.4g}, averaged {info['val_ema']:.4g}: ships {info['weights']})"
+
+
+class _SampleJudge:
+    """What a validation looks at besides the NLL: a grid of samples written to the run folder (`samples/`), and
+    with val_cfd the classifier Frechet distance of val_cfd samples to the validation split (zoo.evaluate.cfd's
+    feature space; the split's features are computed once). Samples are drawn with the run's seed, so every
+    validation of a run, and every rank, draws from the same noise."""
+
+    def __init__(self, model: Model, val: ImageData, cfg: TrainConfig, out: Path) -> None:
+        self.model, self.cfg, self.folder, self.dataset = model, cfg, out / "samples", val.name
+        self.reference = None
+        if cfg.val_cfd:
+            from .evaluate import classifier_features
+            self.reference = classifier_features(val, val.name)  # checks a classifier exists before training
+
+    @torch.no_grad()
+    def judge(self, tag: str) -> dict[str, float]:
+        from .evaluate import classifier_features, frechet
+        was_training = self.model.training
+        self.model.eval()
+        n = max(self.cfg.val_cfd, self.cfg.val_grid)
+        y = "uniform" if self.model.num_classes else None  # a class-conditional model: every class alike
+        x = self.model.sample(n, seed=self.cfg.seed, preset=False, y=y, batch_size=min(n, 500)).cpu()
+        self.model.train(was_training)
+        out: dict[str, float] = {}
+        if self.cfg.val_grid and zdist.is_main():
+            from .grid import make_grid, save_image
+            self.folder.mkdir(exist_ok=True)
+            save_image(make_grid(x[:self.cfg.val_grid]), self.folder / f"{tag}.png")
+        if self.cfg.val_cfd:
+            out["cfd"] = frechet(classifier_features(x[:self.cfg.val_cfd], self.dataset), self.reference)
+        return out
 
 
 class _MetricsLog:
@@ -637,13 +717,31 @@ class _MetricsLog:
     norm, images/s) and one per validation (`"val": true`), appended as training goes, so a run can be watched
     (`zoo runs`) and plotted while it trains."""
 
-    def __init__(self, path: Path, enabled: bool = True) -> None:
+    def __init__(self, path: Path, enabled: bool = True, tensorboard: bool = False) -> None:
         self.path, self.enabled = path, enabled
+        self.board = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise InputError("--tensorboard needs the tensorboard package: pip install 'ar-zoo[tensorboard]' "
+                                 f"(or pip install tensorboard); {e}") from None
+            self.board = SummaryWriter(str(path.parent / "tensorboard"))
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
+        if self.board is not None:  # the same figures as TensorBoard scalars, by global step
+            group = "val" if record.get("val") else "train"
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "time", "epoch"):
+                    self.board.add_scalar(f"{group}/{k}", v, record.get("step", 0))
+            self.board.flush()
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
 
     def truncate(self, step: int) -> None:
         """Drop the records past `step` (a resumed run writes them again from its checkpoint)."""
@@ -725,7 +823,7 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
     new = replace(card, weights_file=weights_file, sha256=sha, path=None, metrics=[], params=model.num_params,
                   training={k: v for k, v in asdict(cfg).items()
                             if (k in recipe or (k in (overrides or {}) and k not in ("max_steps", "time_limit")))
-                            and k != "time_budget"})
+                            and k not in ("time_budget", "tensorboard")})
     if result.sized_epochs:  # what --time-budget chose is the recipe's length from now on
         new.training["epochs"] = result.sized_epochs
     stops = {k: v for k, v in (overrides or {}).items() if k in ("max_steps", "time_limit", "time_budget")}
@@ -746,6 +844,10 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
                                   f"validation figure of the shipped weights, {result.when}"
                                   + (f"; {val.describe()}; the held-out share also chose the best epoch"
                                      if data is not None else "")))
+    if result.val_cfd is not None:
+        new = with_metric(new, Metric("val_cfd", round(result.val_cfd, 4), "CFD", "val", cfg.val_cfd, command,
+                                      f"classifier Frechet distance of {cfg.val_cfd:,} samples (seed {cfg.seed}, "
+                                      f"temperature 1) to the whole validation split, {result.when}"))
     if eval_test:
         # an image folder has no test split: its figures are on the held-out share, by `zoo eval --data`
         split, ref = ("val", f"local-dir:{out}") if data is not None else ("test", card.id)

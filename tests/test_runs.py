@@ -1,0 +1,54 @@
+"""zoo runs: run folders' progress, best figures and ETA, and a learning-curve PNG (issue 23)."""
+from __future__ import annotations
+
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import zoo
+from zoo.cli import main
+from zoo.runs import find_runs, status
+from zoo.train import TrainConfig, fit
+
+from fakedata import tiny_data  # noqa: E402  (tests/ is on sys.path: conftest)
+
+
+def _model():
+    torch.manual_seed(0)
+    return zoo.create("made", image_shape=[1, 3, 3], levels=2, hidden=[16], num_masks=1)
+
+
+def test_runs_lists_progress_and_draws_a_curve(tmp_path):
+    train, val = tiny_data(100, "train", True), tiny_data(40, "val", False)
+    cfg = dict(epochs=4, batch_size=10, lr=0.01, checkpoint_every=5, seed=0, log_every=2, val_grid=4)
+    fit(_model(), train, val, TrainConfig(**cfg), tmp_path / "done", progress=False)
+    fit(_model(), train, val, TrainConfig(**cfg, max_steps=15), tmp_path / "group" / "half", progress=False)
+    assert find_runs(tmp_path) == [tmp_path / "done", tmp_path / "group" / "half"]
+    done, half = status(tmp_path / "done"), status(tmp_path / "group" / "half")
+    assert done.finished and done.step == done.total == 40 and done.eta_s is None
+    assert not half.finished and (half.step, half.total) == (15, 40) and half.eta_s > 0
+    assert half.best_nll is not None and half.images_per_s > 0
+    assert sorted(p.name for p in (tmp_path / "done" / "samples").iterdir()) == [
+        f"epoch-{e:03d}.png" for e in (1, 2, 3, 4)]
+    out = CliRunner().invoke(main, ["runs", str(tmp_path)], terminal_width=200).output
+    assert "done" in out and "finished" in out and "group/half" in out and "15/40 (38%)" in out
+    png = tmp_path / "curve.png"
+    r = CliRunner().invoke(main, ["runs", "--curve", str(tmp_path / "done"), "-o", str(png)])
+    assert r.exit_code == 0, r.output
+    assert Image.open(png).size == (720, 420)
+    missing = CliRunner().invoke(main, ["runs", str(tmp_path / "nope")])
+    assert missing.exit_code != 0 and "no such folder" in " ".join(missing.output.split())
+
+
+def test_tensorboard_logs_the_same_figures(tmp_path):
+    import pytest
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    train, val = tiny_data(100, "train", True), tiny_data(40, "val", False)
+    cfg = dict(epochs=2, batch_size=10, lr=0.01, seed=0, log_every=2, val_grid=0, tensorboard=True)
+    fit(_model(), train, val, TrainConfig(**cfg), tmp_path, progress=False)
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "val/val_nll"} <= set(tags)
+    assert [e.step for e in acc.Scalars("val/val_nll")] == [10, 20]
