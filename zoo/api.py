@@ -152,7 +152,7 @@ def load(ref: str, weights: str | Path | None = None, device: str | torch.device
     with torch.device("meta"):  # check the shapes before allocating: a hostile config may ask for terabytes
         check_state(create(card.architecture, **card.config), state, str(path))
     model = create(card.architecture, **card.config)
-    load_into(model, state, str(path))
+    load_into(model, state, str(path), checked=True)  # checked above on the meta model: once each
     model.card = card
     model.weights_note = note
     return model.to(device or "cpu").eval()

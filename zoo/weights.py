@@ -25,13 +25,21 @@ if TYPE_CHECKING:
 SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
 
 
+_HASHES: dict[tuple, str] = {}  # (path, inode, size, mtime in ns) -> sha256: each file is read once per process
+
+
 def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hex sha256 of a file, read in 1 MiB chunks, once per process for a file that has not changed since (same
+    inode, size and modification time): loading a card verifies its weights once, however many steps ask."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
 
 
 def hub_cache_dir() -> str:
@@ -230,7 +238,9 @@ def check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
         raise WeightsError(f"{source}: parameters with NaN or infinite values: {bad[:5]}; the file is corrupt")
 
 
-def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load a state dict strictly: missing, unexpected or mis-shaped tensors are an error naming the file."""
-    check_state(model, state, source)
+def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, checked: bool = False) -> None:
+    """Load a state dict strictly: missing, unexpected or mis-shaped tensors are an error naming the file.
+    checked=True: `check_state` has passed this state for this config already (it is not scanned twice)."""
+    if not checked:
+        check_state(model, state, source)
     model.load_state_dict(state, strict=True)
