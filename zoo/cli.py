@@ -863,5 +863,20 @@ def datasets(data_dir) -> None:
             err.print(f"[red]conflict[/] '{key}' claimed by {', '.join(owners)}: refused", highlight=False)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to bind (0.0.0.0 serves every interface: only on a network you trust)")
+@click.option("--port", type=int, default=7860, show_default=True)
+@click.option("--share", is_flag=True, help="also open a public gradio.live link (never unless asked; needs internet)")
+@click.option("--model", "models", multiple=True,
+              help="serve only this id or local-dir: folder (repeatable; default: every installed model)")
+@click.option("--threads", type=int, default=None)
+def demo(host, port, share, models, threads) -> None:
+    """Serve the demo page at http://HOST:PORT: browse the catalogue, sample, complete a painted mask. Offline on
+    the bundled weights; needs the demo extra (pip install -e '.[demo]'). Ctrl-C stops it."""
+    from .demo import serve
+    serve(host=host, port=port, share=share, models=list(models) or None, threads=threads)
+
+
 if __name__ == "__main__":
     main()
