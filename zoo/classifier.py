@@ -80,13 +80,13 @@ class Classifier:
         return f"zoo classifier '{self.family}' ({DIMS}-d penultimate features{acc})"
 
     @torch.no_grad()
-    def features(self, images: torch.Tensor, batch_size: int = 500,
+    def features(self, images: torch.Tensor, batch_size: int = 100,
                  progress: Callable[[int], None] | None = None) -> torch.Tensor:
         """Penultimate features (N, 128, float64, CPU) of float images in [0, 1], a batch at a time."""
         return self._map(images, self.net.features, batch_size, progress)
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    def predict(self, images: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
         """The predicted class of each image (N,)."""
         return self._map(images, lambda x: self.net(x).argmax(1), batch_size, None).long()
 
@@ -97,7 +97,7 @@ class Classifier:
         device = next(self.net.parameters()).device
         out = []
         for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size].to(device, torch.float32)
+            x = images[start:start + batch_size].to(device, torch.float32).contiguous(memory_format=torch.channels_last)
             out.append(fn(x).double().cpu())
             if progress is not None:
                 progress(len(x))
@@ -113,6 +113,12 @@ def family_of(dataset: str) -> str:
 
 
 _LOADED: dict[tuple[str, str], Classifier] = {}
+
+
+def load_file_state(family: str) -> dict[str, torch.Tensor]:
+    """The state dict of a shipped classifier's plain network (for benchmarks and retraining)."""
+    from safetensors.torch import load_file
+    return load_file(str(HOME / f"{family}.safetensors"))
 
 
 def load(dataset: str, path: str | Path | None = None, device: str | torch.device = "cpu") -> Classifier:
@@ -139,8 +145,21 @@ def load(dataset: str, path: str | Path | None = None, device: str | torch.devic
         raise InputError(f"{weights} does not hold a {family} classifier: {e}") from e
     if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
         raise InputError(f"{weights} holds non-finite values; train the classifier again")
-    _LOADED[key] = c = Classifier(net.to(device).eval(), family, card)
+    _LOADED[key] = c = Classifier(inference_net(net).to(device), family, card)
     return c
+
+
+def inference_net(net: FeatureNet) -> FeatureNet:
+    """An evaluation copy of a classifier, about 2.5x faster on a CPU with the same outputs to float rounding
+    (2e-6): each batch norm folded into its convolution, channels-last memory. Batches of 100 suit it best
+    (`benchmarks/classifier_features.py`)."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    fast = copy.deepcopy(net).eval()
+    fast.body = nn.Sequential(*[nn.Sequential(fuse_conv_bn_eval(m[0], m[1]), nn.ReLU(inplace=True))
+                                if isinstance(m, nn.Sequential) else m for m in fast.body])
+    return fast.to(memory_format=torch.channels_last)
 
 
 def _augment(x: torch.Tensor, recipe: dict, g: torch.Generator) -> torch.Tensor:
