@@ -87,6 +87,16 @@ def describe(run: Run, done: dict[str, dict]) -> str:
             f" (epoch {s.get('best_epoch')}), {len(hist)} validations; batch {tc.get('batch_size')}")
 
 
+def complete(run: Run) -> bool:
+    """Whether a run's schedule is done (all its epochs, or stopped early by patience): a run that exits 0 at a
+    time limit is not, and is resumed. Run folders from before `total_steps` was recorded count as done."""
+    s = state(run) or {}
+    epochs = s.get("sized_epochs") or s.get("epochs")
+    if s.get("total_steps") is None:
+        return True
+    return s.get("global_step", 0) >= s["total_steps"] or (epochs is not None and s.get("epoch", 0) >= epochs)
+
+
 def command(run: Run) -> list[str]:
     """The `zoo train` command line of a run: --resume when its folder already holds a run."""
     recipe = str(ROOT / run.recipe) if run.recipe.endswith(".toml") else run.recipe
@@ -111,6 +121,7 @@ def main() -> None:
         return
     pending = [r for r in runs if r.name not in finished(root)]
     active: dict[str, tuple[Run, subprocess.Popen, float]] = {}
+    started_at: dict[str, int] = {}  # each run's step when it was (re)started: a stop that made no progress ends
 
     def stop(signum, frame):  # the children checkpoint on SIGINT and exit; the queue follows
         for _, p, _ in active.values():
@@ -128,6 +139,7 @@ def main() -> None:
             r.out.parent.mkdir(parents=True, exist_ok=True)
             log = open(root / f"{r.name}.log", "a")
             cmd = command(r)
+            started_at[r.name] = (state(r) or {}).get("global_step", 0)
             print(f"{time.strftime('%H:%M:%S')} start {r.name}: {' '.join(cmd[2:])}", flush=True)
             log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
             log.flush()
@@ -146,7 +158,12 @@ def main() -> None:
                    "best": s.get("best_val_nll")}
             print(f"{time.strftime('%H:%M:%S')} {name} exited {rc} after {rec['seconds']} s "
                   f"(epoch {rec['epochs']}, best {rec['best']})", flush=True)
-            if rc == 0:
+            if rc == 0 and not complete(r) and (state(r) or {}).get("global_step", 0) > started_at[name]:
+                # a --time-limit or --time-budget stop: its checkpoint is kept, and it goes back in the queue
+                print(f"  {name} stopped before the end of its schedule (step {s.get('global_step')} of "
+                      f"{s.get('total_steps')}); queued again to continue", flush=True)
+                pending.append(r)
+            elif rc == 0:
                 with open(root / "finished.jsonl", "a") as f:
                     f.write(json.dumps(rec) + "\n")
             else:

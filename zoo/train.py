@@ -490,7 +490,8 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
         return cfg.time_limit is not None and zdist.broadcast_flag(time.time() - started > cfg.time_limit)
 
     # what `zoo runs` needs to tell progress and an ETA from the folder alone
-    progress_state.update(steps_per_epoch=steps_per_epoch, total_steps=total, batch_size=cfg.batch_size)
+    progress_state.update(steps_per_epoch=steps_per_epoch, total_steps=total, epochs=cfg.epochs,
+                          batch_size=cfg.batch_size)
     bar = _Bar(progress and zdist.is_main(), stop_at, progress_state["global_step"])
     loss_ema = progress_state.get("loss_ema")  # kept in the checkpoint: a resumed run logs what one run would
     stopped_early = timed_out = False
@@ -542,7 +543,7 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                     cfg = replace(cfg, epochs=epochs)
                     total = cfg.epochs * steps_per_epoch
                     stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
-                    progress_state.update(sized_epochs=epochs, total_steps=total)
+                    progress_state.update(sized_epochs=epochs, epochs=epochs, total_steps=total)
                     sizing = None
                     bar.resize(stop_at)
                     bar.log(f"time budget {cfg.time_budget:.0f} s: {rate:.1f} steps/s measured, so the schedule is "
