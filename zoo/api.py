@@ -91,6 +91,7 @@ def create(architecture: str, **config: Any) -> Model | LearnedTokenizer:
         raise UnknownModelError(f"unknown architecture '{architecture}'.{_suggest(architecture, known)} "
                                 f"Installed: {', '.join(known) or 'none'}.{_failures_note(reg)}")
     _, cls = reg.architectures[architecture]
+    _check_config_types(architecture, cls, config)
     try:
         model = cls(**config)
     except ZooError:
@@ -98,6 +99,63 @@ def create(architecture: str, **config: Any) -> Model | LearnedTokenizer:
     except (Exception, MemoryError) as e:  # a config the constructor cannot build (wrong type, size, value)
         raise InputError(f"architecture '{architecture}': bad config {config}: {type(e).__name__}: {e}") from None
     return model  # model.config: the constructor's arguments, defaults included (recorded by zoo.Model)
+
+
+def _kind(default: Any) -> tuple[str, Any] | None:
+    """What a config value must be, judged by its constructor default: (words, test), or None (anything)."""
+    if isinstance(default, bool):
+        return "true or false", lambda v: isinstance(v, bool)
+    if isinstance(default, int):
+        return "an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if isinstance(default, float):
+        return "a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if isinstance(default, str):
+        return "a string", lambda v: isinstance(v, str)
+    if isinstance(default, (list, tuple)):
+        return "a list", lambda v: isinstance(v, (list, tuple))
+    return None
+
+
+def _check_config_types(architecture: str, cls: type, config: dict[str, Any]) -> None:
+    """Refuse a config value of another kind than its constructor default (a card's `levels = "two"`), with the
+    field's name, before the family's code meets it (where it fails with a TypeError that names nothing)."""
+    import inspect
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return
+    for key, value in config.items():
+        p = params.get(key)
+        kind = None if p is None or p.default is inspect.Parameter.empty else _kind(p.default)
+        if kind is not None and not kind[1](value):
+            raise InputError(f"architecture '{architecture}': config field '{key}' = {value!r} must be {kind[0]} "
+                             f"(its default is {p.default!r})")
+
+
+def card_of(ref: str) -> Card:
+    """The card of any model reference `load` takes (an id, `hf://org/name@rev`, `local-dir:PATH` or a folder),
+    read without its weights: what `zoo info` shows."""
+    if ref.startswith("hf://"):
+        repo, _, rev = ref[len("hf://"):].partition("@")
+        if not REPO_RE.match(repo) or ".." in repo or "--" in repo:
+            raise InputError(f"'{ref}': a Hub reference looks like hf://org/name or hf://org/name@revision")
+        if rev:
+            check_revision(rev, repr(ref), InputError)
+        return read_card(hub_download(repo, CARD_FILE, rev or None))
+    local = ref[len("local-dir:"):] if ref.startswith("local-dir:") else ref
+    if ref.startswith("local-dir:") or Path(local).is_dir():
+        return _folder_card_file(Path(local).expanduser())
+    return get_card(ref)
+
+
+def _folder_card_file(folder: Path) -> Card:
+    """The card of a `zoo export` / `zoo train` folder, with an error that says what such a folder holds."""
+    if not (folder / CARD_FILE).is_file():
+        what = "does not exist" if not folder.exists() else (
+            "is empty" if folder.is_dir() and not any(folder.iterdir()) else f"has no {CARD_FILE}")
+        raise InputError(f"{folder} {what}: a model folder holds {CARD_FILE} (the card) and the weights file it "
+                         "names (ID.safetensors), as `zoo export ID DIR` and `zoo train ID --out DIR` write them")
+    return read_card(folder / CARD_FILE)
 
 
 def _card_from_ref(ref: str) -> tuple[Card, Path | None]:
@@ -113,7 +171,7 @@ def _card_from_ref(ref: str) -> tuple[Card, Path | None]:
     local = ref[len("local-dir:"):] if ref.startswith("local-dir:") else ref
     if ref.startswith("local-dir:") or Path(local).is_dir():
         folder = Path(local).expanduser()
-        card = read_card(folder / CARD_FILE)
+        card = _folder_card_file(folder)
         return card, folder / card.weights_file
     return get_card(ref), None
 

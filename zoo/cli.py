@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .cards import Metric, read_card, update_card, with_metric, write_card as save_card  # noqa: F401
-from .errors import UnverifiedWeightsWarning, ZooError
+from .errors import InputError, UnverifiedWeightsWarning, ZooError
 from .records import command_line, eval_command, record_fid, record_nll, record_recon, set_argv  # noqa: F401
 from .plugins import registry
 
@@ -42,6 +42,16 @@ def _width() -> int | None:
 
 console = Console(width=_width())
 err = Console(stderr=True)
+
+
+def _precheck(model_id: str, n: int | None = None, n_flag: str = "'-n'") -> None:
+    """Refuse what is wrong before torch is imported (a second or more): an unknown model id (with the near
+    names) and a number of images below one. References to folders and the Hub are checked when loaded."""
+    if n is not None and n <= 0:
+        raise click.BadParameter(f"must be a positive number of images, got {n}", param_hint=n_flag)
+    if not (model_id.startswith(("hf://", "local-dir:")) or Path(model_id).expanduser().is_dir()):
+        from .api import get_card  # the registry and cards only: no torch
+        get_card(model_id)
 
 
 def _threads(n: int | None) -> None:
@@ -103,8 +113,9 @@ class ZooGroup(click.Group):
         except ZooError as e:
             err.print(f"[bold red]error:[/] {e}", highlight=False)
             sys.exit(2)
-        except KeyboardInterrupt:
-            err.print("interrupted")
+        except KeyboardInterrupt as e:
+            if not getattr(e, "reported", False):  # training says it once, with its checkpoint's step
+                err.print("interrupted")
             sys.exit(130)
 
 
@@ -244,10 +255,10 @@ def _value_text(v) -> str:
 @click.argument("model_id")
 def info(model_id: str) -> None:
     """Show a model's card: data, config, weights, training, and how each metric was measured."""
-    from .api import get_card
+    from .api import card_of
     from .floors import known_floors
     from .weights import weight_status
-    c = get_card(model_id)
+    c = card_of(model_id)
     console.print(f"[bold]{c.id}[/]  ({c.plugin} / {c.architecture})", highlight=False)
     console.print(f"{c.description}\n", highlight=False)
     _print_table("data", c.data)
@@ -350,6 +361,7 @@ def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cfg_schedu
            device, weights, naive, threads) -> None:
     """Draw n images from a model and save them as a grid (under torchrun each process draws its share). The
     card's sampling preset (`zoo info`) is the default; every flag overrides it."""
+    _precheck(model_id, n)
     _threads(threads)
     output = output or _free_name("samples.png")
     grid.check_output(output, extra=(".pt",))  # before the work, not after it
@@ -426,6 +438,7 @@ def data_options(fn):
 def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, data_dir, download, from_samples,
              device, threads) -> None:
     """Complete masked images of the card's dataset (--data-dir): rows of original | observed | completed."""
+    _precheck(model_id, n)
     _threads(threads)
     output = output or _free_name("completion.png")
     grid.check_output(output)
@@ -481,14 +494,10 @@ def eval_cmd(model_id, do_nll, do_fid, do_kid, kid_ref_n, do_cfd, do_acc, do_rec
              cfg, cfg_schedule, cls, no_preset, device, threads) -> None:
     """Evaluate a model: exact NLL, FID, KID, cfd, class accuracy, reconstruction on a dataset split (optionally
     recorded in a card with its command). The figures are zoo.evaluate's: this command parses, calls and prints."""
-    from . import evaluate as zeval
-    from .errors import InputError
-    from .presets import UNSET
     if not (do_nll or do_fid or do_kid or do_cfd or do_acc or do_recon or do_recon_fid):
         raise click.UsageError("choose a metric: --nll, --fid, --kid, --cfd, --class-accuracy, --recon and/or "
                                "--recon-fid")
-    if n is not None and n <= 0:
-        raise click.BadParameter(f"must be a positive number of images, got {n}", param_hint="'-n'")
+    _precheck(model_id, n)
     if ref_n is not None and (ref_n < 2 or not do_fid):
         raise click.UsageError("--ref-n goes with --fid and needs at least 2 reference images")
     if kid_ref_n is not None and kid_ref_n < 2:
@@ -502,6 +511,8 @@ def eval_cmd(model_id, do_nll, do_fid, do_kid, kid_ref_n, do_cfd, do_acc, do_rec
     options = _options(opts)  # bad options and a card we could not record in are refused before the evaluation
     if write_card:
         read_card(write_card)
+    from . import evaluate as zeval  # torch: after the arguments are checked
+    from .presets import UNSET
     _threads(threads)
     with zdist.session(device) as dev:
         m = api.load(model_id, device=dev)
@@ -785,6 +796,8 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
                                          time_budget=time_budget).items()
                  if v is not None}
     out = Path(out or f"runs/{card.id}")
+    if resume and not (out / "state.json").is_file():
+        raise InputError(_no_run_to_resume(out))
     if folder:
         _say(f"training {card.id}'s architecture on the image folder {folder} (--data wins over the card's "
              f"dataset, {card.dataset})", highlight=False)
@@ -797,6 +810,19 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
              f"wrote {out / new.weights_file} and {out / 'card.toml'}")
         for m in new.metrics:
             _say(f"  {m.name} = {m.value:.3f} {m.unit} ({m.split}, n={m.n})")
+
+
+def _no_run_to_resume(out: Path) -> str:
+    """The error of a --resume with no run in --out: which run folders there are to resume instead."""
+    from .runs import find_runs
+    seen: list[str] = []
+    for root in dict.fromkeys([out.parent, Path("runs")]):
+        if root.is_dir():
+            seen += [str(p) for p in find_runs(root) if str(p) not in seen]
+    where = (f"run folders here: {', '.join(seen[:10])}" + (" ..." if len(seen) > 10 else "")) if seen else \
+        "no run folders were found under runs/ or beside it"
+    return (f"--resume: {out} holds no training run (no state.json), so there is nothing to continue; {where}. "
+            "Pass the right --out, or leave out --resume to start a new run")
 
 
 @main.command()
@@ -874,8 +900,14 @@ def datasets(data_dir) -> None:
 def demo(host, port, share, models, threads) -> None:
     """Serve the demo page at http://HOST:PORT: browse the catalogue, sample, complete a painted mask. Offline on
     the bundled weights; needs the demo extra (pip install -e '.[demo]'). Ctrl-C stops it."""
+    from rich.markup import escape
+
     from .demo import serve
-    serve(host=host, port=port, share=share, models=list(models) or None, threads=threads)
+    try:
+        serve(host=host, port=port, share=share, models=list(models) or None, threads=threads)
+    except ZooError as e:  # said here with its brackets kept: the install hint names the '.[demo]' extra
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -493,6 +493,9 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
     progress_state.update(steps_per_epoch=steps_per_epoch, total_steps=total, epochs=cfg.epochs,
                           batch_size=cfg.batch_size)
     bar = _Bar(progress and zdist.is_main(), stop_at, progress_state["global_step"])
+    if progress_state["global_step"]:
+        bar.log(f"resuming {out} from step {progress_state['global_step']} of {stop_at} (epoch "
+                f"{progress_state['epoch'] + 1}, step {progress_state['step_in_epoch']} of {steps_per_epoch} in it)")
     loss_ema = progress_state.get("loss_ema")  # kept in the checkpoint: a resumed run logs what one run would
     stopped_early = timed_out = False
     started = time.time()
@@ -591,9 +594,11 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                 bar.log(f"time limit of {cfg.time_limit:.0f} s reached after epoch {epoch + 1}; "
                         "continue later with --resume")
                 break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         checkpoint(sync=False)
+        bar.close()  # the last progress line first, then one message (the CLI does not repeat it)
         bar.log(f"interrupted: checkpoint saved at step {progress_state['global_step']}; continue with --resume")
+        e.reported = True  # type: ignore[attr-defined]
         raise
     finally:
         bar.close()

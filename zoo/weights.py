@@ -186,7 +186,9 @@ def load_weights(path: str | Path, sha256: str | None = None) -> dict[str, torch
         actual = sha256_file(path)
         if actual != sha256:
             raise WeightsError(f"{path}: sha256 mismatch (expected {sha256}, got {actual}); the file is corrupt or "
-                               "not the one the card describes. Delete it and fetch it again")
+                               "not the one the card describes. A downloaded or cached copy: delete it and fetch it "
+                               "again. A folder of your own (zoo export, zoo train --out): write it again with that "
+                               "command, since the card beside it records the weights' sha256")
     _check_safetensors_header(path)
     try:
         return load_file(str(path))
