@@ -483,7 +483,7 @@ def exported(tmp_path_factory):
 
 def test_export_layout(exported):
     names = sorted(p.name for p in exported.iterdir())
-    assert names == ["README.md", "card.toml", "made-mnist-bin.safetensors"]
+    assert names == ["README.md", "app.py", "card.toml", "made-mnist-bin.safetensors", "requirements.txt"]
     readme = (exported / "README.md").read_text(encoding="utf-8")
     assert readme.startswith("---\n")
     front = readme.split("---\n")[1]

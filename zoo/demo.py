@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from .errors import DataError, InputError, ZooError
+from .errors import InputError, ZooError
 
 if TYPE_CHECKING:
     import torch
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .cards import Card
     from .model import Model
 
-#: the most images one /sample call draws (and the page's slider allows); `zoo sample` has no such cap
+#: the most images one /sample call draws; `zoo sample` has no such cap (it draws in batches)
 MAX_N = 256
 #: the most completions one /complete call draws
 MAX_K = 16
@@ -442,58 +442,76 @@ def preset_fields(cat: Catalogue, name: str) -> dict[str, Any]:
 
 def build_app(models: Sequence[str] | None = None, title: str = "zoo demo") -> Any:
     """The demo page (a gradio.Blocks, queue set): Catalogue, Sample and Complete tabs over the given model ids or
-    `local-dir:` folders (default: every installed card). Launch it with `serve` or `.launch()`."""
+    `local-dir:` folders (default: every installed card). Serve it with `run` (or `serve`, which also builds it)."""
     gr = require_gradio()
     cat = Catalogue.of(models)
-    tests = TestImages()
     names = cat.generative()
     if not names:
         raise InputError("none of the models to serve samples (only tokenizers); name a generative model")
-    first = names[0]
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(f"# {title}\nAutoregressive image models with exact likelihoods, served from this machine "
+                    "(offline). Every figure is in the model's card with the command that measured it.")
+        with gr.Tab("Catalogue"):
+            _catalogue_tab(gr, cat, names)
+        with gr.Tab("Sample"):
+            _sample_tab(gr, demo, cat, names)
+        with gr.Tab("Complete"):
+            _complete_tab(gr, demo, cat, names, TestImages())
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    return demo
+
+
+def _catalogue_tab(gr: Any, cat: Catalogue, names: list[str]) -> None:
+    """The cards as a table; one card's description and figures with their commands; its samples on demand."""
     grids: dict[str, Any] = {}
 
     @_answer
-    def card_view(name: str) -> str:
+    def card(name: str) -> str:
+        """A card: description, data, sampling preset, and each figure with the command that measured it."""
         return card_markdown(cat.card(name))
 
     @_answer
     def card_samples(name: str) -> tuple[Any, str]:
+        """16 samples of a model (seed 0, its card's preset), drawn once and kept."""
         from .grid import make_grid
-        if name not in names:
+        if cat.check(name) not in names:
             raise InputError(f"{name} is a tokenizer: it does not sample (the models built on it do)")
         if name not in grids:
             x, command = draw_samples(cat, name, 16, 0, sampling_kwargs())
             grids[name] = (make_grid(x), f"16 samples, the card's preset: `{command}`")
         return grids[name]
 
+    gr.Dataframe(value=catalogue_rows(cat), headers=["id", "family", "data", "params", "NLL (test)",
+                                                     "FID (n; floor)"], interactive=False, wrap=True)
+    gr.Markdown("NLL on the test split: nats/image (binarized data), bits/dim (8-bit), tok: nats/image of a "
+                "tokenizer's codes. FID: n samples against the test split; floor: real-vs-real at the same n. \\*: "
+                "measured on cifar10-jpeg, a JPEG re-encoded copy of CIFAR-10.")
+    with gr.Row():
+        with gr.Column(scale=3):
+            pick = gr.Dropdown(choices=list(cat.cards), value=names[0], label="card", allow_custom_value=True)
+            text = gr.Markdown(card_markdown(cat.card(names[0])))
+        with gr.Column(scale=2):
+            draw = gr.Button("Draw 16 samples (seed 0, the card's preset)")
+            grid = gr.Image(label="samples", type="pil", format="png", interactive=False, elem_id="zoo-card-samples")
+            note = gr.Markdown()
+    pick.change(card, pick, text, api_name="card")
+    draw.click(card_samples, pick, [grid, note], api_name="card_samples")
+
+
+def _sample_tab(gr: Any, demo: Any, cat: Catalogue, names: list[str]) -> None:
+    """Model, n, seed and the sampling settings (the card's preset filled in); the grid, shown and downloadable."""
+
     @_answer
     def sample(model: str, n: int = 16, seed: int = 0, temperature: float | None = None, top_k: int | None = None,
                top_p: float | None = None, class_label: str | None = None, guidance: float | None = None,
                guidance_schedule: str | None = None, preset: bool = True,
                progress: Any = gr.Progress()) -> tuple[Any, str]:
-        """Draw n images (the same as `zoo sample`); empty settings take the card's preset."""
+        """n images (a grid), the same as `zoo sample`; empty settings take the card's preset."""
         from .grid import make_grid
         kw = sampling_kwargs(temperature, top_k, top_p, class_label, guidance, guidance_schedule, preset)
         progress(0, desc=f"sampling {n} images of {model}")
-        x, command = draw_samples(cat, model, n, seed, kw,
-                                  progress=lambda b: progress(b / max(1, int(n)), desc="decoding"))
+        x, command = draw_samples(cat, model, n, seed, kw, progress=lambda b: progress(b / max(1, int(n))))
         return make_grid(x), f"{len(x)} images, the same as `{command}`"
-
-    @_answer
-    def show_source(model: str, source: str, index: int, upload: Any) -> tuple[dict[str, Any], str]:
-        x, what = source_image(cat, tests, model, source, index, upload)
-        return {"background": to_pil(x[0], upscale(x)), "layers": [], "composite": None}, f"**Source:** {what}."
-
-    @_answer
-    def complete(model: str, source: str = "test image", index: int = 0, upload: Any = None,
-                 mask: str = "top-half", painted: Any = None, k: int = 4, seed: int = 0, temperature: float = 1.0,
-                 top_k: int = 0, top_p: float = 1.0) -> tuple[Any, Any, str]:
-        """k completions of a test or uploaded image under a preset or painted mask; observed pixels kept."""
-        from .grid import make_grid, show_masked
-        x, m, done, report = complete_images(cat, tests, model, source, index, upload, mask, painted, k, seed,
-                                             temperature, top_k, top_p)
-        shown = show_masked(x, m[None])
-        return to_pil(shown[0], upscale(x)), make_grid(done, nrow=min(len(done), 8)), report
 
     def fields(name: str) -> list[Any]:
         try:
@@ -505,92 +523,95 @@ def build_app(models: Sequence[str] | None = None, title: str = "zoo demo") -> A
                 gr.update(choices=f["choices"], value=f["class_label"], visible=cond),
                 gr.update(value=f["guidance"], visible=cond), gr.update(value=f["guidance_schedule"], visible=cond)]
 
-    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(f"# {title}\nAutoregressive image models with exact likelihoods, served from this machine "
-                    "(offline). Every figure is in the model's card with the command that measured it.")
-        with gr.Tab("Catalogue"):
-            gr.Dataframe(value=catalogue_rows(cat), headers=["id", "family", "data", "params", "NLL (test)",
-                                                             "FID (n; floor)"], interactive=False, wrap=True)
-            gr.Markdown("NLL on the test split: nats/image (binarized data), bits/dim (8-bit), tok: nats/image of "
-                        "a tokenizer's codes. FID: n samples against the test split; floor: real-vs-real at the same "
-                        "n. \\*: measured on cifar10-jpeg, a JPEG re-encoded copy of CIFAR-10.")
+    f0 = preset_fields(cat, names[0])
+    cond = f0["num_classes"] > 0
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = gr.Dropdown(choices=names, value=names[0], label="model", allow_custom_value=True)
             with gr.Row():
-                with gr.Column(scale=3):
-                    pick = gr.Dropdown(choices=list(cat.cards), value=first, label="card", allow_custom_value=True)
-                    card_md = gr.Markdown(card_markdown(cat.card(first)))
-                with gr.Column(scale=2):
-                    draw = gr.Button("Draw 16 samples (seed 0, the card's preset)")
-                    card_grid = gr.Image(label="samples", type="pil", format="png", interactive=False)
-                    card_note = gr.Markdown()
-            pick.change(card_view, pick, card_md, api_name="card")
-            draw.click(card_samples, pick, [card_grid, card_note], api_name="card_samples")
+                n = gr.Number(value=16, precision=0, label=f"n (1 to {MAX_N})")
+                seed = gr.Number(value=0, precision=0, label="seed")
+            with gr.Row():
+                temperature = gr.Number(value=None, label="temperature", info="empty: the preset, else 1")
+                top_k = gr.Number(value=None, precision=0, label="top-k", info="0: off")
+                top_p = gr.Number(value=None, label="top-p", info="1: off")
+            label = gr.Dropdown(choices=f0["choices"], value=None, label="class", allow_custom_value=True,
+                                visible=cond, info="empty: the preset")
+            with gr.Row():
+                guidance = gr.Number(value=None, label="guidance (classifier-free)", visible=cond, info="1: none")
+                schedule = gr.Dropdown(choices=["constant", "linear"], value=None, label="guidance schedule",
+                                       visible=cond)
+            preset = gr.Checkbox(value=True, label="the card's preset fills empty settings")
+            go = gr.Button("Sample", variant="primary")
+        with gr.Column(scale=2):
+            grid = gr.Image(label="samples (download: the button on the image)", type="pil", format="png",
+                            interactive=False, buttons=["download", "fullscreen"], elem_id="zoo-samples")
+            note = gr.Markdown()
+    settings = [temperature, top_k, top_p, label, guidance, schedule]
+    model.change(fields, model, settings, api_visibility="private")
+    demo.load(fields, model, settings, api_visibility="private")
+    go.click(sample, [model, n, seed, *settings, preset], [grid, note], api_name="sample")
 
-        with gr.Tab("Sample"):
-            f0 = preset_fields(cat, first)
-            with gr.Row():
-                with gr.Column(scale=1):
-                    s_model = gr.Dropdown(choices=names, value=first, label="model", allow_custom_value=True)
-                    s_n = gr.Number(value=16, precision=0, label=f"n (images, 1 to {MAX_N})")
-                    s_seed = gr.Number(value=0, precision=0, label="seed")
-                    s_temp = gr.Number(value=None, label="temperature", info="empty: the card's preset, else 1")
-                    s_topk = gr.Number(value=None, precision=0, label="top-k", info="0: off; empty: the preset")
-                    s_topp = gr.Number(value=None, label="top-p", info="1: off; empty: the preset")
-                    s_class = gr.Dropdown(choices=f0["choices"], value=None, label="class", allow_custom_value=True,
-                                          visible=f0["num_classes"] > 0, info="empty: the preset")
-                    s_cfg = gr.Number(value=None, label="guidance (classifier-free)", visible=f0["num_classes"] > 0,
-                                      info="1: none; empty: the preset")
-                    s_sched = gr.Dropdown(choices=["constant", "linear"], value=None, label="guidance schedule",
-                                          visible=f0["num_classes"] > 0, info="empty: the preset")
-                    s_preset = gr.Checkbox(value=True, label="the card's preset fills empty settings")
-                    s_go = gr.Button("Sample", variant="primary")
-                with gr.Column(scale=2):
-                    s_grid = gr.Image(label="samples (download: the button on the image)", type="pil",
-                                      format="png", interactive=False, buttons=["download", "fullscreen"])
-                    s_note = gr.Markdown()
-            settings = [s_temp, s_topk, s_topp, s_class, s_cfg, s_sched]
-            s_model.change(fields, s_model, settings, api_visibility="private")
-            demo.load(fields, s_model, settings, api_visibility="private")
-            s_go.click(sample, [s_model, s_n, s_seed, *settings[:3], s_class, s_cfg, s_sched, s_preset],
-                       [s_grid, s_note], api_name="sample")
 
-        with gr.Tab("Complete"):
+def _complete_tab(gr: Any, demo: Any, cat: Catalogue, names: list[str], tests: TestImages) -> None:
+    """A test or uploaded image, a painted or preset mask, k completions and the observed part's likelihood."""
+
+    @_answer
+    def show_source(model: str, source: str, index: int, upload: Any) -> tuple[dict[str, Any], str]:
+        """The source image as the model sees it, enlarged on the painting canvas, and what it is."""
+        from PIL import Image
+        x, what = source_image(cat, tests, model, source, index, upload)
+        background = to_pil(x[0], upscale(x)).convert("RGBA")
+        empty = Image.new("RGBA", background.size, (0, 0, 0, 0))  # the layer the brush paints on
+        return {"background": background, "layers": [empty], "composite": None}, f"**Source:** {what}."
+
+    @_answer
+    def complete(model: str, source: str = "test image", index: int = 0, upload: Any = None,
+                 mask: str = "top-half", painted: Any = None, k: int = 4, seed: int = 0, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0) -> tuple[Any, Any, str]:
+        """k completions of a test or uploaded image under a preset or painted mask; observed pixels kept."""
+        from .grid import make_grid, show_masked
+        x, m, done, report = complete_images(cat, tests, model, source, index, upload, mask, painted, k, seed,
+                                             temperature, top_k, top_p)
+        return to_pil(show_masked(x, m[None])[0], upscale(x)), make_grid(done, nrow=min(len(done), 8)), report
+
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = gr.Dropdown(choices=names, value=names[0], label="model", allow_custom_value=True)
             with gr.Row():
-                with gr.Column(scale=1):
-                    c_model = gr.Dropdown(choices=names, value=first, label="model", allow_custom_value=True)
-                    c_source = gr.Radio(list(SOURCES), value="test image", label="source")
-                    c_index = gr.Number(value=0, precision=0, label="test image index (or the sample's seed)")
-                    c_upload = gr.File(label=f"upload an image (at most {MAX_FILE_SIZE}, {MAX_SIDE} px a side)",
-                                       file_types=["image"], type="filepath")
-                    c_mask = gr.Radio([PAINTED, *PRESET_MASKS], value="top-half", label="mask (what to regenerate)",
-                                      info="painted: the region you paint on the image")
-                    c_k = gr.Number(value=4, precision=0, label=f"k (completions, 1 to {MAX_K})")
-                    c_seed = gr.Number(value=0, precision=0, label="seed")
-                    c_temp = gr.Number(value=1.0, label="temperature")
-                    c_topk = gr.Number(value=0, precision=0, label="top-k", info="0: off")
-                    c_topp = gr.Number(value=1.0, label="top-p", info="1: off")
-                    c_go = gr.Button("Complete", variant="primary")
-                with gr.Column(scale=2):
-                    c_editor = gr.ImageEditor(label="source: paint the region to regenerate", type="pil",
-                                              image_mode="RGBA", sources=[], transforms=[], canvas_size=(CANVAS,
-                                                                                                          CANVAS),
-                                              brush=gr.Brush(colors=["#ff3030"], color_mode="fixed",
-                                                             default_size=24),
-                                              layers=False, elem_id="zoo-canvas")
-                    c_source_md = gr.Markdown()
-                    with gr.Row():
-                        c_observed = gr.Image(label="observed (grey: regenerated)", type="pil", format="png",
-                                              interactive=False)
-                        c_grid = gr.Image(label="completions", type="pil", format="png", interactive=False,
-                                          buttons=["download", "fullscreen"])
-                    c_report = gr.Markdown()
-            src = [c_model, c_source, c_index, c_upload]
-            for comp in (c_model, c_source, c_index, c_upload):
-                comp.change(show_source, src, [c_editor, c_source_md], api_visibility="private")
-            demo.load(show_source, src, [c_editor, c_source_md], api_visibility="private")
-            c_go.click(complete, [*src, c_mask, c_editor, c_k, c_seed, c_temp, c_topk, c_topp],
-                       [c_observed, c_grid, c_report], api_name="complete")
-    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
-    return demo
+                source = gr.Radio(list(SOURCES), value="test image", label="source")
+                index = gr.Number(value=0, precision=0, label="test image (or sample seed)")
+            upload = gr.File(label=f"upload an image (at most {MAX_FILE_SIZE}, {MAX_SIDE} px a side)",
+                             file_types=["image"], type="filepath", height=90)
+            mask = gr.Radio([PAINTED, *PRESET_MASKS], value="top-half", label="mask (the region to regenerate)",
+                            info="painted: what you paint on the image; random: half the pixels, by the seed")
+            with gr.Row():
+                k = gr.Number(value=4, precision=0, label=f"k (1 to {MAX_K})")
+                seed = gr.Number(value=0, precision=0, label="seed")
+            with gr.Row():
+                temperature = gr.Number(value=1.0, label="temperature")
+                top_k = gr.Number(value=0, precision=0, label="top-k", info="0: off")
+                top_p = gr.Number(value=1.0, label="top-p", info="1: off")
+            go = gr.Button("Complete", variant="primary")
+        with gr.Column(scale=2):
+            editor = gr.ImageEditor(label="source: paint the region to regenerate (mask: painted)", type="pil",
+                                    image_mode="RGBA", sources=[], transforms=[], canvas_size=(CANVAS, CANVAS),
+                                    brush=gr.Brush(colors=["#ff3030"], color_mode="fixed", default_size=24),
+                                    layers=gr.LayerOptions(allow_additional_layers=False, layers=["region"]),
+                                    elem_id="zoo-canvas")
+            what = gr.Markdown()
+            with gr.Row():
+                observed = gr.Image(label="observed (grey: regenerated)", type="pil", format="png",
+                                    interactive=False, elem_id="zoo-observed")
+                grid = gr.Image(label="completions", type="pil", format="png", interactive=False,
+                                buttons=["download", "fullscreen"], elem_id="zoo-completions")
+            report = gr.Markdown(elem_id="zoo-report")
+    src = [model, source, index, upload]
+    for comp in src:
+        comp.change(show_source, src, [editor, what], api_visibility="private")
+    demo.load(show_source, src, [editor, what], api_visibility="private")
+    go.click(complete, [*src, mask, editor, k, seed, temperature, top_k, top_p], [observed, grid, report],
+             api_name="complete")
 
 
 def run(demo: Any, host: str | None = None, port: int | None = None, share: bool = False, block: bool = True) -> str:
