@@ -24,6 +24,7 @@ from PIL import Image
 
 import zoo
 from zoo.cli import main
+from zoo.demo import COMPLETION_ZOOM
 from zoo.grid import make_grid
 
 HAS_GRADIO = importlib.util.find_spec("gradio") is not None and importlib.util.find_spec("gradio_client") is not None
@@ -130,6 +131,12 @@ def test_sampling_kwargs_and_the_command_line_they_equal():
     assert kw["top_p"] is UNSET and kw["preset"] is True
     assert sample_command("var-mnist", 4, 1, kw) == ("zoo sample var-mnist -n 4 --seed 1 --temperature 0.9 "
                                                      "--top-k 0 --cfg 2.0 --class 3")
+    preset = zoo.get_card("var-mnist").sampling  # settings equal to the card's preset go unsaid
+    same = sampling_kwargs(temperature=1.0, top_k=preset.get("top_k", 0), top_p=preset.get("top_p", 1.0),
+                           class_label=preset.get("classes"), guidance=preset.get("cfg"),
+                           guidance_schedule=preset.get("cfg_schedule", "constant"))
+    assert sample_command("var-mnist", 4, 1, same, preset) == "zoo sample var-mnist -n 4 --seed 1"
+    assert sample_command("var-mnist", 4, 1, dict(same, preset=False), preset).endswith("--no-preset")
     assert sampling_kwargs(class_label="uniform", preset=False)["y"] == "uniform"
     with pytest.raises(zoo.InputError, match="class index"):
         sampling_kwargs(class_label="cat")
@@ -234,7 +241,7 @@ def test_complete_keeps_the_observed_pixels_and_gives_their_exact_likelihood(cli
                                             api_name="/complete")
     m = zoo.load("made-mnist-bin")
     x = m.sample(1, seed=0)  # no dataset under the data root: the source is the model's own sample, seed 0
-    done = tiles(grid, 3, nrow=3)
+    done = tiles(grid, 3, nrow=3, scale=COMPLETION_ZOOM)
     assert torch.equal(done[:, :, :14], x[:, :, :14].expand(3, 1, 14, 28))  # observed rows kept exactly
     expected = m.complete(x.expand(3, 1, 28, 28), zoo.masks.top_half(x), seed=1)
     assert torch.equal(done, expected)
@@ -267,7 +274,8 @@ def test_a_painted_mask_through_the_api(client, tmp_path):
                                      api_name="/complete")
     x = zoo.load("made-mnist-bin").sample(1, seed=0)
     expected = zoo.load("made-mnist-bin").complete(x.expand(2, 1, 28, 28), zoo.masks.top_half(x), seed=4)
-    assert torch.equal(tiles(grid, 2, nrow=2), expected) and "392 of 784 pixels regenerated" in report
+    assert torch.equal(tiles(grid, 2, nrow=2, scale=COMPLETION_ZOOM), expected)
+    assert "392 of 784 pixels regenerated" in report
     assert "nothing to complete" in app_error(client, "/complete", model="made-mnist-bin", mask="painted")
     text = app_error(client, "/complete", model="made-mnist-bin", mask="everything")  # the page's own choice list
     assert "everything" in text and "top-half" in text
@@ -354,9 +362,37 @@ def _paint_stroke(page, box: dict) -> None:
     page.wait_for_timeout(1000)
 
 
-def test_in_a_real_browser_sample_paint_and_complete(server):
+def _pick(page, label: str, value: str) -> None:
+    """Choose a value in the visible dropdown with this label (typed, then Enter, as a user may)."""
+    box = page.get_by_label(label, exact=True).filter(visible=True).first
+    box.click()
+    box.fill(value)
+    page.keyboard.press("Enter")
+
+
+@pytest.fixture
+def page_server(server):
+    """The module's server; with ZOO_DEMO_SCREENSHOTS (the README's pictures) one over every installed model, with
+    test images from ZOO_DEMO_DATA_DIR when given: (url, whether test images come from a dataset)."""
+    if not os.environ.get("ZOO_DEMO_SCREENSHOTS"):
+        yield server[0], False
+        return
+    from zoo.demo import build_app, run
+    data = os.environ.get("ZOO_DEMO_DATA_DIR")
+    old = os.environ.get("ZOO_DATA_DIR")
+    if data:
+        os.environ["ZOO_DATA_DIR"] = data
+    demo = build_app()
+    try:
+        yield run(demo, "127.0.0.1", free_port(), block=False), bool(data)
+    finally:
+        demo.close()
+        os.environ.pop("ZOO_DATA_DIR", None) if old is None else os.environ.update(ZOO_DATA_DIR=old)
+
+
+def test_in_a_real_browser_sample_paint_and_complete(page_server):
     shots = os.environ.get("ZOO_DEMO_SCREENSHOTS")
-    url = server[0]
+    url, from_data = page_server
     start = time.monotonic()
     with _browser() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -370,21 +406,20 @@ def test_in_a_real_browser_sample_paint_and_complete(server):
             assert _image(page, "zoo-card-samples").size > 0
             if shots:
                 page.screenshot(path=f"{shots}/demo-catalogue.png", full_page=True)
-            # Sample: 4 images, seed 0: the library's images
+            # Sample: made-mnist-bin, 16 images, seed 0: the library's images
             page.get_by_role("tab", name="Sample").click()
-            page.get_by_label("n (1 to 256)").fill("4")
+            _pick(page, "model", "made-mnist-bin")
+            page.get_by_label("n (1 to 256)").fill("16")
             page.get_by_role("button", name="Sample", exact=True).click()
             got = _image(page, "zoo-samples")
-            assert np.array_equal(got, grid_pixels(zoo.load("made-mnist-bin").sample(4, seed=0))[..., 0])
+            assert np.array_equal(got, grid_pixels(zoo.load("made-mnist-bin").sample(16, seed=0))[..., 0])
             if shots:
                 page.screenshot(path=f"{shots}/demo-sample.png", full_page=True)
             # Complete: the order-agnostic MADE, a painted stroke, 4 completions
             page.get_by_role("tab", name="Complete").click()
-            model = page.get_by_label("model", exact=True).filter(visible=True).first
-            model.click()
-            model.fill("made-mnist-bin-agnostic")
-            page.keyboard.press("Enter")
-            page.get_by_text("made-mnist-bin-agnostic's own sample").wait_for()
+            _pick(page, "model", "made-mnist-bin-agnostic")
+            page.get_by_text(re.compile("made-mnist-bin-agnostic's own sample|of mnist-bin test")).wait_for(
+                timeout=120_000)
             page.wait_for_timeout(1000)
             page.locator("#zoo-canvas button[aria-label='Brush']").first.click()
             _paint_stroke(page, page.locator("#zoo-canvas canvas").first.bounding_box())
@@ -397,9 +432,12 @@ def test_in_a_real_browser_sample_paint_and_complete(server):
                 page.screenshot(path=f"{shots}/demo-complete.png", full_page=True)
         finally:
             browser.close()
-    source = zoo.load("made-mnist-bin-agnostic").sample(1, seed=0)[0, 0]
-    hidden = torch.from_numpy(shown[::10, ::10] == 128)  # the observed image, shown at 10x: grey is regenerated
+    cells = torch.from_numpy(shown[::10, ::10].astype(np.float32) / 255)  # the observed image, shown at 10x
+    hidden = cells == 128 / 255  # grey: regenerated
     assert 0 < int(hidden.sum()) < 28 * 28 and not bool(hidden[:10].any())  # the stroke, not the top rows
-    for image in tiles(grid, 4, nrow=4)[:, 0]:
-        assert torch.equal(image[~hidden], source[~hidden])  # every observed pixel kept
+    if not from_data:  # the source: the model's own sample, seed 0
+        source = zoo.load("made-mnist-bin-agnostic").sample(1, seed=0)[0, 0]
+        assert torch.equal(cells[~hidden], source[~hidden])
+    for image in tiles(grid, 4, nrow=4, scale=COMPLETION_ZOOM)[:, 0]:
+        assert torch.equal(image[~hidden], cells[~hidden])  # every observed pixel kept
     assert time.monotonic() - start < 120

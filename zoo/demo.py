@@ -33,8 +33,8 @@ MAX_FILE_SIZE = "10mb"
 MAX_SIDE, MAX_PIXELS = 4096, 4096 * 4096
 #: a queue of at most this many waiting requests, and this many running at once (this machine's 2 cores)
 QUEUE_SIZE, CONCURRENCY = 32, 2
-#: the painting canvas is about this many screen pixels on its longer side
-CANVAS = 280
+#: the painting canvas is about this many screen pixels on its longer side; completions are shown at this zoom
+CANVAS, COMPLETION_ZOOM = 280, 4
 PRESET_MASKS = ("top-half", "bottom-half", "left-half", "right-half", "center", "random")
 PAINTED = "painted"
 SOURCES = ("test image", "upload")
@@ -156,13 +156,25 @@ def sampling_kwargs(temperature: Any = None, top_k: Any = None, top_p: Any = Non
     return dict(kw, y=parse_class(class_label), preset=bool(preset))
 
 
-def sample_command(name: str, n: int, seed: int, kw: dict[str, Any]) -> str:
-    """The `zoo sample` command that draws the same images."""
-    from .presets import UNSET
+def _same(key: str, given: Any, preset: Any) -> bool:
+    """Whether a given setting is the preset's own value (top-k 0 and top-p 1 are off, as no value is)."""
+    off = {"top_k": lambda v: v or None, "top_p": lambda v: None if v in (None, 1) else v}.get(key, lambda v: v)
+    return off(given) == off(preset)
+
+
+def sample_command(name: str, n: int, seed: int, kw: dict[str, Any], preset: dict[str, Any] | None = None) -> str:
+    """The `zoo sample` command that draws the same images; given the card's preset, a setting equal to it goes
+    unsaid."""
+    from .presets import UNSET, resolve
     flags = {"temperature": kw["temperature"], "top-k": 0 if kw["top_k"] is None else kw["top_k"],
              "top-p": kw["top_p"], "cfg": kw["cfg"], "cfg-schedule": kw["cfg_schedule"], "class": kw["y"]}
-    text = f"zoo sample {name} -n {n} --seed {seed}"
-    text += "".join(f" --{k} {v}" for k, v in flags.items() if v is not UNSET)
+    card = dict(resolve(preset or {}), y=resolve(preset or {})["classes"])
+    keys = {"temperature": "temperature", "top-k": "top_k", "top-p": "top_p", "cfg": "cfg",
+            "cfg-schedule": "cfg_schedule", "class": "y"}
+    skip = kw["preset"] and preset is not None  # unknown preset: say every setting given
+    said = {flag: value for flag, value in flags.items() if value is not UNSET
+            and not (skip and _same(keys[flag], kw[keys[flag]], card[keys[flag]]))}
+    text = f"zoo sample {name} -n {n} --seed {seed}" + "".join(f" --{k} {v}" for k, v in said.items())
     return text + ("" if kw["preset"] else " --no-preset")
 
 
@@ -177,7 +189,7 @@ def draw_samples(cat: Catalogue, name: Any, n: Any, seed: Any, kw: dict[str, Any
     seed = check_seed(int(seed) if isinstance(seed, float) and seed.is_integer() else seed)
     with cat.use(name) as model:
         x = model.sample(n, seed=seed, progress=progress, **kw)
-    return x.cpu(), sample_command(name, n, seed, kw)
+    return x.cpu(), sample_command(name, n, seed, kw, cat.card(name).sampling)
 
 
 # ---- completion -------------------------------------------------------------------------------------------------
@@ -245,12 +257,16 @@ class TestImages:
     """Test images per dataset (the data root: ZOO_DATA_DIR), read once; None when the dataset is not there."""
 
     _data: dict[str, Any] = field(default_factory=dict)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, dataset: str) -> Any:
-        """The test split of a dataset, or None when it is not under the data root."""
+        """The test split of a dataset, or None when it is not under the data root (one dataset read at a time, so
+        a slow first read of CIFAR-10's folders does not hold up MNIST)."""
         from .data import load_dataset
         with self._guard:
+            lock = self._locks.setdefault(dataset, threading.Lock())
+        with lock:
             if dataset not in self._data:
                 try:
                     self._data[dataset] = load_dataset(dataset, "test")
@@ -573,7 +589,8 @@ def _complete_tab(gr: Any, demo: Any, cat: Catalogue, names: list[str], tests: T
         from .grid import make_grid, show_masked
         x, m, done, report = complete_images(cat, tests, model, source, index, upload, mask, painted, k, seed,
                                              temperature, top_k, top_p)
-        return to_pil(show_masked(x, m[None])[0], upscale(x)), make_grid(done, nrow=min(len(done), 8)), report
+        grid = make_grid(done, nrow=min(len(done), 8), scale=COMPLETION_ZOOM)
+        return to_pil(show_masked(x, m[None])[0], upscale(x)), grid, report
 
     with gr.Row():
         with gr.Column(scale=1):
