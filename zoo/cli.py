@@ -111,7 +111,8 @@ class ZooGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ZooError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False)
+            from rich.markup import escape  # a message's own [brackets] ('.[demo]') are text, not markup
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
             sys.exit(2)
         except KeyboardInterrupt as e:
             if not getattr(e, "reported", False):  # training says it once, with its checkpoint's step
