@@ -12,7 +12,7 @@ these and prints; a Python user gets the same figures the same way:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
