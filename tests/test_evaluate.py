@@ -76,8 +76,8 @@ def test_eval_cli_cfd_records_in_a_card_and_list_shows_it(mnist_dir, tmp_path):
     assert out.exit_code == 0, out.output
     assert "cfd " in out.output and "floor" in out.output
     from zoo.cards import read_card
-    rec = read_card(card).metric("cfd")
-    assert rec is not None and rec.n == 40 and rec.command == "zoo eval made-mnist-bin --cfd -n 40 --seed 0"
+    recs = [m for m in read_card(card).metrics if m.name == "cfd" and m.n == 40]
+    assert [m.command for m in recs] == ["zoo eval made-mnist-bin --cfd -n 40 --seed 0"]
     bad = CliRunner().invoke(main, ["eval", "made-mnist-bin", "--cfd", "-n", "0"])
     assert bad.exit_code != 0 and "positive" in bad.output
     acc = CliRunner().invoke(main, ["eval", "made-mnist-bin", "--class-accuracy", "-n", "20"])
