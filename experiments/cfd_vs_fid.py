@@ -37,7 +37,7 @@ def pairs(fid_n: int) -> list[tuple[str, float, float, str, int]]:
         for c in (m for m in card.metrics if m.name == "cfd"):
             for f in (m for m in card.metrics if m.name == "fid" and m.n == fid_n):
                 if sampling_flags(c.command) == sampling_flags(f.command):
-                    rows.append((mid, c.value, f.value, " ".join(sampling_flags(c.command)) or "card's preset", c.n))
+                    rows.append((mid, c.value, f.value, " ".join(sampling_flags(c.command)) or "the card's default", c.n))
     return rows
 
 
