@@ -105,6 +105,11 @@ class CliError(ZooError):
 CASES: list[Case] = []
 
 
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file under a run folder (samples/ included), by relative path: what "untouched" compares."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
 def case(category: str, name: str, error: type[BaseException] | None, match: str = "",
          after: Callable[[Ctx], None] | None = None, slow: bool = False):
     """Register the decorated function as a case."""
@@ -750,7 +755,7 @@ def hub(ctx: Ctx, files: dict[str, bytes] | None = None) -> Iterator[Any]:
     from hub_server import HubServer
     if files is None:
         out = folder(ctx)
-        files = {p.name: p.read_bytes() for p in out.iterdir()}
+        files = _files(out)
     with HubServer({REPO: files}) as server, environ(HF_ENDPOINT=server.url, HF_HUB_OFFLINE=None):
         yield server
 
@@ -782,7 +787,7 @@ def _served(ctx: Ctx, weights: bytes, sha_of: bytes | None = None) -> dict[str, 
     """The tiny repo's files with other weights (the card's sha256 is that of `sha_of`, default the weights)."""
     import hashlib
     out = folder(ctx, raw=weights, sha=hashlib.sha256(sha_of if sha_of is not None else weights).hexdigest())
-    return {p.name: p.read_bytes() for p in out.iterdir()}
+    return _files(out)
 
 
 add("hub", "served weights are a pickle (sha256 matches)",
@@ -1219,13 +1224,13 @@ def _run_with_state(ctx: Ctx) -> Path:
 def _resume_broken(ctx: Ctx, damage: Callable[[Path], None]) -> Any:
     out = _run_with_state(ctx)
     damage(out)
-    ctx.notes["files"] = {p.name: p.read_bytes() for p in out.iterdir()}
+    ctx.notes["files"] = _files(out)
     return cli(*_train_cmd(_recipe(ctx), out, ctx.shared.mnist, "--resume"))
 
 
 def _run_untouched(ctx: Ctx) -> None:
     out = ctx.tmp / "run"
-    now = {p.name: p.read_bytes() for p in out.iterdir()}
+    now = _files(out)
     assert now == ctx.notes["files"], "the failed resume changed the run folder"
 
 
@@ -1253,7 +1258,7 @@ def _hub_files(ctx: Ctx) -> tuple[dict[str, bytes], zoo.Model]:
     """The files of a repo holding a tiny MADE, and the model."""
     model = tiny_model(seed=5)
     out = folder(ctx, state=model.state_dict())
-    return {p.name: p.read_bytes() for p in out.iterdir()}, model
+    return _files(out), model
 
 
 def _same_model(a: zoo.Model, b: zoo.Model) -> None:
@@ -1297,7 +1302,7 @@ def _(ctx: Ctx) -> Any:
     # made-mnist-bin's 12.8 MB file: the client writes in 10 MB chunks, so a stall at 11 MB leaves a partial file
     import zoo.export
     out = zoo.export.export("made-mnist-bin", ctx.tmp / "export")
-    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    files = _files(out)
     wfile = zoo.get_card("made-mnist-bin").weights_file
     with hub(ctx, files) as server:
         server.interrupt(REPO, wfile, at=11 << 20, times=1, stall=True)
@@ -1418,7 +1423,7 @@ zoo.cli.main(sys.argv[4:], standalone_mode=True)
 
 
 @case("concurrency", f"{WORKERS} trainers (2 fresh, 2 --resume) started at once on one run folder: exactly one "
-      "runs, the others are refused naming it", None)
+      "runs, the others are refused naming it (a --resume too early finds nothing to resume)", None)
 def _(ctx: Ctx) -> Any:
     recipe, out = _recipe(ctx), ctx.tmp / "run"
     base = _train_cmd(recipe, out, ctx.shared.mnist, "--max-steps", "2")
@@ -1440,7 +1445,11 @@ def _(ctx: Ctx) -> Any:
             continue
         msg = " ".join(err.split())
         assert code == 2 and "Traceback" not in err, f"exit {code}: {err[-600:]}"
-        assert f"in use by process {winner} on {socket.gethostname()}, started" in msg, msg
+        # a --resume that looks before any trainer has made the folder finds nothing to resume (and says so); one
+        # that comes later is refused as in use, naming the trainer
+        resumed = "--resume" in p.args
+        assert f"in use by process {winner} on {socket.gethostname()}, started" in msg or (
+            resumed and "holds no training run" in msg), msg
     state = json.loads((out / "state.json").read_text())
     assert state["global_step"] == 2 and (out / "card.toml").is_file()
     assert during == [".zoo-run.lock"], f"a refused trainer wrote into the run folder: {during}"

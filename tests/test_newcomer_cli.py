@@ -97,8 +97,8 @@ def test_info_takes_every_form_of_reference_and_an_empty_folder_says_what_it_nee
 
 
 def test_a_config_value_of_the_wrong_kind_names_its_field():
-    with pytest.raises(InputError, match="config field 'levels' = 'two' must be an integer"):
+    with pytest.raises(InputError, match="field 'levels' = 'two' must be an integer"):
         zoo.create("made", image_shape=[1, 3, 3], levels="two", hidden=[8])
-    with pytest.raises(InputError, match="config field 'direct'"):
+    with pytest.raises(InputError, match="field 'direct'"):
         zoo.create("made", image_shape=[1, 3, 3], levels=2, hidden=[8], direct=1)
     zoo.create("made", image_shape=(1, 3, 3), levels=2, hidden=(8,))  # tuples for lists are fine

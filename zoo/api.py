@@ -128,8 +128,8 @@ def _check_config_types(architecture: str, cls: type, config: dict[str, Any]) ->
         p = params.get(key)
         kind = None if p is None or p.default is inspect.Parameter.empty else _kind(p.default)
         if kind is not None and not kind[1](value):
-            raise InputError(f"architecture '{architecture}': config field '{key}' = {value!r} must be {kind[0]} "
-                             f"(its default is {p.default!r})")
+            raise InputError(f"architecture '{architecture}': bad config: field '{key}' = {value!r} must be "
+                             f"{kind[0]} (its default is {p.default!r})")
 
 
 def card_of(ref: str) -> Card:

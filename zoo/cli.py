@@ -48,7 +48,7 @@ def _precheck(model_id: str, n: int | None = None, n_flag: str = "'-n'") -> None
     """Refuse what is wrong before torch is imported (a second or more): an unknown model id (with the near
     names) and a number of images below one. References to folders and the Hub are checked when loaded."""
     if n is not None and n <= 0:
-        raise click.BadParameter(f"must be a positive number of images, got {n}", param_hint=n_flag)
+        raise click.BadParameter(f"must be a positive integer (a number of images), got {n}", param_hint=n_flag)
     if not (model_id.startswith(("hf://", "local-dir:")) or Path(model_id).expanduser().is_dir()):
         from .api import get_card  # the registry and cards only: no torch
         get_card(model_id)
@@ -797,8 +797,10 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
                                          time_budget=time_budget).items()
                  if v is not None}
     out = Path(out or f"runs/{card.id}")
-    if resume and not (out / "state.json").is_file():
-        raise InputError(_no_run_to_resume(out))
+    if resume:
+        from .runs import nothing_to_resume, no_run_to_resume
+        if nothing_to_resume(out):
+            raise InputError(no_run_to_resume(out))
     if folder:
         _say(f"training {card.id}'s architecture on the image folder {folder} (--data wins over the card's "
              f"dataset, {card.dataset})", highlight=False)
@@ -811,19 +813,6 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
              f"wrote {out / new.weights_file} and {out / 'card.toml'}")
         for m in new.metrics:
             _say(f"  {m.name} = {m.value:.3f} {m.unit} ({m.split}, n={m.n})")
-
-
-def _no_run_to_resume(out: Path) -> str:
-    """The error of a --resume with no run in --out: which run folders there are to resume instead."""
-    from .runs import find_runs
-    seen: list[str] = []
-    for root in dict.fromkeys([out.parent, Path("runs")]):
-        if root.is_dir():
-            seen += [str(p) for p in find_runs(root) if str(p) not in seen]
-    where = (f"run folders here: {', '.join(seen[:10])}" + (" ..." if len(seen) > 10 else "")) if seen else \
-        "no run folders were found under runs/ or beside it"
-    return (f"--resume: {out} holds no training run (no state.json), so there is nothing to continue; {where}. "
-            "Pass the right --out, or leave out --resume to start a new run")
 
 
 @main.command()

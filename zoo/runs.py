@@ -94,6 +94,27 @@ def find_runs(root: str | Path) -> list[Path]:
     return sorted(found)
 
 
+def nothing_to_resume(out: Path) -> bool:
+    """Whether a --resume of `out` has nothing to continue: no checkpoint record, and no trainer has ever held the
+    folder (no lock file). A folder whose trainer is starting right now, before its first checkpoint, has a lock
+    file: the resume goes on, to be refused as "in use" naming that trainer. Checked without taking the lock, so a
+    refused resume never keeps another trainer out."""
+    from .locking import RUN_LOCK_FILE
+    return not (out / STATE_FILE).is_file() and not (out / RUN_LOCK_FILE).exists()
+
+
+def no_run_to_resume(out: Path) -> str:
+    """The error of a --resume with no run in `out`: which run folders there are to resume instead."""
+    seen: list[str] = []
+    for root in dict.fromkeys([out.parent, Path("runs")]):
+        if root.is_dir():
+            seen += [str(p) for p in find_runs(root) if str(p) not in seen and p != out]
+    where = (f"run folders here: {', '.join(seen[:10])}" + (" ..." if len(seen) > 10 else "")) if seen else \
+        "no run folders were found beside it or under runs/"
+    return (f"--resume: {out} holds no training run (no {STATE_FILE}), so there is nothing to continue; {where}. "
+            "Pass the right --out, or leave out --resume to start a new run")
+
+
 def describe_eta(seconds: float | None) -> str:
     if seconds is None:
         return "-"
