@@ -111,8 +111,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("plan", nargs="?", default=str(ROOT / "experiments/queue/plan.toml"))
     ap.add_argument("--status", action="store_true", help="print where each run stands and exit")
+    ap.add_argument("--slots", type=int, default=None, help="runs at once (default: the plan's `slots`), e.g. 1 "
+                                                              "while an evaluation holds the other core")
     a = ap.parse_args()
     slots, root, runs = read_plan(Path(a.plan))
+    slots = a.slots or slots
     root.mkdir(parents=True, exist_ok=True)
     if a.status:
         done = finished(root)
