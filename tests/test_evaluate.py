@@ -124,3 +124,17 @@ def test_a_sample_evaluation_killed_part_way_finishes_only_the_rest(tmp_path):
                                atol=1e-12)
     done = run(0, "k", "done.npy")  # finished: nothing left to draw
     assert "calls 0" in done.stdout
+
+
+def test_the_cli_path_of_fid_saves_its_chunks_in_one_process(mnist_dir, tmp_path, monkeypatch):
+    """zoo eval calls fid(..., distributed=True) also in one process: its chunks must be saved there too."""
+    from zoo import fid as zfid
+    from zoo.data import load_dataset
+    from zoo.evaluate import fid
+    monkeypatch.setenv("ZOO_FID_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, zfid.DIMS))
+    r = fid(zoo.load("made-mnist-bin"), load_dataset("mnist-bin", "test", mnist_dir), 8, seed=0, inception=net,
+            distributed=True, data_dir=mnist_dir)
+    assert r.fid is not None and r.metrics[0].command == "zoo eval made-mnist-bin --fid -n 8 --seed 0"
+    assert len(list((tmp_path / "cache" / "samples").glob("*.npz"))) == 1

@@ -311,7 +311,8 @@ def model_sample_stats(gen_model, n: int, model: torch.jit.ScriptModule, seed: i
     generator = make_generator(zdist.rank_seed(seed) if distributed else seed, gen_model.device)
     step = sample_batch_size * max(1, chunk // sample_batch_size)  # whole batches: the same draws as one call
     acc = StatsAccumulator(dims)
-    path = partial_path(resume_key) if resume_key and seed is not None and not distributed else None
+    one_process = not distributed or zdist.world_size() == 1  # the CLI asks for distributed in one process too
+    path = partial_path(resume_key) if resume_key and seed is not None and one_process else None
     done = _load_partial(path, acc, generator, n, step) if path else 0
     for callback in (sample_progress, progress):
         if done and callback is not None:
