@@ -398,12 +398,11 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch  # the schedule's length; max_steps only stops early
     stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
-    # what identifies a run for --resume; settings that only stop or log it are left out, and ema only when on
-    # (so run folders written before it existed still resume)
-    # (val_cfd and select likewise), so run folders written before they existed still resume
+    # what identifies a run for --resume; settings that only stop or log it are left out, and ema, val_cfd and
+    # select only when not at their defaults (so run folders written before they existed still resume)
     tc = {k: v for k, v in asdict(cfg).items()
-          if k not in ("log_every", "time_budget", "val_grid", "tensorboard") and not (k in ("ema", "val_cfd") and not v)
-          and not (k == "select" and v == "nll")}
+          if k not in ("log_every", "time_budget", "val_grid", "tensorboard")
+          and not (k in ("ema", "val_cfd") and not v) and not (k == "select" and v == "nll")}
     run_id = {"train_config": tc | {"max_steps": None, "epochs": None, "patience": None, "time_limit": None},
               "model_config": getattr(model, "config", {}), "train": train.describe(), "val": val.describe()}
     progress_state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_nll": None,
