@@ -782,8 +782,8 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, do_kid, k
                                         "gradient scaling (older GPUs)")
 @click.option("--compile", "compile_", is_flag=True, help="run the training loss through torch.compile")
 def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time_limit, optimizer, schedule,
-          weight_decay, grad_clip, checkpoint_every, val_n, time_budget, ema, val_cfd, select, tensorboard, resume, data_dir, download, folder, device, threads, no_test, amp,
-          compile_) -> None:
+          weight_decay, grad_clip, checkpoint_every, val_n, time_budget, ema, val_cfd, select, tensorboard, resume,
+          data_dir, download, folder, device, threads, no_test, amp, compile_) -> None:
     """Train a model described by a card (an id or a card.toml path); resumable. Under torchrun every process
     trains its share of each global batch (--batch-size is the global batch) with DistributedDataParallel."""
     from .train import train_card
