@@ -132,20 +132,28 @@ def _check_config_types(architecture: str, cls: type, config: dict[str, Any]) ->
                              f"{kind[0]} (its default is {p.default!r})")
 
 
-def card_of(ref: str) -> Card:
-    """The card of any model reference `load` takes (an id, `hf://org/name@rev`, `local-dir:PATH` or a folder),
-    read without its weights: what `zoo info` shows."""
+def _split_ref(ref: str) -> tuple[str, str, str]:
+    """("hub", repo, revision), ("folder", path, "") or ("id", id, "") for a model reference."""
     if ref.startswith("hf://"):
         repo, _, rev = ref[len("hf://"):].partition("@")
         if not REPO_RE.match(repo) or ".." in repo or "--" in repo:
             raise InputError(f"'{ref}': a Hub reference looks like hf://org/name or hf://org/name@revision")
         if rev:
             check_revision(rev, repr(ref), InputError)
-        return read_card(hub_download(repo, CARD_FILE, rev or None))
+        return "hub", repo, rev
     local = ref[len("local-dir:"):] if ref.startswith("local-dir:") else ref
     if ref.startswith("local-dir:") or Path(local).is_dir():
-        return _folder_card_file(Path(local).expanduser())
-    return get_card(ref)
+        return "folder", local, ""
+    return "id", ref, ""
+
+
+def card_of(ref: str) -> Card:
+    """The card of any model reference `load` takes (an id, `hf://org/name@rev`, `local-dir:PATH` or a folder),
+    read without its weights: what `zoo info` shows."""
+    kind, where, rev = _split_ref(ref)
+    if kind == "hub":
+        return read_card(hub_download(where, CARD_FILE, rev or None))
+    return _folder_card_file(Path(where).expanduser()) if kind == "folder" else get_card(where)
 
 
 def _folder_card_file(folder: Path) -> Card:
@@ -160,20 +168,13 @@ def _folder_card_file(folder: Path) -> Card:
 
 def _card_from_ref(ref: str) -> tuple[Card, Path | None]:
     """Resolve a model reference to (card, weights path if the reference implies one)."""
-    if ref.startswith("hf://"):
-        repo, _, rev = ref[len("hf://"):].partition("@")
-        if not REPO_RE.match(repo) or ".." in repo or "--" in repo:
-            raise InputError(f"'{ref}': a Hub reference looks like hf://org/name or hf://org/name@revision")
-        if rev:
-            check_revision(rev, repr(ref), InputError)
-        card = read_card(hub_download(repo, CARD_FILE, rev or None))
-        return card, verified_hub_file(repo, card.weights_file, rev or None, card.sha256)
-    local = ref[len("local-dir:"):] if ref.startswith("local-dir:") else ref
-    if ref.startswith("local-dir:") or Path(local).is_dir():
-        folder = Path(local).expanduser()
-        card = _folder_card_file(folder)
-        return card, folder / card.weights_file
-    return get_card(ref), None
+    kind, where, rev = _split_ref(ref)
+    card = card_of(ref)
+    if kind == "hub":
+        return card, verified_hub_file(where, card.weights_file, rev or None, card.sha256)
+    if kind == "folder":
+        return card, Path(where).expanduser() / card.weights_file
+    return card, None
 
 
 def load(ref: str, weights: str | Path | None = None, device: str | torch.device | None = None) -> Model | LearnedTokenizer:
