@@ -81,3 +81,12 @@ def make_image_folder(root: Path, classes: tuple[str, ...] | None = ("bars", "bl
             suffix = ".jpg" if kind == 5 else ".png"
             im.save(folder / f"img{i:03d}{suffix}", quality=95) if suffix == ".jpg" else im.save(folder / f"img{i:03d}.png")
     return root
+
+
+def tiny_made_recipe(description: str = "a tiny MADE for the tests", **training) -> str:
+    """A card recipe (TOML) of a tiny binary MADE on mnist-bin, with these [training] settings."""
+    table = {"epochs": 2, "batch_size": 50, "lr": 0.01, "checkpoint_every": 2, "val_n": 20, **training}
+    lines = [f"{k} = {v!r}" for k, v in table.items()]
+    return (f'id = "tiny-made"\nplugin = "made"\narchitecture = "made"\ndescription = "{description}"\n\n'
+            '[data]\ndataset = "mnist-bin"\n\n[config]\nimage_shape = [1, 28, 28]\nlevels = 2\nhidden = [8]\n'
+            'num_masks = 1\nseed = 0\n\n[training]\n' + "\n".join(lines) + "\n")

@@ -12,28 +12,9 @@ import zoo
 from zoo.cli import main
 from zoo.errors import InputError
 
-RECIPE = """id = "tiny-made"
-plugin = "made"
-architecture = "made"
-description = "a tiny MADE"
+from fakedata import tiny_made_recipe  # noqa: E402  (tests/ is on sys.path: conftest)
 
-[data]
-dataset = "mnist-bin"
-
-[config]
-image_shape = [1, 28, 28]
-levels = 2
-hidden = [8]
-num_masks = 1
-
-[training]
-epochs = 2
-batch_size = 50
-lr = 0.01
-checkpoint_every = 2
-val_n = 20
-val_grid = 0
-"""
+RECIPE = tiny_made_recipe(val_grid=0)
 
 
 def test_a_typo_or_a_bad_n_is_refused_before_torch_is_imported():

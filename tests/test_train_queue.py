@@ -8,31 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fakedata import tiny_made_recipe  # noqa: E402  (tests/ is on sys.path: conftest)
+
 ROOT = Path(__file__).resolve().parent.parent
 
-RECIPE = """id = "tiny-made"
-plugin = "made"
-architecture = "made"
-description = "a tiny MADE for the queue's test"
-
-[data]
-dataset = "mnist-bin"
-
-[config]
-image_shape = [1, 28, 28]
-levels = 2
-hidden = [8]
-num_masks = 1
-seed = 0
-
-[training]
-epochs = 2
-batch_size = 50
-lr = 0.01
-checkpoint_every = 2
-val_n = 20
-seed = 0
-"""
+RECIPE = tiny_made_recipe(seed=0)
 
 
 def test_a_time_limited_run_is_resumed_until_its_schedule_is_done(tmp_path, mnist_dir):

@@ -28,19 +28,14 @@ class RunStatus:
     images_per_s: float | None
     updated: float
     finished: bool
+    batch_size: int | None = None
 
     @property
     def eta_s(self) -> float | None:
         """Seconds left at the last measured speed (None when unknown or finished)."""
-        if self.finished or not self.total or not self.images_per_s or self.step >= self.total:
+        if self.finished or not self.total or not self.images_per_s or not self.batch_size:
             return None
-        batch = _batch(self.folder)
-        return (self.total - self.step) * batch / self.images_per_s if batch else None
-
-
-def _batch(folder: Path) -> int | None:
-    state = _read_state(folder)
-    return state.get("batch_size") or state.get("run", {}).get("train_config", {}).get("batch_size")
+        return max(self.total - self.step, 0) * self.batch_size / self.images_per_s
 
 
 def _read_state(folder: Path) -> dict:
@@ -82,7 +77,8 @@ def status(folder: str | Path) -> RunStatus:
     return RunStatus(folder, step, total, state.get("epoch", 0), epochs, state.get("best_val_nll"),
                      best.get("val_cfd"), state.get("best_epoch", -1),
                      sorted(speeds[-5:])[len(speeds[-5:]) // 2] if speeds else None, mtime,  # a validation's pause
-                     bool(total) and step >= total or bool(epochs) and state.get("epoch", 0) >= epochs)
+                     bool(total) and step >= total or bool(epochs) and state.get("epoch", 0) >= epochs,
+                     state.get("batch_size") or state.get("run", {}).get("train_config", {}).get("batch_size"))
 
 
 def find_runs(root: str | Path) -> list[Path]:
