@@ -4,7 +4,8 @@ resumed from its run folder after any stop, and record which finished.
 
     nohup python scripts/train_queue.py [experiments/queue/plan.toml] > runs/queue/queue.log 2>&1 &
 
-The plan lists runs in order; `slots` of them train at once with `threads` CPU threads each. A run whose folder
+The plan lists runs in order: a `recipe` trained by `zoo train`, or a `command` (another training, such as a
+classifier of scripts/train_classifier.py, that has no checkpoints: it starts over after a stop); `slots` of them train at once with `threads` CPU threads each. A run whose folder
 already holds a state.json is continued with --resume; one recorded as finished in the queue's record
 (`finished.jsonl` beside the run folders) is skipped. Stop the queue with Ctrl-C or kill: every run keeps its
 last checkpoint, and starting the queue again continues where each stopped. `python scripts/train_queue.py
@@ -28,13 +29,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class Run:
-    """One planned training: a recipe (card TOML or id), its run folder and extra `zoo train` flags."""
+    """One planned training: a recipe (card TOML or id), its run folder and extra `zoo train` flags; or a plain
+    command line (`python` is this interpreter), finished when it exits 0."""
 
     name: str
     recipe: str
     out: Path
     args: list[str] = field(default_factory=list)
     threads: int = 1
+    command: list[str] | None = None
 
 
 def read_plan(path: Path) -> tuple[int, Path, list[Run]]:
@@ -44,8 +47,13 @@ def read_plan(path: Path) -> tuple[int, Path, list[Run]]:
     threads = int(plan.get("threads", 1))
     runs = []
     for r in plan.get("run", []):
+        if ("recipe" in r) == ("command" in r):
+            sys.exit(f"{path}: each [[run]] needs a `recipe` or a `command` (one of them): {r}")
+        if "command" in r and not r.get("name"):
+            sys.exit(f"{path}: a [[run]] with a `command` needs a `name`: {r}")
         name = r.get("name") or Path(r["recipe"]).stem
-        runs.append(Run(name, r["recipe"], root / name, list(r.get("args", [])), int(r.get("threads", threads))))
+        runs.append(Run(name, r.get("recipe", ""), root / name, list(r.get("args", [])),
+                        int(r.get("threads", threads)), list(r["command"]) if "command" in r else None))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         sys.exit(f"{path}: two runs share a name; give each [[run]] its own `name`")
@@ -90,6 +98,8 @@ def describe(run: Run, done: dict[str, dict]) -> str:
 def complete(run: Run) -> bool:
     """Whether a run's schedule is done (all its epochs, or stopped early by patience): a run that exits 0 at a
     time limit is not, and is resumed. Run folders from before `total_steps` was recorded count as done."""
+    if run.command is not None:
+        return True
     s = state(run) or {}
     epochs = s.get("sized_epochs") or s.get("epochs")
     if s.get("total_steps") is None:
@@ -98,7 +108,9 @@ def complete(run: Run) -> bool:
 
 
 def command(run: Run) -> list[str]:
-    """The `zoo train` command line of a run: --resume when its folder already holds a run."""
+    """The `zoo train` command line of a run: --resume when its folder already holds a run (or its own command)."""
+    if run.command is not None:
+        return [sys.executable if run.command[0] == "python" else run.command[0], *run.command[1:]]
     recipe = str(ROOT / run.recipe) if run.recipe.endswith(".toml") else run.recipe
     cmd = [sys.executable, "-m", "zoo.cli", "train", recipe, "--out", str(run.out), "--threads", str(run.threads),
            *run.args]
@@ -143,7 +155,7 @@ def main() -> None:
             log = open(root / f"{r.name}.log", "a")
             cmd = command(r)
             started_at[r.name] = (state(r) or {}).get("global_step", 0)
-            print(f"{time.strftime('%H:%M:%S')} start {r.name}: {' '.join(cmd[2:])}", flush=True)
+            print(f"{time.strftime('%H:%M:%S')} start {r.name}: {' '.join(cmd[1:] if r.command else cmd[2:])}", flush=True)
             log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
             log.flush()
             active[r.name] = (r, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env),

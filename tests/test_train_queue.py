@@ -33,3 +33,41 @@ def test_a_time_limited_run_is_resumed_until_its_schedule_is_done(tmp_path, mnis
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), str(tmp_path / "plan.toml"),
                             "--status"], capture_output=True, text=True, env=env, timeout=120)
     assert "finished" in again.stdout
+
+
+def test_a_command_run_is_started_with_this_python_and_recorded_once(tmp_path):
+    """A [[run]] with a `command` (a classifier's training) runs as given, `python` being the queue's interpreter;
+    a failed one is not recorded, a finished one is skipped when the queue starts again."""
+    marker = tmp_path / "ran.txt"
+    script = tmp_path / "job.py"
+    script.write_text("import sys, pathlib\np = pathlib.Path(sys.argv[1])\n"
+                      "p.write_text(p.read_text() + sys.executable + '\\n' if p.exists() else sys.executable + '\\n')\n"
+                      "sys.exit(int(sys.argv[2]))\n")
+    plan = tmp_path / "plan.toml"
+    q = tmp_path / "q"
+
+    def write(rc: int) -> None:
+        plan.write_text(f'slots = 1\nroot = "{q}"\n\n[[run]]\nname = "job"\n'
+                        f'command = ["python", "{script}", "{marker}", "{rc}"]\n')
+
+    def queue() -> str:
+        out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), str(plan)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    write(3)
+    assert "job exited 3" in queue() and not (q / "finished.jsonl").exists()
+    write(0)
+    queue()
+    queue()  # recorded finished: not run a third time
+    assert marker.read_text().splitlines() == [sys.executable, sys.executable]
+    assert [json.loads(ln)["name"] for ln in (q / "finished.jsonl").read_text().splitlines()] == ["job"]
+
+
+def test_a_run_needs_a_recipe_or_a_named_command(tmp_path):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'root = "{tmp_path}"\n[[run]]\ncommand = ["python", "-c", "pass"]\n')
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), str(plan)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "needs a `name`" in out.stderr
