@@ -27,13 +27,14 @@ _LAZY = {
     "create": "api", "get_card": "api", "list_architectures": "api", "list_models": "api", "load": "api",
     "list_tokenizers": "api",
     "LogitProcessor": "logits", "Model": "model", "make_generator": "model", "LearnedTokenizer": "model",
-    "Trainable": "model",
+    "Trainable": "model", "SamplingSettings": "settings",
     "FullRecomputeStepper": "sampling", "Sampler": "sampling", "Stepper": "sampling",
     "PixelTokenizer": "tokenizers", "Tokenizer": "tokenizers",
 }
 _SUBMODULES = {"masks", "api", "cards", "data", "distributed", "evaluate", "export", "fid", "grid", "logits",
                "model", "plugins", "sampling", "tokenizers", "train", "weights", "errors", "threads", "floors", "presets",
-               "image_folder", "datasets", "locking", "heads", "testing", "records", "cache", "completion"}
+               "image_folder", "datasets", "locking", "heads", "testing", "records", "cache", "completion",
+               "settings"}
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly
     from . import masks  # noqa: F401
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
     from .logits import LogitProcessor  # noqa: F401
     from .model import LearnedTokenizer, Model, Trainable, make_generator  # noqa: F401
     from .sampling import FullRecomputeStepper, Sampler, Stepper  # noqa: F401
+    from .settings import SamplingSettings  # noqa: F401
     from .tokenizers import PixelTokenizer, Tokenizer  # noqa: F401
 
 
@@ -62,7 +64,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "Card", "CardError", "DataError", "Dataset", "FullRecomputeStepper", "InputError", "LearnedTokenizer",
     "LockedError", "LogitProcessor", "Metric", "Model", "PixelTokenizer", "Plugin", "PluginDependencyWarning",
-    "PluginError", "Sampler",
+    "PluginError", "Sampler", "SamplingSettings",
     "Stepper", "Tokenizer", "Trainable", "UnknownModelError", "UnverifiedWeightsWarning", "WeightsError", "ZooError",
     "create", "get_card", "heads", "list_architectures", "list_datasets", "list_models", "list_tokenizers", "load",
     "make_generator", "masks", "read_card",

@@ -11,14 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import InputError
+from .settings import CFG_SCHEDULES, check  # noqa: F401 - CFG_SCHEDULES lives in zoo.settings, and here as before
 
 if TYPE_CHECKING:  # torch is imported by the methods that use it: parsing a card's preset needs none
     import torch
-
-#: how the guidance scale varies over a sampler's steps (see the module docstring)
-CFG_SCHEDULES = ("constant", "linear")
-
 
 @dataclass(frozen=True)
 class LogitProcessor:
@@ -31,18 +27,8 @@ class LogitProcessor:
     cfg_schedule: str = "constant"
 
     def __post_init__(self) -> None:
-        if not self.temperature >= 0:
-            raise InputError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
-        if self.top_k is not None and (not isinstance(self.top_k, int) or isinstance(self.top_k, bool)
-                                       or self.top_k < 1):
-            raise InputError(f"top_k must be a positive integer, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.cfg is not None and not self.cfg >= 0:
-            raise InputError(f"cfg must be >= 0, got {self.cfg}")
-        if self.cfg_schedule not in CFG_SCHEDULES:
-            raise InputError(f"cfg_schedule must be one of {', '.join(map(repr, CFG_SCHEDULES))}, "
-                             f"got {self.cfg_schedule!r}")
+        for name in ("temperature", "top_k", "top_p", "cfg", "cfg_schedule"):
+            check(name, getattr(self, name))  # the checks of zoo.settings, which every way in shares
 
     def guidance(self, step: int | None = None, num_steps: int | None = None) -> float:
         """The guidance scale s_k of step `step` of `num_steps`: cfg itself when constant (or when no step is
