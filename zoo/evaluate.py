@@ -387,22 +387,10 @@ class SampleEvaluation:
 
 def sampling_note(model: Model, sample_kwargs: dict) -> str:
     """How a sample set was drawn, for a card: the settings `sample` resolves from these keyword arguments and
-    the model's preset (classes, guidance, temperature, top-k/top-p)."""
-    from . import presets
-    from .presets import UNSET
-    kw = {"preset": True, "y": UNSET, **sample_kwargs}
-    settings = {k: v for k, v in kw.items() if k not in ("y", "preset")}
-    s = presets.resolve(model.sampling_preset if kw["preset"] else {}, **settings)
-    classes = kw["y"] if kw["y"] is not UNSET else s["classes"]
-    parts = [f"{k} {s[k]}" for k in ("temperature", "top_k", "top_p") if s[k] not in (None, 1.0)]
-    if model.num_classes:
-        parts.insert(0, "classes " + ("uniform" if classes == "uniform" else
-                                      f"{classes}" if classes not in (None, "null") else "null (unconditional)"))
-        if s["cfg"] is not None and classes not in (None, "null"):
-            parts.append(f"cfg {s['cfg']} {s['cfg_schedule']}")
-        else:
-            parts.append("no guidance")
-    return ", ".join(parts)
+    the model's preset (classes, guidance, temperature, top-k/top-p; `SamplingSettings.note`)."""
+    from .settings import SamplingSettings
+    given = SamplingSettings.from_sample_kwargs(**sample_kwargs)
+    return given.note(model.num_classes, model.sampling_preset if sample_kwargs.get("preset", True) else None)
 
 
 def fid_cost(inception, n: int, data: ImageData, ref_n: int | None, data_dir=None,

@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from . import completion, presets
+from . import completion
 from .logits import Guidance, LogitProcessor
-from .presets import UNSET
+from .settings import UNSET, SamplingSettings
 from .sampling import FullRecomputeStepper, Sampler, Stepper, as_steps
 from .tokenizers import Tokenizer, check_images
 
@@ -488,49 +488,45 @@ class Model(Trainable):
 
     def sampling_settings(self, n: int, *, generator: torch.Generator, preset: bool = True, temperature: Any = UNSET,
                           top_k: Any = UNSET, top_p: Any = UNSET, cfg: Any = UNSET, cfg_schedule: Any = UNSET,
-                          y: Any = UNSET) -> tuple[LogitProcessor, torch.Tensor | None]:
-        """The logit processor and the classes (n,) or None of one `sample` call: each argument given wins,
-        then the card's preset (when `preset`), then the plain defaults. y may be a class, n classes,
-        "uniform" (one class per image, drawn from `generator`) or "null" (the unconditional model)."""
-        s = presets.resolve(self.sampling_preset if preset else {}, temperature=temperature, top_k=top_k,
-                            top_p=top_p, cfg=cfg, cfg_schedule=cfg_schedule)
-        classes = s.pop("classes")
-        if y is UNSET:
-            y = classes
-        elif y is None and self.num_classes:
+                          y: Any = UNSET, settings: SamplingSettings | None = None,
+                          ) -> tuple[LogitProcessor, torch.Tensor | None]:
+        """The logit processor and the classes (n,) or None of one `sample` call: each argument given wins, then
+        `settings`' fields, then the card's preset (when `preset`), then the defaults (`SamplingSettings`). y may
+        be a class, n classes, "uniform" (one class per image, drawn from `generator`) or "null" (the
+        unconditional model)."""
+        given = SamplingSettings.from_sample_kwargs(settings, temperature=temperature, top_k=top_k, top_p=top_p,
+                                                    cfg=cfg, cfg_schedule=cfg_schedule, y=y)
+        if given.classes is None and self.num_classes:
             warnings.warn("sample(y=None) on a class-conditional model is deprecated: pass y='null' for the null "
                           "class (unconditional), or leave y out for the card's preset (classes drawn uniformly "
                           "on the VAR cards)", DeprecationWarning, stacklevel=3)
+        source = self.card.id if self.card is not None else "<card>"
+        s = given.resolved(SamplingSettings.from_preset(self.sampling_preset, source) if preset else None)
         labels = None
-        if isinstance(y, str):
-            if y not in presets.CLASS_CHOICES:
-                raise InputError(f"a class must be an integer, {n} integers, 'uniform' or 'null'; got {y!r}")
-            if y == "uniform":
-                if not self.num_classes:
-                    raise InputError("this model is not class-conditional; 'uniform' classes need one")
-                labels = torch.randint(self.num_classes, (n,), generator=generator,
-                                       device=generator.device).to(self.device)
-            elif s["cfg"] is not None:  # the null class has nothing to guide towards
-                if cfg is not UNSET:
-                    raise InputError("classifier-free guidance needs a class: give a class or 'uniform', not "
-                                     "'null', with cfg")
-                s["cfg"] = None
-        else:
-            labels = self._labels(y, n)
-        return LogitProcessor(**s), labels
+        if s.classes == "uniform":
+            if not self.num_classes:
+                raise InputError("this model is not class-conditional; 'uniform' classes need one")
+            labels = torch.randint(self.num_classes, (n,), generator=generator,
+                                   device=generator.device).to(self.device)
+        elif s.classes != "null":
+            labels = self._labels(s.classes, n)
+        return s.processor(), labels
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: int | None = None, temperature: float = UNSET, top_k: int | None = UNSET,
                top_p: float | None = UNSET, cfg: float | None = UNSET, cfg_schedule: str = UNSET,
                y: torch.Tensor | int | str | None = UNSET, preset: bool = True, batch_size: int = 256,
-               naive: bool = False, generator: torch.Generator | None = None, progress: Any = None) -> torch.Tensor:
+               naive: bool = False, generator: torch.Generator | None = None, progress: Any = None,
+               settings: SamplingSettings | None = None) -> torch.Tensor:
         """Draw n images, float in [0, 1], shape (n, C, H, W). Same seed, same images.
 
         Settings not given come from the card's sampling preset (`sampling_preset`), else the model's own
         distribution (temperature 1, no top-k/top-p, no guidance); preset=False ignores the preset. y: a class,
         n classes, "uniform" or "null" (the null class); not given: the preset's classes, else the null class.
         cfg = s gives uncond + s * (cond - uncond) (the VAR reference's t is s - 1); cfg_schedule "constant"
-        or "linear" (s grows from 1 at the first step to s at the last, as the VAR reference does)."""
+        or "linear" (s grows from 1 at the first step to s at the last, as the VAR reference does).
+        `settings` (a zoo.SamplingSettings) gives the same settings as one object; a keyword given overrides
+        its field."""
         self._require_generative("sample")
         n = self._check_n(n)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
@@ -538,7 +534,7 @@ class Model(Trainable):
         generator = generator or make_generator(seed, self.device)
         processor, labels = self.sampling_settings(n, generator=generator, preset=preset, temperature=temperature,
                                                    top_k=top_k, top_p=top_p, cfg=cfg, cfg_schedule=cfg_schedule,
-                                                   y=y)
+                                                   y=y, settings=settings)
         self._check_memory(n, batch_size)
         out = torch.empty((n, *self.image_shape), device=self.device)
         for start in range(0, n, batch_size):
