@@ -197,6 +197,15 @@ def test_sample_settings_classes_and_guidance_match_the_library(client, tmp_path
 
 
 @needs_gradio
+def test_the_sample_apis_settings_are_exactly_the_sampling_settings_fields(client):
+    from zoo.settings import SamplingSettings
+    params = [p["parameter_name"] for p in client.view_api(return_format="dict", print_info=False)
+              ["named_endpoints"]["/sample"]["parameters"]]
+    settings = [p for p in params if p not in ("model", "n", "seed", "preset")]
+    assert sorted(settings) == sorted(s.page for s in SamplingSettings.spec().values())
+
+
+@needs_gradio
 def test_bad_sample_requests_are_refused_clearly_and_the_server_keeps_serving(client, monkeypatch):
     loaded = []
     real_load = zoo.api.load

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import os
 import sys
@@ -15,6 +16,7 @@ from rich.table import Table
 from .cards import Metric, read_card, update_card, with_metric, write_card as save_card  # noqa: F401
 from .errors import InputError, UnverifiedWeightsWarning, ZooError
 from .records import command_line, eval_command, record_fid, record_nll, record_recon, set_argv  # noqa: F401
+from .settings import UNSET, SamplingSettings, parse_class
 from .plugins import registry
 
 
@@ -290,59 +292,57 @@ def info(model_id: str) -> None:
 
 
 def sampling_options(fn):
-    """The sampling flags shared by `zoo sample` and `zoo eval --fid`; unset flags take the card's preset."""
-    opts = [
-        click.option("--temperature", type=float, default=None, help="default: the card's preset, else 1"),
-        click.option("--top-k", type=int, default=None, help="keep the k likeliest tokens (0: off)"),
-        click.option("--top-p", type=float, default=None, help="nucleus sampling mass (1: off)"),
-        click.option("--cfg", type=float, default=None,
-                     help="classifier-free guidance scale s: uncond + s * (cond - uncond); 1 is no guidance "
-                          "(the VAR reference's t is s - 1)"),
-        click.option("--cfg-schedule", type=click.Choice(["constant", "linear"]), default=None,
-                     help="guidance over the steps: constant s, or linear from 1 at the first step to s at the "
-                          "last (the VAR reference's ramp)"),
-        click.option("--class", "cls", default=None,
-                     help="a class index, 'uniform' (one per image), 'null' (the unconditional model)"
-                          + (", or 'all' (one row per class; -n a multiple of the classes)"
-                             if fn.__name__ == "sample" else "")),
-        click.option("--no-preset", is_flag=True,
-                     help="ignore the card's [sampling] preset: the model's own distribution, null class"),
-    ]
+    """The sampling flags shared by `zoo sample` and `zoo eval --fid`, one per SamplingSettings field (unset flags
+    take the card's preset), and --no-preset. The command gets the fields' flags as one argument, `sampling`: each
+    field's value as given (None: not given)."""
+    spec = SamplingSettings.spec()
+
+    @functools.wraps(fn)
+    def command(*args, **kwargs):
+        return fn(*args, sampling={name: kwargs.pop(name) for name in spec}, **kwargs)
+
+    opts = []
+    for name, s in spec.items():
+        kind = (click.Choice(list(s.choices)) if s.choices and not s.index else
+                float if float in s.toml else int if int in s.toml else str)
+        text = s.help + (", or 'all' (one row per class; -n a multiple of the classes)"
+                         if name == "classes" and fn.__name__ == "sample" else "")
+        opts.append(click.option(s.flag, name, type=kind, default=None, help=text))
+    opts.append(click.option("--no-preset", is_flag=True,
+                             help="ignore the card's [sampling] preset: the model's own distribution, null class"))
     for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
+        command = opt(command)
+    return command
 
 
-def _sampling_kwargs(m, n: int, temperature, top_k, top_p, cfg, cfg_schedule, cls, no_preset,
+def _sampling_kwargs(m, n: int, sampling: dict, no_preset: bool,
                      allow_all: bool = False) -> tuple[dict, int | None, str]:
-    """Sample keyword arguments from the sampling flags, the grid's row width ('all': one row per class), and
-    the flags as they were given (for a recorded command)."""
-    from .errors import InputError
-    from .presets import UNSET
-    given = dict(temperature=temperature, top_k=top_k, top_p=top_p, cfg=cfg, cfg_schedule=cfg_schedule)
-    kw = {k: (UNSET if v is None else v) for k, v in given.items()}
-    if top_k == 0:
-        kw["top_k"] = None
+    """Sample keyword arguments (UNSET where a flag is not given) from the sampling flags (`sampling_options`),
+    the grid's row width ('all': one row per class), and the flags as they were given (for a recorded command)."""
+    from dataclasses import replace
+    values = dict(sampling)
+    cls = values.pop("classes")
     nrow = None
     y = UNSET
-    if cls is not None:
-        if cls in ("uniform", "null"):
-            y = cls
-        elif cls == "all" and allow_all:
-            if not m.num_classes or n % m.num_classes:
-                raise InputError(f"--class all needs a class-conditional model and -n a multiple of its classes "
-                                 f"({m.num_classes or 'none'}); got -n {n}")
-            nrow = n // m.num_classes
-            y = torch.arange(m.num_classes).repeat_interleave(nrow)
-        else:
-            try:
-                y = int(cls)
-            except ValueError:
-                raise InputError(f"--class must be a class index, 'uniform', 'null'"
-                                 f"{', or all' if allow_all else ''}; got {cls!r}") from None
-    flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in given.items() if v is not None)
-    flags += (f" --class {cls}" if cls is not None else "") + (" --no-preset" if no_preset else "")
-    return dict(kw, y=y, preset=not no_preset), nrow, flags
+    if cls == "all" and allow_all:
+        if not m.num_classes or n % m.num_classes:
+            raise InputError(f"--class all needs a class-conditional model and -n a multiple of its classes "
+                             f"({m.num_classes or 'none'}); got -n {n}")
+        nrow = n // m.num_classes
+        y = torch.arange(m.num_classes).repeat_interleave(nrow)
+    elif cls is not None:
+        try:
+            y = parse_class(cls)
+        except InputError:
+            raise InputError(f"--class must be a class index, 'uniform', 'null'"
+                             f"{', or all' if allow_all else ''}; got {cls!r}") from None
+    given = SamplingSettings.from_text(**values)
+    if y is not UNSET:
+        given = replace(given, classes=y)
+    spec = SamplingSettings.spec()
+    flags = "".join(f" {spec[k].flag} {v}" for k, v in sampling.items() if v is not None)
+    flags += " --no-preset" if no_preset else ""
+    return dict(given.sample_kwargs(unset=True), preset=not no_preset), nrow, flags
 
 
 @main.command()
@@ -358,8 +358,7 @@ def _sampling_kwargs(m, n: int, temperature, top_k, top_p, cfg, cfg_schedule, cl
               help="explicit weights file (sha256-checked: other weights than the card's are marked on the output)")
 @click.option("--naive", is_flag=True, help="use the full-recompute reference sampler (slow)")
 @click.option("--threads", type=int, default=None)
-def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cfg_schedule, cls, no_preset, batch_size,
-           device, weights, naive, threads) -> None:
+def sample(model_id, n, output, seed, sampling, no_preset, batch_size, device, weights, naive, threads) -> None:
     """Draw n images from a model and save them as a grid (under torchrun each process draws its share). The
     card's sampling preset (`zoo info`) is the default; every flag overrides it."""
     _precheck(model_id, n)
@@ -370,8 +369,7 @@ def sample(model_id, n, output, seed, temperature, top_k, top_p, cfg, cfg_schedu
         with warnings.catch_warnings():  # said below, once, in the CLI's own words
             warnings.simplefilter("ignore", UnverifiedWeightsWarning)
             m = api.load(model_id, weights=weights, device=dev)
-        kw, nrow, _ = _sampling_kwargs(m, n, temperature, top_k, top_p, cfg, cfg_schedule, cls, no_preset,
-                                       allow_all=zdist.world_size() == 1)
+        kw, nrow, _ = _sampling_kwargs(m, n, sampling, no_preset, allow_all=zdist.world_size() == 1)
         with _progress() as prog:
             task = prog.add_task(f"sampling {model_id}", total=zdist.shard(n)[1] - zdist.shard(n)[0])
             x = zdist.sample(m, n, seed=seed, batch_size=batch_size, naive=naive,
@@ -491,8 +489,8 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
 def eval_cmd(model_id, do_nll, do_fid, do_kid, kid_ref_n, do_cfd, do_acc, do_recon, do_recon_fid, n, seed, ref_n,
-             fid_weights, split, data_dir, download, folder, batch_size, opts, write_card, temperature, top_k, top_p,
-             cfg, cfg_schedule, cls, no_preset, device, threads) -> None:
+             fid_weights, split, data_dir, download, folder, batch_size, opts, write_card, sampling, no_preset, device,
+             threads) -> None:
     """Evaluate a model: exact NLL, FID, KID, cfd, class accuracy, reconstruction on a dataset split (optionally
     recorded in a card with its command). The figures are zoo.evaluate's: this command parses, calls and prints."""
     if not (do_nll or do_fid or do_kid or do_cfd or do_acc or do_recon or do_recon_fid):
@@ -513,7 +511,6 @@ def eval_cmd(model_id, do_nll, do_fid, do_kid, kid_ref_n, do_cfd, do_acc, do_rec
     if write_card:
         read_card(write_card)
     from . import evaluate as zeval  # torch: after the arguments are checked
-    from .presets import UNSET
     _threads(threads)
     with zdist.session(device) as dev:
         m = api.load(model_id, device=dev)
@@ -535,8 +532,7 @@ def eval_cmd(model_id, do_nll, do_fid, do_kid, kid_ref_n, do_cfd, do_acc, do_rec
         else:
             d = zdata.load_dataset(m.card.dataset, split or "test", data_dir, download=download)
         if do_fid or do_kid or do_cfd or do_acc:
-            kw, _, flags = _sampling_kwargs(m, n or 10_000, temperature, top_k, top_p, cfg, cfg_schedule, cls,
-                                            no_preset)
+            kw, _, flags = _sampling_kwargs(m, n or 10_000, sampling, no_preset)
             kw = {k: v for k, v in kw.items() if v is not UNSET}
         results = []
         with _progress() as prog:

@@ -131,29 +131,24 @@ def check_count(n: Any, cap: int, what: str, hint: str) -> int:
 
 def parse_class(value: Any) -> Any:
     """A class setting from the page: None or '' (the preset), 'uniform', 'null', or an index ('3' or '3: cat')."""
-    from .presets import UNSET
+    from .settings import UNSET
+    from .settings import parse_class as parse
     if value is None or (isinstance(value, str) and not value.strip()):
         return UNSET
-    if isinstance(value, str) and value.strip() in ("uniform", "null"):
-        return value.strip()
-    try:
-        return int(str(value).split(":")[0])
-    except ValueError:
-        raise InputError(f"a class is 'uniform', 'null' or a class index, got {value!r}") from None
+    return parse(value)
 
 
-def sampling_kwargs(temperature: Any = None, top_k: Any = None, top_p: Any = None, class_label: Any = None,
-                    guidance: Any = None, guidance_schedule: Any = None, preset: bool = True) -> dict[str, Any]:
-    """`Model.sample` keyword arguments from the page's fields: empty is the card's preset (as an unset flag of
-    `zoo sample`), top-k 0 is off (as `--top-k 0`)."""
-    from .presets import UNSET
-    kw = dict(temperature=temperature, top_k=top_k, top_p=top_p, cfg=guidance, cfg_schedule=guidance_schedule or None)
-    kw = {k: UNSET if v is None else v for k, v in kw.items()}
-    if isinstance(kw["top_k"], float) and kw["top_k"].is_integer():
-        kw["top_k"] = int(kw["top_k"])
-    if kw["top_k"] == 0:
-        kw["top_k"] = None
-    return dict(kw, y=parse_class(class_label), preset=bool(preset))
+def sampling_kwargs(preset: bool = True, **fields: Any) -> dict[str, Any]:
+    """`Model.sample` keyword arguments (UNSET where not given) from the Sample tab's settings, named as the page
+    names them (each `SamplingSettings` field's `page`): empty is the card's preset (as an unset flag of `zoo
+    sample`), top-k 0 is off (as `--top-k 0`)."""
+    from .settings import SamplingSettings
+    names = {s.page: name for name, s in SamplingSettings.spec().items()}
+    unknown = sorted(set(fields) - set(names))
+    if unknown:
+        raise InputError(f"unknown sampling field(s) {unknown}; the page has {', '.join(names)}")
+    settings = SamplingSettings.from_text(**{names[page]: value for page, value in fields.items()})
+    return dict(settings.sample_kwargs(unset=True), preset=bool(preset))
 
 
 def _same(key: str, given: Any, preset: Any) -> bool:
@@ -165,16 +160,12 @@ def _same(key: str, given: Any, preset: Any) -> bool:
 def sample_command(name: str, n: int, seed: int, kw: dict[str, Any], preset: dict[str, Any] | None = None) -> str:
     """The `zoo sample` command that draws the same images; given the card's preset, a setting equal to it goes
     unsaid."""
-    from .presets import UNSET, resolve
-    flags = {"temperature": kw["temperature"], "top-k": 0 if kw["top_k"] is None else kw["top_k"],
-             "top-p": kw["top_p"], "cfg": kw["cfg"], "cfg-schedule": kw["cfg_schedule"], "class": kw["y"]}
-    card = dict(resolve(preset or {}), y=resolve(preset or {})["classes"])
-    keys = {"temperature": "temperature", "top-k": "top_k", "top-p": "top_p", "cfg": "cfg",
-            "cfg-schedule": "cfg_schedule", "class": "y"}
-    skip = kw["preset"] and preset is not None  # unknown preset: say every setting given
-    said = {flag: value for flag, value in flags.items() if value is not UNSET
-            and not (skip and _same(keys[flag], kw[keys[flag]], card[keys[flag]]))}
-    text = f"zoo sample {name} -n {n} --seed {seed}" + "".join(f" --{k} {v}" for k, v in said.items())
+    from .settings import SamplingSettings
+    given = SamplingSettings.from_sample_kwargs(**kw).given()
+    if kw["preset"] and preset is not None:  # unknown preset: say every setting given
+        card = SamplingSettings.from_preset(preset).over(SamplingSettings.defaults())
+        given = {k: v for k, v in given.items() if not _same(k, v, getattr(card, k))}
+    text = f"zoo sample {name} -n {n} --seed {seed}" + SamplingSettings(**given).flags()
     return text + ("" if kw["preset"] else " --no-preset")
 
 
@@ -446,14 +437,15 @@ def class_choices(card: Card, num_classes: int) -> list[tuple[str, str]]:
 
 
 def preset_fields(cat: Catalogue, name: str) -> dict[str, Any]:
-    """The Sample tab's fields for a model: its card's preset (else the plain defaults), and which apply."""
-    from .presets import resolve
+    """The Sample tab's fields for a model by their page names: its card's preset (else the defaults; top-k 0 and
+    top-p 1 for off), and which apply."""
+    from .settings import SamplingSettings
     card = cat.card(name)
-    s = resolve(card.sampling)
+    s = SamplingSettings.from_preset(card.sampling).over(SamplingSettings.defaults())
+    fields = {spec.page: getattr(s, key) for key, spec in s.spec().items()}
+    fields.update(top_k=s.top_k or 0, top_p=s.top_p or 1.0)
     num_classes = int(card.config.get("num_classes", 0) or 0)
-    return dict(temperature=s["temperature"], top_k=s["top_k"] or 0, top_p=s["top_p"] or 1.0,
-                guidance=s["cfg"], guidance_schedule=s["cfg_schedule"], class_label=s["classes"],
-                num_classes=num_classes, choices=class_choices(card, num_classes) if num_classes else [])
+    return dict(fields, num_classes=num_classes, choices=class_choices(card, num_classes) if num_classes else [])
 
 
 def build_app(models: Sequence[str] | None = None, title: str = "zoo demo") -> Any:
@@ -524,7 +516,8 @@ def _sample_tab(gr: Any, demo: Any, cat: Catalogue, names: list[str]) -> None:
                progress: Any = gr.Progress()) -> tuple[Any, str]:
         """n images (a grid), the same as `zoo sample`; empty settings take the card's preset."""
         from .grid import make_grid
-        kw = sampling_kwargs(temperature, top_k, top_p, class_label, guidance, guidance_schedule, preset)
+        kw = sampling_kwargs(preset, temperature=temperature, top_k=top_k, top_p=top_p, class_label=class_label,
+                             guidance=guidance, guidance_schedule=guidance_schedule)
         progress(0, desc=f"sampling {n} images of {model}")
         x, command = draw_samples(cat, model, n, seed, kw, progress=lambda b: progress(b / max(1, int(n))))
         return make_grid(x), f"{len(x)} images, the same as `{command}`"
@@ -539,6 +532,7 @@ def _sample_tab(gr: Any, demo: Any, cat: Catalogue, names: list[str]) -> None:
                 gr.update(choices=f["choices"], value=f["class_label"], visible=cond),
                 gr.update(value=f["guidance"], visible=cond), gr.update(value=f["guidance_schedule"], visible=cond)]
 
+    from .settings import CFG_SCHEDULES
     f0 = preset_fields(cat, names[0])
     cond = f0["num_classes"] > 0
     with gr.Row():
@@ -555,7 +549,7 @@ def _sample_tab(gr: Any, demo: Any, cat: Catalogue, names: list[str]) -> None:
                                 visible=cond, info="empty: the preset")
             with gr.Row():
                 guidance = gr.Number(value=None, label="guidance (classifier-free)", visible=cond, info="1: none")
-                schedule = gr.Dropdown(choices=["constant", "linear"], value=None, label="guidance schedule",
+                schedule = gr.Dropdown(choices=list(CFG_SCHEDULES), value=None, label="guidance schedule",
                                        visible=cond)
             preset = gr.Checkbox(value=True, label="the card's preset fills empty settings")
             go = gr.Button("Sample", variant="primary")
