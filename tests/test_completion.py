@@ -129,3 +129,39 @@ def test_families_that_document_an_approximation_say_so_and_others_do_not():
     assert made["natural"].approximate_completion == ""
     assert "another distribution" in made["agnostic"].approximate_completion
     assert zoo.create("pixelcnn", image_shape=[1, 2, 2], hidden=4, layers=1).approximate_completion == ""
+
+
+# ---- a family's documented approximation: accepted by name, refused by name, warned about when unsaid ----------
+@pytest.mark.parametrize("naive", [False, True])
+def test_an_approximate_completion_is_accepted_refused_or_warned_as_the_caller_says(naive):
+    from test_var import tiny_var
+    m = tiny_var()
+    x = m.sample(2, seed=0)
+    mask = zoo.masks.top_half(x)  # the coarse scales straddle the cut: VAR's zero-shot scheme, not exact
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said: no warning
+        done = m.complete(x, mask, seed=1, naive=naive, approximate=True)
+    assert torch.equal(done[mask.expand_as(x)], x[mask.expand_as(x)])
+    with pytest.raises(InputError, match=r"cannot complete this mask as the exact conditional.*approximate=True"):
+        m.complete(x, mask, seed=1, naive=naive, approximate=False)
+    with pytest.warns(FutureWarning, match=r"approximation \(the VAR paper's zero-shot scheme.*zoo 1\.0 refuses"):
+        unsaid = m.complete(x, mask, seed=1, naive=naive)
+    assert torch.equal(unsaid, done)  # the 0.x default is still the approximation, the same draw
+    everything = torch.ones_like(mask)  # an exact completion needs no word, even with approximate=False
+    assert torch.equal(m.complete(x, everything, seed=1, approximate=False), x)
+
+
+def test_the_approximation_setting_is_checked_and_restored():
+    from zoo.completion import _APPROXIMATE, approximation
+    with pytest.raises(InputError, match="approximate must be True, False or None"):
+        with approximation("yes"):
+            pass
+    with approximation(False):
+        with approximation(True):
+            assert _APPROXIMATE.get() is True
+        assert _APPROXIMATE.get() is False
+    assert _APPROXIMATE.get() is None
+
+
+def test_var_models_are_named_where_a_mask_is_refused():
+    assert {"var-mnist", "made-mnist-bin-agnostic"} <= set(any_mask_models())

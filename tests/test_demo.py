@@ -263,10 +263,17 @@ def test_complete_keeps_the_observed_pixels_and_gives_their_exact_likelihood(cli
 def test_a_model_that_cannot_complete_the_mask_is_refused_naming_those_that_can(client):
     text = app_error(client, "/complete", model="made-mnist-bin", mask="center")
     assert "made-mnist-bin-agnostic" in text and "made-mnist-bin" in text
-    _, _, report = client.predict(model="made-mnist-bin-agnostic", mask="center", k=2, api_name="/complete")
-    assert "not a sum of its conditionals" in report
-    _, _, report = client.predict(model="var-mnist", mask="bottom-half", k=2, api_name="/complete")
-    assert "not of pixels" in report
+    for name, mask in (("made-mnist-bin-agnostic", "center"), ("var-mnist", "bottom-half")):
+        # completed only by the family's named approximation: refused unless the caller accepts it
+        assert "approximate" in app_error(client, "/complete", model=name, mask=mask)
+    _, _, report = client.predict(model="made-mnist-bin-agnostic", mask="center", k=2, approximate=True,
+                                  api_name="/complete")
+    assert "not a sum of its conditionals" in report and "another distribution" in report
+    _, _, report = client.predict(model="var-mnist", mask="bottom-half", k=2, approximate=True,
+                                  api_name="/complete")
+    assert "not of pixels" in report and "zero-shot" in report
+    _, _, report = client.predict(model="made-mnist-bin-agnostic", mask="top-half", k=2, api_name="/complete")
+    assert "**Completion:**" not in report  # a raster prefix is exact: no approximation named
 
 
 @needs_gradio

@@ -432,11 +432,15 @@ def data_options(fn):
 @data_options
 @click.option("--from-samples", is_flag=True, help="complete the model's own samples instead of dataset images "
                                                    "(no dataset needed)")
+@click.option("--approximate", is_flag=True,
+              help="accept the approximation a family names (VAR, order-agnostic MADE) for a mask it cannot "
+                   "complete exactly; without it such a mask is refused")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None)
 def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, data_dir, download, from_samples,
-             device, threads) -> None:
-    """Complete masked images of the card's dataset (--data-dir): rows of original | observed | completed."""
+             approximate, device, threads) -> None:
+    """Complete masked images of the card's dataset (--data-dir): rows of original | observed | completed. The
+    completion is the exact conditional, or refused; --approximate accepts a family's named approximation."""
     _precheck(model_id, n)
     _threads(threads)
     output = output or _free_name("completion.png")
@@ -445,7 +449,7 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
     zmasks.parse_mask(mask_spec, torch.zeros(1, *m.image_shape))  # a bad mask is said before any data is read
     x, source = _originals(m, n, data_dir, split, seed, download, from_samples)
     mask = zmasks.parse_mask(mask_spec, x)
-    done = m.complete(x, mask, seed=seed, temperature=temperature, top_k=top_k)
+    done = m.complete(x, mask, seed=seed, temperature=temperature, top_k=top_k, approximate=approximate)
     shown = grid.show_masked(x, mask.expand_as(x) if mask.dim() == 3 else mask)
     grid.save_image(grid.labelled_rows([("original", x), ("observed", shown), ("completed", done)]), output)
     console.print(f"wrote {len(x)} completions ({mask_spec}) of {source} to {output}")

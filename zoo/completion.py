@@ -7,12 +7,17 @@ steps, so a step may mix observed and hidden tokens when every earlier step is w
 
 `completion_steps` is what every completion path calls (`Model.make_stepper`, `Model.complete`, hence the CLI):
 the family's `generation_steps(observed_mask)` answers first and may refuse the mask; an order that does not put
-the observed tokens first is then refused, unless the family declares its completion a documented
-approximation (`Model.approximate_completion`, VAR's zero-shot scheme).
+the observed tokens first is then refused. A family may declare its completion of such masks a documented
+approximation (`Model.approximate_completion`, VAR's zero-shot scheme): the caller then accepts it by name
+(`Model.complete(..., approximate=True)`, `zoo complete --approximate`); `approximate=False` refuses it, and
+not saying (`None`) accepts it with a FutureWarning, as zoo before 0.4 did silently, until 1.0 refuses it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+import contextlib
+import warnings
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 
@@ -65,7 +70,8 @@ def any_mask_hint() -> str:
     ids = any_mask_models()
     if not ids:
         return "No installed model declares that it completes any mask."
-    return f"Models that complete any mask: {', '.join(ids)}."
+    return (f"Models that complete any mask: {', '.join(ids)} (where not exactly, by an approximation each names, "
+            "accepted with approximate=True or zoo complete --approximate).")
 
 
 def _name(model: Model) -> str:
@@ -79,21 +85,57 @@ def raster_refusal(model: Model) -> str:
             f"{any_mask_hint()}")
 
 
+#: whether the completion being drawn accepts a family's documented approximation (True), refuses it (False)
+#: or did not say (None); set by `approximation` around a completion, per thread and task
+_APPROXIMATE: ContextVar[bool | None] = ContextVar("zoo_approximate_completion", default=None)
+
+
+@contextlib.contextmanager
+def approximation(allowed: bool | None) -> Iterator[None]:
+    """Within the block, completions accept (True) or refuse (False) a family's documented approximation;
+    None keeps the 0.x default (accepted with a FutureWarning). `Model.complete(approximate=...)` uses it."""
+    if allowed is not None and not isinstance(allowed, bool):
+        raise InputError(f"approximate must be True, False or None, got {allowed!r}")
+    token = _APPROXIMATE.set(allowed)
+    try:
+        yield
+    finally:
+        _APPROXIMATE.reset(token)
+
+
 def completion_steps(model: Model, observed_mask: torch.Tensor | None) -> list[torch.Tensor]:
     """The generation steps of a completion with this (T,) observed mask, or an InputError saying why the model
-    cannot complete it exactly and which models can."""
+    cannot complete it exactly and which models can. A family's documented approximation is used only as
+    `approximation` allows (see the module docstring)."""
     steps = model.generation_steps(observed_mask)
-    if observed_mask is None or getattr(model, "approximate_completion", ""):
+    if observed_mask is None:
         return steps
     bad = first_out_of_order(steps, observed_mask)
-    if bad is not None:
-        hidden, observed = bad
-        raise InputError(f"{_name(model)} would generate token {hidden} (hidden) before token {observed} "
-                         "(observed) for this mask, so its completion would not be the exact conditional; it "
-                         "completes masks whose observed pixels come first in its generation order. "
-                         f"{any_mask_hint()}")
-    return steps
+    exact = getattr(model, "completes_exactly", None)
+    if (bad is None and exact is None) or (exact is not None and exact(observed_mask, steps)):
+        return steps
+    approx, allowed = getattr(model, "approximate_completion", ""), _APPROXIMATE.get()
+    if approx and allowed:
+        return steps
+    if approx and allowed is None:
+        warnings.warn(f"{_name(model)} cannot complete this mask exactly; it completes it by an approximation "
+                      f"({approx}). Pass approximate=True to accept that (zoo complete --approximate), "
+                      "approximate=False to refuse it; zoo 1.0 refuses it unless approximate=True",
+                      FutureWarning, stacklevel=2)
+        return steps
+    if approx:
+        raise InputError(f"{_name(model)} cannot complete this mask as the exact conditional; it completes it only by "
+                         f"an approximation ({approx}). Accept that with approximate=True in Python, or zoo complete "
+                         "--approximate.")
+    if bad is None:
+        raise InputError(f"{_name(model)} says its completion of this mask would not be the exact conditional "
+                         f"(completes_exactly). {any_mask_hint()}")
+    hidden, observed = bad
+    why = (f"{_name(model)} would generate token {hidden} (hidden) before token {observed} (observed) for this "
+           "mask, so its completion would not be the exact conditional; it completes exactly the masks whose "
+           "observed pixels come first in its generation order.")
+    raise InputError(f"{why} {any_mask_hint()}")
 
 
-__all__ = ["any_mask_hint", "any_mask_models", "completion_steps", "first_out_of_order", "is_prefix",
-           "raster_refusal"]
+__all__ = ["any_mask_hint", "any_mask_models", "approximation", "completion_steps", "first_out_of_order",
+           "is_prefix", "raster_refusal"]

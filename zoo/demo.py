@@ -351,8 +351,9 @@ def observed_log_likelihood(model: Model, x: torch.Tensor, mask: torch.Tensor) -
 
 def complete_images(cat: Catalogue, tests: TestImages, name: Any, source: Any, index: Any, upload: Any,
                     mask_choice: Any, editor: Any, k: Any, seed: Any, temperature: Any, top_k: Any,
-                    top_p: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
-    """k completions of the source image under the mask: (source, mask, completions, a report)."""
+                    top_p: Any, approximate: Any = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
+    """k completions of the source image under the mask: (source, mask, completions, a report). A mask the model
+    completes only by its named approximation is refused unless `approximate` (the page's checkbox)."""
     from .model import check_seed
     name = cat.check(name)
     k = check_count(k, MAX_K, "k (completions)", "ask for fewer")
@@ -363,9 +364,10 @@ def complete_images(cat: Catalogue, tests: TestImages, name: Any, source: Any, i
     with cat.use(name) as model:
         done = model.complete(x.expand(k, *x.shape[1:]), mask, seed=seed,
                               temperature=1.0 if temperature is None else float(temperature), top_k=top_k,
-                              top_p=None if top_p in (None, 1) else float(top_p)).cpu()
+                              top_p=None if top_p in (None, 1) else float(top_p), approximate=bool(approximate)).cpu()
         _, likelihood = observed_log_likelihood(model, x, mask)
-        approx = model.approximate_completion
+        flat = model.tokenizer.token_mask(mask.expand(1, *x.shape[1:]))[0]
+        approx = "" if model.completes_exactly(flat, model.generation_steps(flat)) else model.approximate_completion
     hidden = int((~mask[0]).sum())
     report = [f"**Source:** {what}.", f"**Mask:** {mask_choice}, {hidden:,} of {mask[0].numel():,} pixels "
               "regenerated; every observed pixel is kept exactly.", f"**Likelihood:** {likelihood}."]
@@ -578,11 +580,12 @@ def _complete_tab(gr: Any, demo: Any, cat: Catalogue, names: list[str], tests: T
     @_answer
     def complete(model: str, source: str = "test image", index: int = 0, upload: Any = None,
                  mask: str = "top-half", painted: Any = None, k: int = 4, seed: int = 0, temperature: float = 1.0,
-                 top_k: int = 0, top_p: float = 1.0) -> tuple[Any, Any, str]:
-        """k completions of a test or uploaded image under a preset or painted mask; observed pixels kept."""
+                 top_k: int = 0, top_p: float = 1.0, approximate: bool = False) -> tuple[Any, Any, str]:
+        """k completions of a test or uploaded image under a preset or painted mask; observed pixels kept. The
+        exact conditional, or refused; `approximate` accepts a family's named approximation (VAR)."""
         from .grid import make_grid, show_masked
         x, m, done, report = complete_images(cat, tests, model, source, index, upload, mask, painted, k, seed,
-                                             temperature, top_k, top_p)
+                                             temperature, top_k, top_p, approximate)
         grid = make_grid(done, nrow=min(len(done), 8), scale=COMPLETION_ZOOM)
         return to_pil(show_masked(x, m[None])[0], upscale(x)), grid, report
 
@@ -603,6 +606,9 @@ def _complete_tab(gr: Any, demo: Any, cat: Catalogue, names: list[str], tests: T
                 temperature = gr.Number(value=1.0, label="temperature")
                 top_k = gr.Number(value=0, precision=0, label="top-k", info="0: off")
                 top_p = gr.Number(value=1.0, label="top-p", info="1: off")
+            approximate = gr.Checkbox(value=False, label="accept an approximation",
+                                      info="VAR and order-agnostic MADEs complete some masks only approximately "
+                                           "(the report names how); unticked, such a mask is refused")
             go = gr.Button("Complete", variant="primary")
         with gr.Column(scale=2):
             editor = gr.ImageEditor(label="source: paint the region to regenerate (mask: painted)", type="pil",
@@ -621,8 +627,8 @@ def _complete_tab(gr: Any, demo: Any, cat: Catalogue, names: list[str], tests: T
     for comp in src:
         comp.change(show_source, src, [editor, what], api_visibility="private")
     demo.load(show_source, src, [editor, what], api_visibility="private")
-    go.click(complete, [*src, mask, editor, k, seed, temperature, top_k, top_p], [observed, grid, report],
-             api_name="complete")
+    go.click(complete, [*src, mask, editor, k, seed, temperature, top_k, top_p, approximate],
+             [observed, grid, report], api_name="complete")
 
 
 def run(demo: Any, host: str | None = None, port: int | None = None, share: bool = False, block: bool = True) -> str:

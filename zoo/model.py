@@ -303,6 +303,14 @@ class Model(Trainable):
             raise InputError(completion.raster_refusal(self))
         return as_steps(torch.arange(self.tokenizer.num_tokens))
 
+    def completes_exactly(self, observed_mask: torch.Tensor, steps: list[torch.Tensor]) -> bool:
+        """Whether completing this (T,) mask in these steps (from `generation_steps`) is the exact conditional of
+        the distribution `log_prob` scores: by default, when the steps generate the observed tokens first. A
+        family whose order is not the whole story (an order-agnostic MADE reads its network in another order)
+        overrides it; a mask it answers False is refused, or completed by `approximate_completion` when the
+        caller accepts that."""
+        return completion.first_out_of_order(steps, observed_mask) is None
+
     def completion_steps(self, observed_mask: torch.Tensor | None) -> list[torch.Tensor]:
         """The steps of a completion with this (T,) observed mask, or an InputError when the model cannot complete
         it exactly: `generation_steps(observed_mask)` answers first, then the core refuses an order that does
@@ -549,11 +557,20 @@ class Model(Trainable):
     @torch.no_grad()
     def complete(self, x: torch.Tensor, mask: torch.Tensor, *, seed: int | None = None, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, y: torch.Tensor | int | None = None,
-                 naive: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+                 naive: bool = False, generator: torch.Generator | None = None,
+                 approximate: bool | None = None) -> torch.Tensor:
         """Keep every observed pixel of x (mask True) exactly and sample the rest from the model: the exact
         conditional, or an InputError (before anything is drawn) for a mask the model cannot complete exactly,
         naming the models that can. A family with `approximate_completion` (VAR, an order-agnostic MADE) completes
-        other masks by the approximation it names."""
+        other masks by the approximation it names when approximate=True; approximate=False refuses them; None
+        (the 0.x default) accepts them with a FutureWarning, and zoo 1.0 will refuse them."""
+        with completion.approximation(approximate):
+            return self._complete(x, mask, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, y=y,
+                                  naive=naive, generator=generator)
+
+    def _complete(self, x: torch.Tensor, mask: torch.Tensor, *, seed: int | None, temperature: float,
+                  top_k: int | None, top_p: float | None, y: torch.Tensor | int | None, naive: bool,
+                  generator: torch.Generator | None) -> torch.Tensor:
         self._require_generative("complete images")
         x = check_images(x, self.image_shape).to(self.device)
         n = x.shape[0]
@@ -580,14 +597,15 @@ class Model(Trainable):
         out = torch.empty_like(tokens)
         # rows that share a mask share a generation order: run each group as one batch
         uniq, inverse = torch.unique(flat, dim=0, return_inverse=True)
-        for g in range(uniq.shape[0]):  # every mask is decided before any group is drawn
+        for g in range(uniq.shape[0]):  # every mask is decided (and warned about) once, before any group is drawn
             self.completion_steps(uniq[g])
-        for g in range(uniq.shape[0]):
-            rows = (inverse == g).nonzero().flatten()
-            out[rows] = self.generate_tokens(
-                len(rows), generator=generator, processor=processor,
-                y=None if labels is None else labels[rows], observed=tokens[rows], observed_mask=flat[rows],
-                naive=naive)
+        with completion.approximation(True):  # every mask was accepted above (and warned about there, if at all)
+            for g in range(uniq.shape[0]):
+                rows = (inverse == g).nonzero().flatten()
+                out[rows] = self.generate_tokens(
+                    len(rows), generator=generator, processor=processor,
+                    y=None if labels is None else labels[rows], observed=tokens[rows], observed_mask=flat[rows],
+                    naive=naive)
         return torch.where(mask, x, self.tokenizer.decode(out).clamp_(0, 1))
 
 

@@ -364,6 +364,14 @@ class MADE(zoo.Model):
     def generation_steps(self, observed_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
         return list(self._sampling_conns(observed_mask)[0].order.reshape(-1, 1))
 
+    def completes_exactly(self, observed_mask: torch.Tensor, steps: list[torch.Tensor]) -> bool:
+        """An order-agnostic MADE completes a raster prefix exactly (the mixture `log_prob` scores); another mask,
+        completed in another order, is its `approximate_completion`. Other orderings: the core's rule."""
+        from zoo.completion import is_prefix
+        if self.ordering == "agnostic" and not is_prefix(observed_mask):
+            return False
+        return super().completes_exactly(observed_mask, steps)
+
     def conditionals_tokens(self, tokens: torch.Tensor, y=None) -> torch.Tensor:
         """Per-position log-probabilities in generation order. For an ensemble sharing one order, the mixture's
         conditionals: log p(x_<=t) - log p(x_<t), each prefix probability averaged over the masks."""

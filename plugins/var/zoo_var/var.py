@@ -84,6 +84,12 @@ class VAR(Model):
                               "straddle any cut, so it is not the exact conditional")
 
     @classmethod
+    def completes_any_mask(cls, config: dict) -> bool:
+        """Every mask: exactly where the observed tokens come first in the scale order, else by the approximation
+        above (accepted with approximate=True)."""
+        return True
+
+    @classmethod
     def check_config(cls) -> dict:
         tok = {"image_shape": [1, 8, 8], "channels": 8, "latent_dim": 4, "codebook_size": 2, "scales": [1, 2]}
         return {"tokenizer": tok, "num_classes": 2, "dim": 16, "depth": 1, "heads": 2}
