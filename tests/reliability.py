@@ -745,6 +745,58 @@ add("cli", "zoo train: --lr is text", lambda ctx: cli("train", "made-mnist-bin",
     "not a valid float")
 
 
+# ---- 6b. the demo page's requests (zoo.demo's functions, as its /sample and /complete endpoints call them) --------
+def _demo(call: Callable[[Any, Any, Path], Any]) -> Callable[[Ctx], Any]:
+    """A request to a page serving two bundled MADEs, made through the functions its endpoints call (no server:
+    tests/test_demo.py drives the same requests through gradio_client and a browser)."""
+    def run(ctx: Ctx) -> Any:
+        from zoo import demo
+        cat = demo.Catalogue.of(["made-mnist-bin", "made-mnist-bin-agnostic"])
+        return call(demo, cat, ctx.tmp)
+    return run
+
+
+def _text_file(tmp: Path) -> Path:
+    (tmp / "notes.png").write_text("not an image at all")
+    return tmp / "notes.png"
+
+
+def _huge_png(tmp: Path) -> Path:
+    from PIL import Image
+    Image.new("L", (6000, 6000)).save(tmp / "huge.png", optimize=True)  # a few KB on disk, 36 megapixels decoded
+    return tmp / "huge.png"
+
+
+def _complete(demo: Any, cat: Any, name: str = "made-mnist-bin", mask: str = "top-half", upload: Any = None,
+              source: str = "test image", approximate: bool = False) -> Any:
+    return demo.complete_images(cat, demo.TestImages(), name, source, 0, upload, mask, None, 2, 0, 1.0, 0, 1.0,
+                                approximate)
+
+
+add("demo", "sample: n = 100,000", _demo(lambda d, cat, tmp: d.draw_samples(cat, "made-mnist-bin", 100_000, 0, {})),
+    InputError, "zoo sample made-mnist-bin -n 100000")
+add("demo", "sample: unknown model id", _demo(lambda d, cat, tmp: d.draw_samples(cat, "made-mnist-bn", 2, 0, {})),
+    InputError, "unknown model")
+add("demo", "sample: a path instead of an id",
+    _demo(lambda d, cat, tmp: d.draw_samples(cat, "/etc/passwd", 2, 0, {})), InputError, "paths and Hub references")
+add("demo", "sample: a Hub reference instead of an id",
+    _demo(lambda d, cat, tmp: d.draw_samples(cat, "hf://org/name", 2, 0, {})), InputError, "paths and Hub references")
+add("demo", "complete: an upload that is not an image",
+    _demo(lambda d, cat, tmp: _complete(d, cat, source="upload", upload=_text_file(tmp))), InputError, "not an image")
+add("demo", "complete: a 6000x6000 upload",
+    _demo(lambda d, cat, tmp: _complete(d, cat, source="upload", upload=_huge_png(tmp))), InputError,
+    "larger than this page decodes")
+add("demo", "complete: a painted mask with nothing painted",
+    _demo(lambda d, cat, tmp: _complete(d, cat, mask="painted")), InputError, "nothing to complete")
+add("demo", "complete: a mask the page does not offer",
+    _demo(lambda d, cat, tmp: _complete(d, cat, mask="everything")), InputError, "mask")
+add("demo", "complete: a raster model given a non-prefix mask",
+    _demo(lambda d, cat, tmp: _complete(d, cat, mask="center")), InputError, "made-mnist-bin-agnostic")
+add("demo", "complete: an approximation not accepted",
+    _demo(lambda d, cat, tmp: _complete(d, cat, "made-mnist-bin-agnostic", mask="center")), InputError,
+    "approximate=True")
+
+
 # ---- 7. Hub ------------------------------------------------------------------------------------------------------
 REPO = "org/made-tiny"
 
