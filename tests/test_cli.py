@@ -105,3 +105,18 @@ def test_var_sampling_flags_preset_and_one_row_per_class(run, tmp_path):
     assert "-n a multiple of its classes (10)" in error("-n", 15, "--class", "all")
     assert "'uniform', 'null'" in error("--class", "cats")
     assert "needs a class" in error("--class", "null", "--cfg", 2)
+
+
+def test_datasets_shows_every_layout_in_full_in_an_80_column_terminal():
+    """A narrow terminal folds the layout paths instead of cutting them with an ellipsis (issue 25)."""
+    import subprocess
+    import sys
+
+    from zoo.datasets import list_datasets
+    out = subprocess.run([sys.executable, "-m", "zoo.cli", "datasets"], capture_output=True, text=True,
+                         env={**__import__("os").environ, "COLUMNS": "80"}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "…" not in out.stdout and max(len(line) for line in out.stdout.splitlines()) <= 80
+    cells = "".join(line.split("│")[-2].strip() for line in out.stdout.splitlines() if line.count("│") >= 7)
+    for _, ds in list_datasets():
+        assert ds.layout.replace(" ", "") in cells.replace(" ", "")

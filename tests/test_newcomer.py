@@ -26,11 +26,15 @@ def run(*args, code=0, env=None):
 NO_TORCH = r"""
 import sys
 from zoo.cli import main
-for args in (["--help"], ["list"], ["info", "var-mnist"], ["plugins"], ["list", "*cifar*"]):
+from zoo.errors import InputError
+for args in (["--help"], ["list"], ["info", "var-mnist"], ["plugins"], ["list", "*cifar*"],
+             ["complete", "made-mnist-bin", "--mask", "diagonal"], ["complete", "made-mnist-bin", "--mask", "box:1,2"]):
     try:
         main(args, standalone_mode=False)
     except SystemExit:
         pass
+    except InputError as e:  # the bad mask specs: refused before torch
+        assert "unknown mask" in str(e), e
     assert "torch" not in sys.modules, f"zoo {' '.join(args)} imported torch"
 import zoo
 zoo.list_models(), zoo.get_card("made-mnist-bin")

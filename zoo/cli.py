@@ -441,6 +441,8 @@ def complete(model_id, mask_spec, n, output, seed, temperature, top_k, split, da
              approximate, device, threads) -> None:
     """Complete masked images of the card's dataset (--data-dir): rows of original | observed | completed. The
     completion is the exact conditional, or refused; --approximate accepts a family's named approximation."""
+    from .mask_specs import split_spec
+    split_spec(mask_spec)  # an unknown mask is said before torch is imported or any data read
     _precheck(model_id, n)
     _threads(threads)
     output = output or _free_name("completion.png")
@@ -862,7 +864,9 @@ def datasets(data_dir) -> None:
     root = zdata.data_root(data_dir)
     table = Table(title=f"zoo datasets (data root {root})")
     for col in ("dataset", "plugin", "images", "classes", "on disk", "layout under the data root"):
-        table.add_column(col, no_wrap=col in ("dataset", "on disk"))
+        # paths fold at any character in a narrow terminal rather than end in an ellipsis: every one is complete
+        table.add_column(col, no_wrap=col in ("dataset", "on disk"),
+                         overflow="fold" if col.startswith("layout") else "ellipsis")
     for plugin, ds in list_datasets():
         try:
             present = "yes" if ds.present(root) else "no"

@@ -10,6 +10,7 @@ import math
 import torch
 
 from .errors import InputError
+from .mask_specs import split_spec
 from .model import check_seed
 
 
@@ -93,22 +94,17 @@ BUILDERS = {
 
 def parse_mask(spec: str, x: torch.Tensor) -> torch.Tensor:
     """A mask from a CLI spec: top-half, bottom-half, left-half, right-half, center, first:K, random:F[:SEED],
-    box:TOP,LEFT,H,W."""
-    name, _, arg = spec.partition(":")
+    box:TOP,LEFT,H,W (the grammar: `zoo.mask_specs`, which the CLI checks before torch is imported)."""
+    name, args = split_spec(spec)
     try:
-        if name in BUILDERS and not arg:
+        if name in BUILDERS:
             return BUILDERS[name](x)
-        if name == "first" and arg:
-            return first_k(x, int(arg))
-        if name == "random" and arg:
-            frac, _, seed = arg.partition(":")
-            return random(x, float(frac), int(seed or 0))
-        if name == "box" and arg:
-            t, l, hh, ww = (int(v) for v in arg.split(","))
-            return box(x, t, l, hh, ww)
+        if name == "first":
+            return first_k(x, *args)
+        if name == "random":
+            return random(x, args[0], args[1])
+        return box(x, *args)
     except InputError:
         raise  # a known mask with a bad argument: its own message says what is wrong
-    except (ValueError, OverflowError, RuntimeError):  # not a number, or a seed torch cannot take
-        pass
-    raise InputError(f"unknown mask '{spec}'; use one of {', '.join(BUILDERS)}, first:K, random:FRACTION[:SEED] "
-                     "or box:TOP,LEFT,HEIGHT,WIDTH")
+    except (ValueError, OverflowError, RuntimeError):  # a seed torch cannot take
+        raise InputError(f"mask '{spec}': a number is out of range ({', '.join(map(str, args))})") from None
