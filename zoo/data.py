@@ -1,4 +1,8 @@
-"""Named datasets read from standard layouts: `mnist`, `mnist-bin`, `cifar10`, `cifar10-gray`.
+"""The built-in datasets, `mnist`, `mnist-bin`, `cifar10`, `cifar10-gray`: their one home (names, shapes,
+classes, layouts, presence checks, readers, `builtin_datasets` for the registry), and `ImageData`, `data_root`
+and `load_dataset`, which reads a split of any registered dataset (the lookup is `zoo.datasets`; the `Dataset`
+contract is `zoo.plugins`'). The registry imports this module (by name) to list datasets, so it imports neither
+torch nor numpy at module level: the readers import them when a split is read.
 
 Root folder: `--data-dir`, else `ZOO_DATA_DIR`, else ~/.cache/zoo/data. Layouts read:
   MNIST     ROOT/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]   (torchvision's)
@@ -11,20 +15,35 @@ are binarized once, Bernoulli(pixel/255) with a fixed torch.Generator seed (val 
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from .cache import zoo_cache
-from .datasets import (CIFAR_CLASSES, DESCRIPTIONS, IMAGE_SHAPES, MNIST_FILES, NAMES,  # noqa: F401
-                       _find, cifar_present, mnist_present)
+from .datasets import get_dataset
 from .errors import DataError
+from .plugins import Dataset
 
+if TYPE_CHECKING:  # the readers import numpy and torch: listing datasets needs neither
+    import numpy as np
+    import torch
+
+# ---- the four built-in datasets: names, shapes, classes, layouts (no torch needed) ----------------
+NAMES = ("mnist", "mnist-bin", "cifar10", "cifar10-gray")
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "mnist-bin": (1, 28, 28), "cifar10": (3, 32, 32), "cifar10-gray": (1, 32, 32)}
+MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+DESCRIPTIONS = {"mnist": "MNIST digits, 8-bit, 10 classes",
+                "mnist-bin": "MNIST digits binarized: dynamic Bernoulli (train), seeded (val 1, test 0)",
+                "cifar10": "CIFAR-10, colour, 10 classes (or its JPEG copy, labelled cifar10-jpeg)",
+                "cifar10-gray": "CIFAR-10 as ITU-R 601 luma, 10 classes"}
+MNIST_LAYOUT = "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"
+CIFAR_LAYOUT = "cifar-10-batches-py/, cifar10/{train,test}/<class>/ or cifar10-jpeg/{train,test}/<class>/"
 SPLITS = ("train", "val", "test")
 VAL_SIZE = 5000
 TEST_BINARIZATION_SEED = 0
@@ -40,8 +59,42 @@ def data_root(data_dir: str | Path | None = None) -> Path:
     return zoo_cache("data")
 
 
+def _find(raw: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (raw / name).is_file():
+            return raw / name
+    return None
+
+
+def mnist_present(root: Path) -> bool:
+    """Whether the MNIST IDX files (train and test) are under the data root."""
+    raw = Path(root) / "MNIST" / "raw"
+    return all(_find(raw, s) for stems in MNIST_FILES.values() for s in stems)
+
+
+def cifar_present(root: Path) -> bool:
+    """Whether one of the CIFAR-10 layouts (train and test) is under the data root."""
+    root = Path(root)
+    return (root / "cifar-10-batches-py").is_dir() or any(
+        all((root / sub / part).is_dir() for part in ("train", "test")) for sub in ("cifar10", "cifar10-jpeg"))
+
+
+def builtin_datasets() -> dict[str, Dataset]:
+    """zoo's own datasets (name -> Dataset), which the registry adds as the first-party plugin `zoo`."""
+    out = {}
+    for name in NAMES:
+        mnist = name.startswith("mnist")
+        out[name] = Dataset(
+            name=name, load=functools.partial(load_builtin, name),
+            present=mnist_present if mnist else cifar_present, image_shape=IMAGE_SHAPES[name],
+            classes=tuple(str(i) for i in range(10)) if mnist else CIFAR_CLASSES,
+            layout=MNIST_LAYOUT if mnist else CIFAR_LAYOUT, description=DESCRIPTIONS[name])
+    return out
+
+
 def binarize(x: torch.Tensor, seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Bernoulli binarization of float images in [0, 1]: each pixel is 1 with probability its intensity."""
+    import torch
     if generator is None and seed is not None:
         generator = torch.Generator(device=x.device).manual_seed(seed)
     return torch.bernoulli(x, generator=generator)
@@ -81,6 +134,7 @@ class ImageData:
 
 # ---- MNIST ----------------------------------------------------------------------------------------
 def _read_idx(path: Path) -> np.ndarray:
+    import numpy as np
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
@@ -118,6 +172,7 @@ def _mnist(root: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarra
 
 # ---- CIFAR-10 -------------------------------------------------------------------------------------
 def _image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
     from PIL import Image
     images, labels = [], []
     for label, cls in enumerate(CIFAR_CLASSES):
@@ -138,6 +193,7 @@ def interleave_classes(labels: np.ndarray) -> np.ndarray:
     """An order that takes the first image of each class, then the second of each, and so on. Image folders list
     images class by class; without this, 'the last 5,000 of the training file' would be one class (trucks),
     missing from training and alone in validation."""
+    import numpy as np
     rank = np.zeros(len(labels), dtype=np.int64)
     for c in np.unique(labels):
         idx = np.nonzero(labels == c)[0]
@@ -154,6 +210,7 @@ def _cached_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _decoded_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
     cache = folder / f".zoo-decoded-{split}.npz"
     src = folder / split
     stamp = str(sum(1 for _ in src.rglob("*")))
@@ -178,6 +235,7 @@ def _decoded_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cifar(root: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarray, str, str]:
+    import numpy as np
     if download and not (root / "cifar-10-batches-py").is_dir():
         try:
             import torchvision
@@ -199,6 +257,7 @@ def _cifar(root: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarra
 
 def to_gray(images: np.ndarray) -> np.ndarray:
     """ITU-R 601-2 luma, L = (299 R + 587 G + 114 B) / 1000 rounded, as PIL's convert('L') (N, 3, H, W) -> (N, 1, H, W)."""
+    import numpy as np
     rgb = images.astype(np.int32)
     luma = (299 * rgb[:, 0] + 587 * rgb[:, 1] + 114 * rgb[:, 2] + 500) // 1000
     return luma[:, None].astype(np.uint8)
@@ -208,7 +267,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
                  download: bool = False) -> ImageData:
     """One split of a named dataset (any installed plugin's, the four built-ins included) as uint8 tensors,
     read from the data root."""
-    from .datasets import get_dataset
+    import torch
     ds = get_dataset(name)
     if split not in ds.splits:
         raise DataError(f"unknown split '{split}' of {name}; use one of {', '.join(ds.splits)}")
@@ -223,6 +282,8 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
 
 def load_builtin(name: str, split: str, root: Path, download: bool = False) -> ImageData:
     """One split of a built-in dataset (mnist, mnist-bin, cifar10, cifar10-gray) from the data root."""
+    import numpy as np
+    import torch
     root = Path(root)
     part = "test" if split == "test" else "train"
     order = ""

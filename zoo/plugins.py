@@ -1,11 +1,12 @@
-"""Plugin discovery through the entry-point group `zoo.plugins`.
+"""Plugin discovery through the entry-point group `zoo.plugins`, and the plugin contract.
 
 A plugin is one `Plugin` object: its name, version, the model architectures and learned tokenizers it
-provides, the folders of the cards and bundled weights it ships and the named datasets it reads (zoo's own
-four come from its built-in plugin `zoo`, added first, always, through the same `Registry.add`, but not listed
-among the installed plugins). The core never imports a family itself. A plugin that fails to load is recorded
-with its error (shown by `zoo plugins`) and every other plugin still works. Two plugins claiming one id is
-refused.
+provides, the folders of the cards and bundled weights it ships and the named datasets it reads (each a `Dataset`,
+checked here by `check_dataset`). zoo's own four datasets are defined in `zoo.data` (`builtin_datasets`), which
+the registry names as an entry point names a plugin and resolves when it is built: they come from zoo's built-in
+plugin `zoo`, added first, always, through the same `Registry.add`, but not listed among the installed plugins.
+The core never imports a family itself. A plugin that fails to load is recorded with its error (shown by
+`zoo plugins`) and every other plugin still works. Two plugins claiming one id is refused.
 Set `ZOO_LOAD_PLUGINS` to a comma-separated allow-list (empty: no plugins) to choose which load.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .cards import Card, read_card
 from .errors import CardError, PluginDependencyWarning, PluginError
@@ -26,6 +27,48 @@ from .errors import CardError, PluginDependencyWarning, PluginError
 GROUP = "zoo.plugins"
 #: zoo 0.1's distribution name; since 0.2 zoo is published as `ar-zoo` (`zoo` on PyPI is another project)
 OLD_DISTRIBUTION = "zoo"
+#: zoo's own datasets, named as an entry point names a plugin (no import of zoo.data here: resolved by discover)
+BUILTIN_DATASETS = "zoo.data:builtin_datasets"
+
+#: a dataset name: lowercase letters, digits, '.', '_' or '-' (like a model id)
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+#: the `data.dataset` of a card trained on an image folder (`zoo train --data DIR`): reserved, never registered
+FOLDER_DATASET = "image-folder"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named dataset a plugin provides.
+
+    `load(split, root, download)` returns that split as a `zoo.data.ImageData` (uint8 images of `image_shape`),
+    reading it from `root`, the data root (`--data-dir`, `ZOO_DATA_DIR` or ~/.cache/zoo/data); it raises
+    `zoo.DataError` naming the missing files when they are not there. `present(root)` says, without reading
+    the images, whether the files are there. `layout` tells a user where to put them.
+    """
+
+    name: str
+    load: Callable[..., object] = field(repr=False)
+    present: Callable[[Path], bool] = field(repr=False)
+    image_shape: tuple[int, int, int]
+    classes: tuple[str, ...] = ()
+    layout: str = ""
+    description: str = ""
+    splits: tuple[str, ...] = ("train", "val", "test")
+
+
+def check_dataset(name: object, ds: object, where: str) -> None:
+    """Refuse a dataset entry with the wrong types or a name that is not an id (raised as PluginError)."""
+    if not isinstance(ds, Dataset):
+        raise PluginError(f"{where}: dataset {name!r} must be a zoo.Dataset, got {type(ds).__name__}")
+    if not isinstance(name, str) or name != ds.name or not NAME_RE.match(name) or name == FOLDER_DATASET:
+        raise PluginError(f"{where}: dataset key {name!r} must equal its Dataset.name ({ds.name!r}), be lowercase "
+                          f"letters, digits, '.', '_' or '-', and not be the reserved '{FOLDER_DATASET}'")
+    if not (callable(ds.load) and callable(ds.present)):
+        raise PluginError(f"{where}: dataset '{name}' needs callable load(split, root, download) and present(root)")
+    shape = ds.image_shape
+    if not (isinstance(shape, tuple) and len(shape) == 3 and all(isinstance(s, int) and s > 0 for s in shape)):
+        raise PluginError(f"{where}: dataset '{name}' image_shape must be a tuple (C, H, W) of positive ints, "
+                          f"got {shape!r}")
 
 
 @dataclass
@@ -44,7 +87,7 @@ class Plugin:
     tokenizers: dict[str, type] = field(default_factory=dict)
     weights_dir: Path | None = None
     #: named datasets the plugin ships (name -> zoo.Dataset): readers and layouts, found by `load_dataset`
-    datasets: dict[str, Any] = field(default_factory=dict)
+    datasets: dict[str, Dataset] = field(default_factory=dict)
 
     def card_paths(self) -> list[Path]:
         """The TOML files of the cards the plugin ships."""
@@ -125,7 +168,7 @@ class Registry:
     tokenizers: Architectures = field(default_factory=Architectures)     # the tokenizers alone
     cards: dict[str, Card] = field(default_factory=dict)
     conflicts: dict[str, list[str]] = field(default_factory=dict)
-    datasets: dict[str, tuple[Plugin, Any]] = field(default_factory=dict)
+    datasets: dict[str, tuple[Plugin, Dataset]] = field(default_factory=dict)
     #: entry-point name -> what is wrong with its distribution's metadata (a dependency on `zoo`, 0.1's name)
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -233,7 +276,6 @@ def check_plugin(plugin: Plugin, source: str = "") -> None:
     if not isinstance(plugin.datasets, dict):
         raise PluginError(f"{where}: datasets must be a dict of name -> zoo.Dataset, got "
                           f"{type(plugin.datasets).__name__}")
-    from .datasets import check_dataset
     for name, ds in plugin.datasets.items():
         check_dataset(name, ds, where)
 
@@ -276,13 +318,28 @@ def dependency_note(ep: Any) -> str | None:
             f"does not install anew with zoo. Its dependency line should say '{fixed}' instead")
 
 
+def builtin_plugin() -> Plugin:
+    """zoo's first-party datasets plugin `zoo`: mnist, mnist-bin, cifar10, cifar10-gray, defined in zoo.data and
+    imported here by name (BUILTIN_DATASETS), as an entry point is."""
+    module, _, attr = BUILTIN_DATASETS.partition(":")
+    datasets = getattr(importlib.import_module(module), attr)()
+    return Plugin(name="zoo", version=_zoo_version(), datasets=datasets, description="zoo's built-in datasets")
+
+
+def _zoo_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("ar-zoo")
+    except PackageNotFoundError:
+        return "0.1.0"
+
+
 def discover() -> Registry:
     """Load every entry point in `zoo.plugins` (subject to ZOO_LOAD_PLUGINS) into a new Registry."""
     reg = Registry()
-    from .datasets import builtin_plugin
     # zoo's own datasets, through the same checks and claims as any plugin's; part of zoo, so not listed as an
     # installed plugin and not subject to ZOO_LOAD_PLUGINS
-    reg.add(builtin_plugin(), source="zoo.datasets:builtin_plugin", listed=False)
+    reg.add(builtin_plugin(), source=BUILTIN_DATASETS, listed=False)
     allow = allowed_plugins()
     for ep in sorted(entry_points(group=GROUP), key=lambda e: (e.name, e.value)):
         if allow is not None and ep.name not in allow:
