@@ -16,8 +16,7 @@ ZOO = Path(zoo.__file__).parent
 #: circles outside issue 24 that are no small fix: a model's refusal names the installed models (completion ->
 #: api/plugins) while the registry checks a plugin's classes against zoo.Model (plugins -> model); zoo.settings
 #: builds a LogitProcessor, which validates through zoo.settings. A module may not join them, and no new one may form.
-KNOWN = [{"zoo.api", "zoo.completion", "zoo.model", "zoo.plugins"}, {"zoo.logits", "zoo.settings"},
-         {"zoo.cli", "zoo.demo"}]
+KNOWN = [{"zoo.api", "zoo.completion", "zoo.model", "zoo.plugins"}, {"zoo.logits", "zoo.settings"}]
 
 
 def module_files(root: Path, package: str) -> dict[str, Path]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import math
 import os
 import sys
 import warnings
@@ -13,6 +12,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .card_text import dataset_text as _dataset_text, fid_text as _fid_text
+from .card_text import head_text as _head_text, nll_short as _nll_short, nll_text as _nll_text, params as _params
 from .cards import Metric, read_card, update_card, with_metric, write_card as save_card  # noqa: F401
 from .errors import InputError, UnverifiedWeightsWarning, ZooError
 from .records import command_line, eval_command, record_fid, record_nll, record_recon, set_argv  # noqa: F401
@@ -126,61 +127,6 @@ class ZooGroup(click.Group):
 @click.version_option(package_name="ar-zoo")
 def main() -> None:
     """A zoo of autoregressive image models: sample, complete, evaluate, train and share them."""
-
-
-def _params(card) -> int:
-    """The card's recorded parameter count, else the values in its local weights file (header only), else -1."""
-    if card.params is not None:
-        return card.params
-    from .weights import tensor_count
-    path = card.weights_path()
-    try:
-        return tensor_count(path) if path is not None and path.is_file() else -1
-    except ZooError:
-        return -1
-
-
-def _head_text(card) -> str | None:
-    """What the card's model outputs per pixel (its zoo.heads head, softmax unless the config names another), or
-    None for a model with no per-pixel levels (VAR, a tokenizer). Read from the config: no model is built."""
-    from .heads import make_head
-    config = card.config
-    if "levels" not in config or "image_shape" not in config:
-        return None
-    try:
-        return make_head(config.get("head", "softmax"), int(config["levels"]), int(config["image_shape"][0]),
-                         config.get("mixtures")).describe()
-    except (ZooError, TypeError, ValueError, IndexError):
-        return None
-
-
-def _nll_text(m, card) -> str:
-    if "token" in m.unit:
-        return f"{m.value:.2f} nats (tokens)"
-    dims = math.prod(card.config.get("image_shape", [1]))
-    bpd = f" ({m.value / (dims * math.log(2)):.2f} bpd)" if card.dataset != "mnist-bin" else ""
-    return f"{m.value:.2f} nats{bpd}"
-
-
-def _dataset_text(card) -> str:
-    """The dataset a card names, marked when it was measured on a stand-in copy (cifar10-jpeg)."""
-    copy = str(card.data.get("copy", ""))
-    return f"{card.dataset}*" if "jpeg" in copy.lower() else card.dataset
-
-
-def _fid_text(m, card, short: bool = False) -> str:
-    from .floors import known_floors
-    floor = known_floors().get((card.dataset, m.n))
-    if short:
-        return f"{m.value:.1f} ({m.n:,}" + (f"; {floor['value']:.1f})" if floor else ")")
-    return f"{m.value:.1f} (n={m.n:,}" + (f"; floor {floor['value']:.1f})" if floor else ")")
-
-
-def _nll_short(m, card) -> str:
-    if "token" in m.unit:
-        return f"{m.value:.1f} tok"
-    dims = math.prod(card.config.get("image_shape", [1]))
-    return f"{m.value:.2f}" if card.dataset == "mnist-bin" else f"{m.value / (dims * math.log(2)):.2f} bpd"
 
 
 @main.command("list")

@@ -380,14 +380,14 @@ def complete_images(cat: Catalogue, tests: TestImages, name: Any, source: Any, i
 
 def catalogue_rows(cat: Catalogue) -> list[list[str]]:
     """One row per served card: id, family, data, params, test NLL, FID with n and the real-vs-real floor."""
-    from .cli import _dataset_text, _fid_text, _nll_text, _params
+    from .card_text import dataset_text, fid_text, nll_text, params
     rows = []
     for name, c in cat.cards.items():
         nll = c.metric("nll")
         fid = max((m for m in c.metrics if m.name == "fid"), key=lambda m: m.n, default=None)
-        p = _params(c)
-        rows.append([name, c.plugin, _dataset_text(c), f"{p / 1e6:.2f}M" if p >= 0 else "?",
-                     _nll_text(nll, c) if nll else "-", _fid_text(fid, c) if fid else "-"])
+        p = params(c)
+        rows.append([name, c.plugin, dataset_text(c), f"{p / 1e6:.2f}M" if p >= 0 else "?",
+                     nll_text(nll, c) if nll else "-", fid_text(fid, c) if fid else "-"])
     return rows
 
 
