@@ -194,7 +194,7 @@ class Registry:
         if weights_dir is None and plugin.cards_dir is not None and plugin.card_paths():
             weights_dir = Path(plugin.cards_dir).parent / "weights"
             warnings.warn(f"plugin '{plugin.name}': set zoo.Plugin(weights_dir=...) to the folder of its bundled "
-                          f"weights; zoo 0.2 still guesses {weights_dir} (cards_dir/../weights) through 0.x",
+                          f"weights; zoo still guesses {weights_dir} (cards_dir/../weights), as 0.2 did, through 0.x",
                           DeprecationWarning, stacklevel=2)
         for path in plugin.card_paths():
             try:
