@@ -138,3 +138,13 @@ def test_the_cli_path_of_fid_saves_its_chunks_in_one_process(mnist_dir, tmp_path
             distributed=True, data_dir=mnist_dir)
     assert r.fid is not None and r.metrics[0].command == "zoo eval made-mnist-bin --fid -n 8 --seed 0"
     assert len(list((tmp_path / "cache" / "samples").glob("*.npz"))) == 1
+
+
+def test_a_token_likelihood_is_recorded_without_bits_per_dim():
+    """VAR's NLL is of its tokenizer's codes: its card record says so and gives no bits/dim (as `zoo eval` prints)."""
+    from zoo.evaluate import NLLResult
+    from zoo.records import nll_metric
+    tokens = nll_metric("var-x", NLLResult(553.2, 0.61, 100, 3072, likelihood="tokens"), "test", None, "data")
+    pixels = nll_metric("made-x", NLLResult(88.5, 0.3, 100, 784), "test", None, "data")
+    assert "bits/dim" in pixels.note and "no bits/dim" in tokens.note and "0." not in tokens.note.split(",")[1]
+    assert tokens.unit == "nats/image (tokens)" and pixels.unit == "nats/image"

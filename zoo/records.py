@@ -83,7 +83,9 @@ def nll_metric(model_id: str, r: Any, split: str, n: int | None, data_note: str,
     name = "nll" if not options else "nll_" + "_".join(f"{k}{v}" for k, v in options.items())
     return Metric(name, round(r.nats, 4), getattr(r, "unit", "nats/image"), split, r.n,
                   command or eval_command(model_id, "nll", n=n, split=split, options=options),
-                  f"{r.bits_per_dim:.4f} bits/dim, stderr {r.stderr:.3f}; {data_note}")
+                  (f"stderr {r.stderr:.3f}, a likelihood of the tokenizer's codes (no bits/dim)"
+                   if getattr(r, "likelihood", "pixels") == "tokens" else
+                   f"{r.bits_per_dim:.4f} bits/dim, stderr {r.stderr:.3f}") + f"; {data_note}")
 
 
 def record_nll(card: Card, model_id: str, r: Any, split: str, n: int | None, data_note: str,
