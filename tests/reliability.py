@@ -24,6 +24,7 @@ import sys
 import textwrap
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -164,7 +165,14 @@ def run_case(c: Case, tmp: Path, shared: Shared) -> Outcome:
 
 def _judge(c: Case, ctx: Ctx) -> tuple[bool, str]:
     try:
-        c.run(ctx)
+        # a case's warnings on the way to its error (an explicit weights file that is not the card's warns, then
+        # fails to load) are part of its outcome, not the test run's: kept in ctx.notes
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                c.run(ctx)
+            finally:
+                ctx.notes["warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught]
     except BaseException as e:  # noqa: BLE001 - judged below, KeyboardInterrupt re-raised
         if isinstance(e, KeyboardInterrupt):
             raise
@@ -865,7 +873,7 @@ class Tiny(zoo.Model):
     pass
 
 plugin = zoo.Plugin(name="{name}", version="1.0", architectures={{"{arch}": Tiny}},
-                    cards_dir=Path(__file__).parent / "{name}_cards")
+                    cards_dir=Path(__file__).parent / "{name}_cards", weights_dir=Path(__file__).parent / "weights")
 """
 
 

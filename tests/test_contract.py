@@ -46,6 +46,10 @@ def test_every_installed_tokenizer_keeps_the_contract(name):
 ], ids=["made-3-levels-gauss", "made-agnostic", "pixelcnn-colour-plain", "pixelcnn-colour-gated", "made-logistic",
         "made-gaussian", "pixelcnn-colour-logistic"])
 def test_more_configs_keep_the_contract(arch, config):
+    if config.get("head") == "gauss":  # the deprecated head still keeps the contract, with its warning
+        with pytest.warns(DeprecationWarning, match="head='gauss'"):
+            assert check_family(arch, config).passed == ALL_CHECKS
+        return
     assert check_family(arch, config).passed == ALL_CHECKS
 
 
@@ -111,7 +115,9 @@ class MarkovStepper:
 
 
 def test_a_correct_family_of_its_own_passes():
-    assert check_family(Markov, {"image_shape": [1, 2, 3]}).passed == ALL_CHECKS
+    # Markov keeps the default generation_steps: the kit's non-prefix mask meets its deprecation warning
+    with pytest.warns(DeprecationWarning, match="keeps zoo's default generation_steps"):
+        assert check_family(Markov, {"image_shape": [1, 2, 3]}).passed == ALL_CHECKS
 
 
 @pytest.mark.parametrize("bug, check", [("peek", "causality"), ("unnormalised", "normalisation"),

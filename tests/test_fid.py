@@ -19,6 +19,7 @@ def random_stats(d: int, n: int, seed: int):
 
 
 @pytest.mark.parametrize("d,n", [(16, 200), (64, 40)])  # the second is singular (n < d)
+@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")  # inside pytorch-fid
 def test_frechet_distance_equals_pytorch_fid(d, n):
     pf = pytest.importorskip("pytorch_fid.fid_score")
     mu1, s1 = random_stats(d, n, 0)

@@ -95,7 +95,7 @@ GOOD_PLUGIN = """\
         pass
 
     plugin = zoo.Plugin(name="{name}", version="9.9.9", architectures={{"{arch}": Tiny}},
-                        cards_dir=Path(__file__).parent / "{name}_cards")
+                        cards_dir=Path(__file__).parent / "{name}_cards", weights_dir=Path(__file__).parent / "weights")
     """
 
 
