@@ -110,10 +110,9 @@ def completion_steps(model: Model, observed_mask: torch.Tensor | None) -> list[t
     steps = model.generation_steps(observed_mask)
     if observed_mask is None:
         return steps
-    bad = first_out_of_order(steps, observed_mask)
-    exact = getattr(model, "completes_exactly", None)
-    if (bad is None and exact is None) or (exact is not None and exact(observed_mask, steps)):
+    if model.completes_exactly(observed_mask, steps):
         return steps
+    bad = first_out_of_order(steps, observed_mask)
     approx, allowed = getattr(model, "approximate_completion", ""), _APPROXIMATE.get()
     if approx and allowed:
         return steps
