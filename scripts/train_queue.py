@@ -5,7 +5,8 @@ resumed from its run folder after any stop, and record which finished.
     nohup python scripts/train_queue.py [experiments/queue/plan.toml] > runs/queue/queue.log 2>&1 &
 
 The plan lists runs in order: a `recipe` trained by `zoo train`, or a `command` (another training, such as a
-classifier of scripts/train_classifier.py, that has no checkpoints: it starts over after a stop); `slots` of them train at once with `threads` CPU threads each. A run whose folder
+classifier of scripts/train_classifier.py, that has no checkpoints: it starts over after a stop); `slots` of them
+train at once with `threads` CPU threads each (OMP_NUM_THREADS for a command). A run whose folder
 already holds a state.json is continued with --resume; one recorded as finished in the queue's record
 (`finished.jsonl` beside the run folders) is skipped. Stop the queue with Ctrl-C or kill: every run keeps its
 last checkpoint, and starting the queue again continues where each stopped. `python scripts/train_queue.py
@@ -158,8 +159,11 @@ def main() -> None:
             print(f"{time.strftime('%H:%M:%S')} start {r.name}: {' '.join(cmd[1:] if r.command else cmd[2:])}", flush=True)
             log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
             log.flush()
-            active[r.name] = (r, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env),
-                              time.time())
+            # a `command` gets its `threads` through the OpenMP variables (`zoo train` also gets --threads):
+            # an unbounded evaluation beside a one-thread training would take both cores from it
+            threads = {k: str(r.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+            active[r.name] = (r, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                                  env={**env, **threads}), time.time())
         time.sleep(5)
         for name in list(active):
             r, p, t0 = active[name]
