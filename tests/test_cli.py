@@ -76,6 +76,35 @@ def test_train_writes_weights_and_card_and_resumes(run, tmp_path, mnist_dir):
     assert model.sample(2, seed=0).shape == (2, 1, 28, 28)
 
 
+def test_train_init_starts_from_a_shipped_card_and_records_it(run, tmp_path, mnist_dir, monkeypatch):
+    """--init loads a model's weights before the first step (a warm start with a fresh schedule), and the card
+    records the source and its sha256. Another architecture's weights are refused, naming both."""
+    import torch
+
+    import zoo
+    import zoo.train as ztrain
+    first = {}
+    original = ztrain._start_from
+
+    def spy(model, card, ref):
+        sha = original(model, card, ref)
+        first.update({k: v.clone() for k, v in model.state_dict().items()})
+        return sha
+
+    monkeypatch.setattr(ztrain, "_start_from", spy)
+    out = tmp_path / "warm"
+    common = ["--data-dir", mnist_dir, "--epochs", 1, "--no-test", "--batch-size", 50, "--max-steps", 1]
+    run("train", "made-mnist-bin", "--out", out, "--init", "made-mnist-bin", *common)
+    shipped = zoo.load("made-mnist-bin").state_dict()
+    assert first.keys() == shipped.keys() and all(torch.equal(first[k], shipped[k].float()) for k in first)
+    card = zoo.read_card(out / "card.toml")
+    assert card.training["init"] == "made-mnist-bin"
+    assert card.training["run"]["init_sha256"] == zoo.get_card("made-mnist-bin").sha256
+    assert "--init made-mnist-bin" in card.metric("val_nll").command
+    bad = run("train", "made-mnist-bin", "--out", tmp_path / "bad", "--init", "pixelcnn-mnist-bin", *common, code=2)
+    assert "pixelcnn" in bad and "made" in bad and not (tmp_path / "bad" / "state.json").exists()
+
+
 def test_train_checkpoint_every_and_val_n_from_the_command_line(run, tmp_path, mnist_dir):
     import zoo
     out = tmp_path / "run"

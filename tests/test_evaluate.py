@@ -98,8 +98,8 @@ KILL_SCRIPT = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
         return sample(k, **kw)
     m.sample = counted
-    key = sys.argv[2] or None
-    s = zfid.model_sample_stats(m, 20, net, seed=0, sample_batch_size=4, chunk=4, resume_key=key)
+    key, n = sys.argv[2] or None, int(sys.argv[4]) if len(sys.argv) > 4 else 20
+    s = zfid.model_sample_stats(m, n, net, seed=0, sample_batch_size=4, chunk=4, resume_key=key)
     np.save(sys.argv[3], np.concatenate([s.mu, s.sigma.ravel()]))
     print("calls", len(calls))
 """)
@@ -124,6 +124,32 @@ def test_a_sample_evaluation_killed_part_way_finishes_only_the_rest(tmp_path):
                                atol=1e-12)
     done = run(0, "k", "done.npy")  # finished: nothing left to draw
     assert "calls 0" in done.stdout
+
+
+def test_a_larger_n_starts_from_the_whole_chunks_of_a_smaller_one(tmp_path):
+    """A seeded draw's first whole chunks are the same images for any n: FID at 20 after FID at 8 draws 12 more
+    (chunks of 4), and gets the statistics of one uninterrupted draw of 20. A draw whose last chunk was short
+    (10 = 4 + 4 + 2) is no prefix of 20, and is not used."""
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT)
+    env = {**os.environ, "ZOO_FID_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+
+    def run(key: str, out: str, n: int) -> subprocess.CompletedProcess:
+        r = subprocess.run([sys.executable, str(script), "0", key, str(tmp_path / out), str(n)],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    whole = run("", "whole.npy", 20)
+    assert "calls 5" in whole.stdout
+    assert "calls 3" in run("k", "ten.npy", 10).stdout  # 4 + 4 + 2: its last chunk is short
+    assert "calls 2" in run("k", "eight.npy", 8).stdout  # 8 is not a prefix of the 10 record's end
+    assert "calls 3" in run("k", "twenty.npy", 20).stdout  # from the 8 record's two chunks
+    np.testing.assert_allclose(np.load(tmp_path / "twenty.npy"), np.load(tmp_path / "whole.npy"), rtol=1e-10,
+                               atol=1e-12)
+    assert "calls 0" in run("k", "again.npy", 20).stdout  # its own record, finished
+    assert "calls 0" in run("k", "eight2.npy", 8).stdout  # a smaller n keeps its own record
+    assert "calls 1" in run("other", "o.npy", 4).stdout  # another draw's key shares nothing
 
 
 def test_the_cli_path_of_fid_saves_its_chunks_in_one_process(mnist_dir, tmp_path, monkeypatch):

@@ -415,14 +415,15 @@ def _reference(data: ImageData) -> "str | ImageData":
     return data if _data_flag(data) is not None or "cache_key" in data.extra else data.name
 
 
-def _resume_key(model: Model, ref: str | None, n: int, seed: int | None, sample_kwargs: dict) -> str | None:
-    """The identity of a sample set whose statistics may be saved between chunks: the model's weights (by hash),
-    n, seed and sampling settings. None when the draw cannot be repeated (no seed, no card, several processes)."""
+def _resume_key(model: Model, ref: str | None, seed: int | None, sample_kwargs: dict) -> str | None:
+    """The identity of a seeded draw whose statistics may be saved between chunks: the model's weights (by hash),
+    seed and sampling settings (not n: a draw of 2,048 is the start of one of 10,000). None when the draw cannot
+    be repeated (no seed, no card, several processes)."""
     card = getattr(model, "card", None)
     if seed is None or card is None or zdist.world_size() > 1:
         return None
     settings = sorted((k, repr(v.tolist() if isinstance(v, torch.Tensor) else v)) for k, v in sample_kwargs.items())
-    return f"{ref}|{card.sha256}|{n}|{seed}|{settings}|{model.device}"
+    return f"{ref}|{card.sha256}|{seed}|{settings}|{model.device}"
 
 
 def _sample_evaluation(model: Model, data: ImageData, n: int, *, want_fid: bool, want_kid: bool, seed: int | None,
@@ -461,7 +462,7 @@ def _sample_evaluation(model: Model, data: ImageData, n: int, *, want_fid: bool,
     else:  # streamed, and with a seed saved between chunks: a killed evaluation resumes where it stopped
         stats = zfid.model_sample_stats(model, n, net, seed, progress=passed, sample_progress=sampled,
                                         distributed=distributed,
-                                        resume_key=_resume_key(model, ref, n, seed, sample_kwargs), **sample_kwargs)
+                                        resume_key=_resume_key(model, ref, seed, sample_kwargs), **sample_kwargs)
     fid_r = reference = None
     if want_fid:
         k = min(ref_n or len(data), len(data))

@@ -32,7 +32,7 @@ from .evaluate import nll, reconstruction, validate
 from .image_folder import SPLIT_RULE
 from .locking import hold_run_folder
 from .model import Model
-from .weights import load_weights, save_weights
+from .weights import load_into, load_weights, save_weights
 
 STATE_FILE = "state.json"
 BEST_FILE = "best.safetensors"  # the best epoch's weights
@@ -67,6 +67,7 @@ class TrainConfig:
     val_grid: int = 64  # samples drawn into a grid PNG at each validation of a generative model (0: none)
     tensorboard: bool = False  # also log metrics.jsonl's figures as TensorBoard scalars in RUN/tensorboard/
     log_every: int = 50  # steps between records in the run folder's metrics.jsonl
+    init: str | None = None  # start from these weights (a model id, run folder or Hub ref of the same architecture)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -402,7 +403,7 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
     # select only when not at their defaults (so run folders written before they existed still resume)
     tc = {k: v for k, v in asdict(cfg).items()
           if k not in ("log_every", "time_budget", "val_grid", "tensorboard")
-          and not (k in ("ema", "val_cfd") and not v) and not (k == "select" and v == "nll")}
+          and not (k in ("ema", "val_cfd", "init") and not v) and not (k == "select" and v == "nll")}
     run_id = {"train_config": tc | {"max_steps": None, "epochs": None, "patience": None, "time_limit": None},
               "model_config": getattr(model, "config", {}), "train": train.describe(), "val": val.describe()}
     progress_state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_nll": None,
@@ -778,6 +779,24 @@ def with_recon_metrics(card, r, command: str, note: str, split: str = "test"):
     return record_recon(card, r, command, note, split)
 
 
+def _start_from(model: Model, card, ref: str) -> str:
+    """Load the weights of `ref` (a model id, a `zoo train` run folder, `hf://org/name`) into `model` before
+    training: a warm start with a fresh schedule, e.g. more epochs for a shipped card whose cosine schedule ended.
+    The architecture must be the card's and every tensor's shape the model's. Returns the weights' sha256."""
+    from .api import card_of, load
+    source = card_of(ref)
+    if source.architecture != card.architecture:
+        raise InputError(f"--init {ref}: its architecture is {source.architecture}, this run trains "
+                         f"{card.architecture}; start from a model of the same architecture and config")
+    try:
+        state = load(ref).state_dict()
+    except ZooError as e:
+        raise InputError(f"--init {ref}: {e}") from e
+    load_into(model, {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()},
+              f"--init {ref}")
+    return source.sha256
+
+
 def train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False,
                data_dir: str | Path | None = None, download: bool = False, device: str = "cpu", progress: bool = True,
                eval_test: bool = True, amp: bool = False, compile: bool = False, data: str | Path | None = None,
@@ -803,7 +822,6 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
     from .cards import Metric, with_metric, write_card
     from .data import load_dataset
     from .records import eval_command, record_nll, record_recon, train_command
-    from .weights import load_into
 
     recipe = {k: v for k, v in card.training.items() if k != "run"}
     cfg = TrainConfig.from_dict({**recipe, **(overrides or {})})
@@ -819,6 +837,7 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
         train = load_dataset(card.dataset, "train", data_dir, download)
         val = load_dataset(card.dataset, "val", data_dir, download)
     model.before_training()
+    init_sha = _start_from(model, card, cfg.init) if cfg.init else None
     out = Path(out)
     result = fit(model, train, val, cfg, out, resume=resume, progress=progress, device=zdist.rank_device(device),
                  amp=amp, compile=compile)
@@ -834,6 +853,8 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
     stops = {k: v for k, v in (overrides or {}).items() if k in ("max_steps", "time_limit", "time_budget")}
     new.training["run"] = {"device": str(device), "best_epoch": result.best_epoch, "best_step": result.best_step,
                            "steps": result.global_step, "epochs_done": len(result.history), **stops}
+    if init_sha:
+        new.training["run"]["init_sha256"] = init_sha
     if zdist.world_size() > 1:
         new.training["run"]["processes"] = zdist.world_size()
     if amp or compile:
