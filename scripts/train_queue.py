@@ -9,7 +9,8 @@ classifier of scripts/train_classifier.py, that has no checkpoints: it starts ov
 train at once with `threads` CPU threads each (OMP_NUM_THREADS for a command). A run whose folder
 already holds a state.json is continued with --resume; one recorded as finished in the queue's record
 (`finished.jsonl` beside the run folders) is skipped. Stop the queue with Ctrl-C or kill: every run keeps its
-last checkpoint, and starting the queue again continues where each stopped. `python scripts/train_queue.py
+last checkpoint, and starting the queue again continues where each stopped. The plan is read again whenever a
+slot frees: runs added to it while the queue works are taken up in plan order. `python scripts/train_queue.py
 --status` prints where each run stands without starting anything.
 """
 from __future__ import annotations
@@ -135,8 +136,20 @@ def main() -> None:
         for r in runs:
             print(describe(r, done))
         return
-    pending = [r for r in runs if r.name not in finished(root)]
     active: dict[str, tuple[Run, subprocess.Popen, float]] = {}
+    failed: set[str] = set()  # exited with an error this time: not retried until the queue is started again
+
+    def waiting() -> list[Run]:
+        """The plan's runs still to start, in order. The plan is read again each time a slot frees, so runs
+        added to it (or reordered) while the queue works are taken up without a restart."""
+        nonlocal runs
+        try:
+            runs = read_plan(Path(a.plan))[2]
+        except (OSError, ValueError, SystemExit) as e:  # a plan being edited: keep the last good one
+            print(f"{time.strftime('%H:%M:%S')} plan unreadable ({e}); keeping the last one read", flush=True)
+        done = finished(root)
+        return [r for r in runs if r.name not in done and r.name not in active and r.name not in failed]
+
     started_at: dict[str, int] = {}  # each run's step when it was (re)started: a stop that made no progress ends
 
     def stop(signum, frame):  # the children checkpoint on SIGINT and exit; the queue follows
@@ -149,7 +162,10 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    while pending or active:
+    while True:
+        pending = waiting() if len(active) < slots else []
+        if not pending and not active:
+            break
         while pending and len(active) < slots:
             r = pending.pop(0)
             r.out.parent.mkdir(parents=True, exist_ok=True)
@@ -181,11 +197,11 @@ def main() -> None:
                 # a --time-limit or --time-budget stop: its checkpoint is kept, and it goes back in the queue
                 print(f"  {name} stopped before the end of its schedule (step {s.get('global_step')} of "
                       f"{s.get('total_steps')}); queued again to continue", flush=True)
-                pending.append(r)
             elif rc == 0:
                 with open(root / "finished.jsonl", "a") as f:
                     f.write(json.dumps(rec) + "\n")
             else:
+                failed.add(name)
                 print(f"  see {root / (name + '.log')}; start the queue again to resume it", flush=True)
 
 

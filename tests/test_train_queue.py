@@ -71,3 +71,21 @@ def test_a_run_needs_a_recipe_or_a_named_command(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), str(plan)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "needs a `name`" in out.stderr
+
+
+def test_runs_added_to_the_plan_while_the_queue_works_are_taken_up(tmp_path):
+    """The plan is read again whenever a slot frees: the first job appends a second [[run]] to it, and the same
+    queue process runs that one too, with its `threads` as OMP_NUM_THREADS."""
+    plan, q, log = tmp_path / "plan.toml", tmp_path / "q", tmp_path / "log.txt"
+    second = (f'\n[[run]]\nname = "second"\nthreads = 3\ncommand = ["python", "-c", '
+              f'"import os, pathlib; p = pathlib.Path({str(log)!r}); '
+              f'p.write_text(p.read_text() + \'second \' + os.environ[\'OMP_NUM_THREADS\'])"]\n')
+    first = tmp_path / "first.py"
+    first.write_text(f"import pathlib\npathlib.Path({str(log)!r}).write_text('first ')\n"
+                     f"with open({str(plan)!r}, 'a') as f:\n    f.write({second!r})\n")
+    plan.write_text(f'slots = 1\nroot = "{q}"\n\n[[run]]\nname = "first"\ncommand = ["python", "{first}"]\n')
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), str(plan)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert log.read_text() == "first second 3"
+    assert [json.loads(ln)["name"] for ln in (q / "finished.jsonl").read_text().splitlines()] == ["first", "second"]
