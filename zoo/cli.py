@@ -702,6 +702,9 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, do_kid, k
 @click.option("--schedule", type=click.Choice(["cosine", "constant"]), default=None)
 @click.option("--weight-decay", type=float, default=None)
 @click.option("--grad-clip", type=float, default=None, help="max gradient norm (0: no clipping)")
+@click.option("--warmup-steps", type=int, default=None,
+              help="steps of linear learning-rate warm-up (a warm start with --init wants some: Adam's first "
+                   "steps move every weight by about the learning rate)")
 @click.option("--checkpoint-every", type=int, default=None, help="steps between checkpoints (and --time-limit checks)")
 @click.option("--val-n", type=int, default=None, help="validate on the first N validation images (default all)")
 @click.option("--time-budget", type=float, default=None,
@@ -733,8 +736,8 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, do_kid, k
                                         "gradient scaling (older GPUs)")
 @click.option("--compile", "compile_", is_flag=True, help="run the training loss through torch.compile")
 def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time_limit, optimizer, schedule,
-          weight_decay, grad_clip, checkpoint_every, val_n, time_budget, ema, val_cfd, select, tensorboard, resume,
-          init, data_dir, download, folder, device, threads, no_test, amp, compile_) -> None:
+          weight_decay, grad_clip, warmup_steps, checkpoint_every, val_n, time_budget, ema, val_cfd, select,
+          tensorboard, resume, init, data_dir, download, folder, device, threads, no_test, amp, compile_) -> None:
     """Train a model described by a card (an id or a card.toml path); resumable. Under torchrun every process
     trains its share of each global batch (--batch-size is the global batch) with DistributedDataParallel."""
     from .train import train_card
@@ -743,6 +746,7 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
     overrides = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, patience=patience,
                                          max_steps=max_steps, time_limit=time_limit, optimizer=optimizer,
                                          schedule=schedule, weight_decay=weight_decay, grad_clip=grad_clip,
+                                         warmup_steps=warmup_steps,
                                          checkpoint_every=checkpoint_every, val_n=val_n, ema=ema,
                                          val_cfd=val_cfd, select=select, tensorboard=tensorboard,
                                          time_budget=time_budget, init=init).items()
