@@ -27,6 +27,9 @@ def main() -> None:
     ap.add_argument("--float16", action="store_true", help="store floating tensors in half precision")
     ap.add_argument("--description", default=None)
     ap.add_argument("--sampling", default=None, help="a TOML file whose [sampling] table becomes the card's preset")
+    ap.add_argument("--if-better", action="store_true",
+                    help="ship only when the run's validation figure (the card's first metric, e.g. val_nll, on "
+                         "the same n) is lower than the shipped card's; otherwise change nothing and exit 1")
     a = ap.parse_args()
 
     from safetensors.torch import load_file
@@ -45,6 +48,16 @@ def main() -> None:
     weights_dir = Path(zoo.get_card(card.id).weights_path()).parent if old else None
     if weights_dir is None:
         raise SystemExit(f"{card.id} is not a shipped card: add its card first so its plugin's weights folder is known")
+    if a.if_better:
+        mine = card.metrics[0]
+        theirs = next((m for m in old.metrics if m.name == mine.name and m.split == mine.split), None)
+        if theirs is None or theirs.n != mine.n:
+            raise SystemExit(f"--if-better: {target_card} has no {mine.name} on {mine.split} at n = {mine.n} to "
+                             "compare with; ship without --if-better after measuring both")
+        if not mine.value < theirs.value:
+            raise SystemExit(f"not shipped: the run's {mine.name} {mine.value:g} is not below the shipped card's "
+                             f"{theirs.value:g} (n = {mine.n})")
+        print(f"the run's {mine.name} {mine.value:g} < the shipped card's {theirs.value:g} (n = {mine.n}): shipping")
     sha = save_weights(state, weights_dir / card.weights_file)
     metrics = []
     for m in card.metrics:
