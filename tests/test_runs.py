@@ -1,6 +1,7 @@
 """zoo runs: run folders' progress, best figures and ETA, and a learning-curve PNG (issue 23)."""
 from __future__ import annotations
 
+import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -38,6 +39,32 @@ def test_runs_lists_progress_and_draws_a_curve(tmp_path):
     assert Image.open(png).size == (720, 420)
     missing = CliRunner().invoke(main, ["runs", str(tmp_path / "nope")])
     assert missing.exit_code != 0 and "no such folder" in " ".join(missing.output.split())
+
+
+def test_core_hours_count_each_interval_by_its_speed_and_threads(tmp_path):
+    """The compute axis of a learning curve: steps x batch / images_per_s seconds per record, times its threads
+    and processes; validations (no images_per_s) add nothing; a record rewritten after a resume counts once."""
+    from zoo.runs import core_hours
+    recs = [{"step": 10, "images_per_s": 36.0, "threads": 2},  # 10 x 36 / 36 = 10 s on 2 threads
+            {"val": True, "step": 10, "val_nll": 1.0},
+            {"step": 20, "images_per_s": 72.0, "threads": 1, "processes": 4},  # 5 s on 4 processes
+            {"step": 20, "images_per_s": 18.0, "threads": 1}]  # the same steps again after a resume: 20 s
+    hours, known = core_hours(recs, batch_size=36)
+    assert known and hours == [(0, 0.0), (10, pytest.approx(20 / 3600)), (20, pytest.approx(40 / 3600))]
+    assert core_hours([{"step": 5, "images_per_s": 5.0}], 1) == ([(0, 0.0), (5, pytest.approx(1 / 3600))], False)
+
+    train, val = tiny_data(100, "train", True), tiny_data(40, "val", False)
+    fit(_model(), train, val, TrainConfig(epochs=2, batch_size=10, lr=0.01, seed=0, log_every=2, val_grid=0),
+        tmp_path / "run", progress=False)
+    from zoo.runs import read_metrics
+    hours, known = core_hours(read_metrics(tmp_path / "run"), 10)
+    assert known and [s for s, _ in hours] == list(range(0, 21, 2))
+    assert all(b > a for (_, a), (_, b) in zip(hours, hours[1:]))
+    png = tmp_path / "hours.png"
+    r = CliRunner().invoke(main, ["runs", "--curve", str(tmp_path / "run"), "--x", "core-hours", "-o", str(png)])
+    assert r.exit_code == 0 and png.is_file(), r.output
+    bad = CliRunner().invoke(main, ["runs", "--curve", str(tmp_path / "run"), "--x", "minutes"])
+    assert bad.exit_code != 0 and "core-hours" in bad.output
 
 
 def test_tensorboard_logs_the_same_figures(tmp_path):

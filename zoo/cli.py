@@ -550,12 +550,15 @@ def _shell(s: str) -> str:
 @click.option("--curve", "curve", type=click.Path(), default=None,
               help="draw this run folder's learning curve (loss, validation NLL and cfd against the step)")
 @click.option("-o", "--output", default=None, help="the curve's PNG (default RUN/curve.png)")
-def runs_cmd(root: str, curve: str | None, output: str | None) -> None:
+@click.option("--x", "x_axis", type=click.Choice(["step", "core-hours"]), default="step", show_default=True,
+              help="the curve's x axis: training steps, or the compute spent (CPU threads or processes x hours of "
+                   "training, validations left out)")
+def runs_cmd(root: str, curve: str | None, output: str | None, x_axis: str) -> None:
     """Training runs under ROOT (default runs/): progress, best validation figures, speed, ETA; or --curve RUN
     to draw one run's learning curve as a PNG. Reads the run folders only: safe beside a running training."""
     from . import runs as zruns
     if curve:
-        path = zruns.curve_png(curve, output or Path(curve) / "curve.png")
+        path = zruns.curve_png(curve, output or Path(curve) / "curve.png", x_axis=x_axis)
         console.print(f"wrote {path}", highlight=False)
         return
     folders = zruns.find_runs(root)

@@ -69,7 +69,8 @@ def status(folder: str | Path) -> RunStatus:
     history = state.get("history", [])
     best = next((h for h in history if h.get("epoch") == state.get("best_epoch")), {})
     total = state.get("total_steps")
-    epochs = state.get("sized_epochs") or state.get("run", {}).get("train_config", {}).get("epochs")
+    epochs = (state.get("sized_epochs") or state.get("epochs")
+              or state.get("run", {}).get("train_config", {}).get("epochs"))
     step = state.get("global_step", 0)
     if total is None and history and epochs:  # folders from before total_steps was recorded
         total = epochs * (history[0]["step"] // max(history[0]["epoch"], 1))
@@ -117,20 +118,61 @@ def describe_eta(seconds: float | None) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
-def curve_png(folder: str | Path, out: str | Path, width: int = 720, height: int = 420) -> Path:
-    """Draw the run's learning curve: training loss (smoothed) and validation NLL against the step, on one
-    chart with two scales, as a PNG. The validation cfd, when recorded, is printed beside each point."""
+def core_hours(records: list[dict], batch_size: int) -> tuple[list[tuple[int, float]], bool]:
+    """Cumulative compute of a run's training steps, [(step, core-hours)], from its step records: each record's
+    steps took (steps x batch) / images_per_s seconds (validations and pauses between sessions are not counted),
+    times the threads and processes that ran them. Records written before zoo logged the thread count count one
+    thread: the second value says whether every record carried it."""
+    out, hours, prev, known = [(0, 0.0)], 0.0, 0, True
+    for r in records:
+        if r.get("val") or "step" not in r or not r.get("images_per_s"):
+            continue
+        if r["step"] <= prev:  # a resumed run writes the records past its checkpoint again
+            out = [(s, h) for s, h in out if s < r["step"]]
+            prev, hours = out[-1]
+        known = known and "threads" in r
+        cores = r.get("threads", 1) * r.get("processes", 1)
+        hours += (r["step"] - prev) * batch_size / r["images_per_s"] * cores / 3600
+        out.append((r["step"], hours))
+        prev = r["step"]
+    return out, known
+
+
+def _at(points: list[tuple[int, float]], step: int) -> float:
+    """The cumulative figure at `step`, linear between the recorded steps (the last one past them)."""
+    for (s0, h0), (s1, h1) in zip(points, points[1:]):
+        if step <= s1:
+            return h0 + (h1 - h0) * (step - s0) / max(s1 - s0, 1)
+    return points[-1][1]
+
+
+def curve_png(folder: str | Path, out: str | Path, width: int = 720, height: int = 420, x_axis: str = "step") -> Path:
+    """Draw the run's learning curve: training loss (smoothed) and validation NLL against the step, or with
+    x_axis="core-hours" against the compute spent (see core_hours), on one chart with two scales, as a PNG. The
+    validation cfd, when recorded, is printed beside each point."""
     from PIL import Image, ImageDraw
+    if x_axis not in ("step", "core-hours"):
+        raise InputError(f"the curve's x axis is 'step' or 'core-hours', not {x_axis!r}")
     records = read_metrics(folder)
     train = [(r["step"], r.get("loss_avg", r.get("loss"))) for r in records if not r.get("val") and "step" in r]
     val = [(r["step"], r["val_nll"], r.get("val_cfd")) for r in records if r.get("val") and "val_nll" in r]
     if not train and not val:
         raise InputError(f"{folder} has no metrics yet ({METRICS_FILE} is empty or missing)")
+    label = "step"
+    if x_axis == "core-hours":
+        state = _read_state(Path(folder))
+        batch = state.get("batch_size") or state.get("run", {}).get("train_config", {}).get("batch_size")
+        if not batch:
+            raise InputError(f"{folder}: its {STATE_FILE} does not say the batch size, so its compute is unknown")
+        hours, known = core_hours(records, batch)
+        train = [(_at(hours, s), v) for s, v in train]
+        val = [(_at(hours, s), v, c) for s, v, c in val]
+        label = "core-hours" + ("" if known else " (threads not logged: one assumed)")
     img = Image.new("RGB", (width, height), "white")
     d = ImageDraw.Draw(img)
     left, right, top, bottom = 70, width - 70, 30, height - 40
     steps = [s for s, _ in train] + [s for s, _, _ in val]
-    x0, x1 = min(steps), max(max(steps), min(steps) + 1)
+    x0, x1 = min(steps), max(max(steps), min(steps) + (1 if label == "step" else 1e-6))
 
     def x(s: float) -> float:
         return left + (s - x0) / (x1 - x0) * (right - left)
@@ -142,8 +184,13 @@ def curve_png(folder: str | Path, out: str | Path, width: int = 720, height: int
 
     d.rectangle([left, top, right, bottom], outline="black")
     d.text((left, 8), f"{Path(folder).name}: training loss (blue, left) and validation NLL (red, right)", fill="black")
-    d.text((left, bottom + 8), f"step {x0:,}", fill="black")
-    d.text((right - 80, bottom + 8), f"step {x1:,}", fill="black")
+    if label == "step":
+        d.text((left, bottom + 8), f"step {x0:,}", fill="black")
+        d.text((right - 80, bottom + 8), f"step {x1:,}", fill="black")
+    else:
+        d.text((left, bottom + 8), f"{x0:.2f}", fill="black")
+        d.text((right - 40, bottom + 8), f"{x1:.2f}", fill="black")
+        d.text(((left + right) // 2 - 80, bottom + 8), label, fill="black")
     if train:
         y, lo, hi = scale([v for _, v in train if v is not None and math.isfinite(v)])
         d.line([(x(s), y(v)) for s, v in train if v is not None and math.isfinite(v)], fill=(30, 80, 200), width=2)

@@ -557,7 +557,7 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                                "lr": opt.param_groups[0]["lr"],
                                "grad_norm": None if grad_norm is None else float(grad_norm),
                                "images_per_s": (step + 1 - tick_step) * cfg.batch_size / max(now - tick, 1e-9),
-                               "time": now})
+                               "threads": torch.get_num_threads(), "processes": zdist.world_size(), "time": now})
                     tick, tick_step = now, step + 1
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
                     checkpoint()
@@ -718,6 +718,9 @@ class _SampleJudge:
         return out
 
 
+_NOT_FIGURES = ("step", "time", "epoch", "threads", "processes")  # metrics.jsonl keys that are no curve
+
+
 class _MetricsLog:
     """The run folder's metrics.jsonl: one JSON record per `log_every` steps (step, loss, learning rate, gradient
     norm, images/s) and one per validation (`"val": true`), appended as training goes, so a run can be watched
@@ -741,7 +744,7 @@ class _MetricsLog:
         if self.board is not None:  # the same figures as TensorBoard scalars, by global step
             group = "val" if record.get("val") else "train"
             for k, v in record.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "time", "epoch"):
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _NOT_FIGURES:
                     self.board.add_scalar(f"{group}/{k}", v, record.get("step", 0))
             self.board.flush()
 
