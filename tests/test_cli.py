@@ -101,6 +101,10 @@ def test_train_init_starts_from_a_shipped_card_and_records_it(run, tmp_path, mni
     assert card.training["init"] == "made-mnist-bin"
     assert card.training["run"]["init_sha256"] == zoo.get_card("made-mnist-bin").sha256
     assert "--init made-mnist-bin" in card.metric("val_nll").command
+    first.clear()  # a resumed run takes its weights from its checkpoint, and the source's sha256 from its note
+    run("train", "made-mnist-bin", "--out", out, "--init", "made-mnist-bin", *common[:-1], 2, "--resume")
+    assert not first and zoo.read_card(out / "card.toml").training["run"]["init_sha256"] == card.training["run"][
+        "init_sha256"]
     bad = run("train", "made-mnist-bin", "--out", tmp_path / "bad", "--init", "pixelcnn-mnist-bin", *common, code=2)
     assert "pixelcnn" in bad and "made" in bad and not (tmp_path / "bad" / "state.json").exists()
 

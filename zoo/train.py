@@ -782,6 +782,22 @@ def with_recon_metrics(card, r, command: str, note: str, split: str = "test"):
     return record_recon(card, r, command, note, split)
 
 
+INIT_FILE = "init.json"  # a run started with --init: the source and its sha256, for the card of a resumed run
+
+
+def _init_weights(model: Model, card, ref: str, out: Path, resume: bool) -> str:
+    """--init: load `ref`'s weights into a new run's model and note their sha256 in the run folder; a resumed
+    run's checkpoint holds its weights, so it only reads the note (the source may have changed since)."""
+    note = out / INIT_FILE
+    if (out / STATE_FILE).exists():  # resumed (or refused by fit: nothing of the existing run is touched)
+        return json.loads(note.read_text())["sha256"] if resume and note.is_file() else _start_from(model, card, ref)
+    sha = _start_from(model, card, ref)
+    if zdist.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        note.write_text(json.dumps({"init": ref, "sha256": sha}) + "\n")
+    return sha
+
+
 def _start_from(model: Model, card, ref: str) -> str:
     """Load the weights of `ref` (a model id, a `zoo train` run folder, `hf://org/name`) into `model` before
     training: a warm start with a fresh schedule, e.g. more epochs for a shipped card whose cosine schedule ended.
@@ -840,8 +856,8 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
         train = load_dataset(card.dataset, "train", data_dir, download)
         val = load_dataset(card.dataset, "val", data_dir, download)
     model.before_training()
-    init_sha = _start_from(model, card, cfg.init) if cfg.init else None
     out = Path(out)
+    init_sha = _init_weights(model, card, cfg.init, out, resume) if cfg.init else None
     result = fit(model, train, val, cfg, out, resume=resume, progress=progress, device=zdist.rank_device(device),
                  amp=amp, compile=compile)
     load_into(model, load_weights(result.weights), str(result.weights))
