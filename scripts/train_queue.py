@@ -10,8 +10,9 @@ train at once with `threads` CPU threads each (OMP_NUM_THREADS for a command). A
 already holds a state.json is continued with --resume; one recorded as finished in the queue's record
 (`finished.jsonl` beside the run folders) is skipped. Stop the queue with Ctrl-C or kill: every run keeps its
 last checkpoint, and starting the queue again continues where each stopped. The plan is read again whenever a
-slot frees: runs added to it while the queue works are taken up in plan order. `python scripts/train_queue.py
---status` prints where each run stands without starting anything.
+slot frees: runs added to it while the queue works are taken up in plan order. A run with `after = [NAMES]`
+starts only once those have finished (a ship-and-measure command after its training). `python
+scripts/train_queue.py --status` prints where each run stands without starting anything.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class Run:
     args: list[str] = field(default_factory=list)
     threads: int = 1
     command: list[str] | None = None
+    after: list[str] = field(default_factory=list)  # runs that must have finished before this one starts
 
 
 def read_plan(path: Path) -> tuple[int, Path, list[Run]]:
@@ -55,10 +57,15 @@ def read_plan(path: Path) -> tuple[int, Path, list[Run]]:
             sys.exit(f"{path}: a [[run]] with a `command` needs a `name`: {r}")
         name = r.get("name") or Path(r["recipe"]).stem
         runs.append(Run(name, r.get("recipe", ""), root / name, list(r.get("args", [])),
-                        int(r.get("threads", threads)), list(r["command"]) if "command" in r else None))
+                        int(r.get("threads", threads)), list(r["command"]) if "command" in r else None,
+                        list(r.get("after", []))))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         sys.exit(f"{path}: two runs share a name; give each [[run]] its own `name`")
+    for r in runs:
+        unknown = [d for d in r.after if d not in names]
+        if unknown:
+            sys.exit(f"{path}: {r.name} comes `after` {unknown}, which the plan does not list")
     return int(plan.get("slots", 1)), root, runs
 
 
@@ -148,7 +155,8 @@ def main() -> None:
         except (OSError, ValueError, SystemExit) as e:  # a plan being edited: keep the last good one
             print(f"{time.strftime('%H:%M:%S')} plan unreadable ({e}); keeping the last one read", flush=True)
         done = finished(root)
-        return [r for r in runs if r.name not in done and r.name not in active and r.name not in failed]
+        return [r for r in runs if r.name not in done and r.name not in active and r.name not in failed
+                and all(d in done for d in r.after)]
 
     started_at: dict[str, int] = {}  # each run's step when it was (re)started: a stop that made no progress ends
 
@@ -165,6 +173,10 @@ def main() -> None:
     while True:
         pending = waiting() if len(active) < slots else []
         if not pending and not active:
+            blocked = [r.name for r in runs if r.name not in finished(root) and r.after]
+            if blocked:
+                print(f"{time.strftime('%H:%M:%S')} not started, as a run they come after did not finish: "
+                      f"{', '.join(blocked)}", flush=True)
             break
         while pending and len(active) < slots:
             r = pending.pop(0)

@@ -89,3 +89,29 @@ def test_runs_added_to_the_plan_while_the_queue_works_are_taken_up(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert log.read_text() == "first second 3"
     assert [json.loads(ln)["name"] for ln in (q / "finished.jsonl").read_text().splitlines()] == ["first", "second"]
+
+
+def test_a_run_waits_for_the_runs_it_comes_after(tmp_path):
+    """`after`: a run listed first starts only once the runs it names have finished, and never when one of them
+    failed; an `after` naming no run of the plan is refused."""
+    log, plan, q = tmp_path / "log.txt", tmp_path / "plan.toml", tmp_path / "q"
+
+    def job(name: str, rc: int = 0) -> str:
+        return (f'command = ["python", "-c", "import pathlib, sys; p = pathlib.Path({str(log)!r}); '
+                f'p.write_text((p.read_text() if p.exists() else \'\') + \'{name} \'); sys.exit({rc})"]\n')
+
+    plan.write_text(f'slots = 2\nroot = "{q}"\n\n'
+                    f'[[run]]\nname = "ship"\nafter = ["train"]\n{job("ship")}\n'
+                    f'[[run]]\nname = "train"\n{job("train")}\n'
+                    f'[[run]]\nname = "measure"\nafter = ["broken"]\n{job("measure")}\n'
+                    f'[[run]]\nname = "broken"\n{job("broken", 3)}\n')
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), str(plan)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    ran = log.read_text().split()
+    assert sorted(ran) == ["broken", "ship", "train"] and ran.index("train") < ran.index("ship")
+    assert "measure" in out.stdout and "did not finish" in out.stdout
+    plan.write_text(f'root = "{q}"\n[[run]]\nname = "a"\nafter = ["nope"]\n{job("a")}')
+    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), str(plan)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "nope" in bad.stderr
