@@ -70,6 +70,8 @@ def main() -> None:
     if a.sampling:
         sampling = tomllib.loads(Path(a.sampling).read_text()).get("sampling", {})
     training = dict(card.training)
+    if "init" in training:  # a warm start's source is provenance: the shipped card's recipe starts afresh
+        training["run"] = {**training.get("run", {}), "init": training.pop("init")}
     if a.float16:
         training["run"] = {**training.get("run", {}), "stored": "float16"}
     new = replace(card, sha256=sha, metrics=metrics, sampling=sampling, path=None, training=training,

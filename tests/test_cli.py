@@ -98,7 +98,7 @@ def test_train_init_starts_from_a_shipped_card_and_records_it(run, tmp_path, mni
     shipped = zoo.load("made-mnist-bin").state_dict()
     assert first.keys() == shipped.keys() and all(torch.equal(first[k], shipped[k].float()) for k in first)
     card = zoo.read_card(out / "card.toml")
-    assert card.training["init"] == "made-mnist-bin"
+    assert card.training["run"]["init"] == "made-mnist-bin" and "init" not in card.training
     assert card.training["run"]["init_sha256"] == zoo.get_card("made-mnist-bin").sha256
     assert "--init made-mnist-bin" in card.metric("val_nll").command
     first.clear()  # a resumed run takes its weights from its checkpoint, and the source's sha256 from its note

@@ -866,14 +866,14 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
     new = replace(card, weights_file=weights_file, sha256=sha, path=None, metrics=[], params=model.num_params,
                   training={k: v for k, v in asdict(cfg).items()
                             if (k in recipe or (k in (overrides or {}) and k not in ("max_steps", "time_limit")))
-                            and k not in ("time_budget", "tensorboard")})
+                            and k not in ("time_budget", "tensorboard", "init")})
     if result.sized_epochs:  # what --time-budget chose is the recipe's length from now on
         new.training["epochs"] = result.sized_epochs
     stops = {k: v for k, v in (overrides or {}).items() if k in ("max_steps", "time_limit", "time_budget")}
     new.training["run"] = {"device": str(device), "best_epoch": result.best_epoch, "best_step": result.best_step,
                            "steps": result.global_step, "epochs_done": len(result.history), **stops}
-    if init_sha:
-        new.training["run"]["init_sha256"] = init_sha
+    if init_sha:  # provenance, not a recipe key: the card trained from it would start from its own new weights
+        new.training["run"].update(init=cfg.init, init_sha256=init_sha)
     if zdist.world_size() > 1:
         new.training["run"]["processes"] = zdist.world_size()
     if amp or compile:
