@@ -8,7 +8,7 @@ The plan lists runs in order: a `recipe` trained by `zoo train`, or a `command` 
 classifier of scripts/train_classifier.py, that has no checkpoints: it starts over after a stop); `slots` of them
 train at once with `threads` CPU threads each (OMP_NUM_THREADS for a command). A run whose folder
 already holds a state.json is continued with --resume; one recorded as finished in the queue's record
-(`finished.jsonl` beside the run folders) is skipped. Stop the queue with Ctrl-C or kill: every run keeps its
+(`record`, by default `finished.jsonl` beside the run folders) is skipped. Stop the queue with Ctrl-C or kill: every run keeps its
 last checkpoint, and starting the queue again continues where each stopped. The plan is read again whenever a
 slot frees: runs added to it while the queue works are taken up in plan order. A run with `after = [NAMES]`
 starts only once those have finished (a ship-and-measure command after its training). `python
@@ -44,10 +44,12 @@ class Run:
     after: list[str] = field(default_factory=list)  # runs that must have finished before this one starts
 
 
-def read_plan(path: Path) -> tuple[int, Path, list[Run]]:
-    """The plan file: `slots`, `root` (where run folders go) and its [[run]] tables, in order."""
+def read_plan(path: Path) -> tuple[int, Path, list[Run], Path]:
+    """The plan file: `slots`, `root` (where run folders go), its [[run]] tables in order, and `record`, the
+    file of finished runs (default ROOT/finished.jsonl; a tracked file survives a new machine)."""
     plan = tomllib.loads(path.read_text())
     root = ROOT / plan.get("root", "runs/queue")
+    record = ROOT / plan["record"] if "record" in plan else root / "finished.jsonl"
     threads = int(plan.get("threads", 1))
     runs = []
     for r in plan.get("run", []):
@@ -66,18 +68,19 @@ def read_plan(path: Path) -> tuple[int, Path, list[Run]]:
         unknown = [d for d in r.after if d not in names]
         if unknown:
             sys.exit(f"{path}: {r.name} comes `after` {unknown}, which the plan does not list")
-    return int(plan.get("slots", 1)), root, runs
+    return int(plan.get("slots", 1)), root, runs, record
 
 
-def finished(root: Path) -> dict[str, dict]:
-    """The queue's record of finished runs, by name (the last record of a name wins)."""
-    rec = root / "finished.jsonl"
+def finished(record: Path, root: Path) -> dict[str, dict]:
+    """The queue's record of finished runs, by name (the last record of a name wins): the plan's `record` and,
+    when that is elsewhere, the run root's own finished.jsonl (what a queue wrote before the plan named one)."""
     done: dict[str, dict] = {}
-    if rec.exists():
-        for line in rec.read_text().splitlines():
-            if line.strip():
-                d = json.loads(line)
-                done[d["name"]] = d
+    for rec in dict.fromkeys([root / "finished.jsonl", record]):
+        if rec.exists():
+            for line in rec.read_text().splitlines():
+                if line.strip():
+                    d = json.loads(line)
+                    done[d["name"]] = d
     return done
 
 
@@ -135,11 +138,11 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=None, help="runs at once (default: the plan's `slots`), e.g. 1 "
                                                               "while an evaluation holds the other core")
     a = ap.parse_args()
-    slots, root, runs = read_plan(Path(a.plan))
+    slots, root, runs, record = read_plan(Path(a.plan))
     slots = a.slots or slots
     root.mkdir(parents=True, exist_ok=True)
     if a.status:
-        done = finished(root)
+        done = finished(record, root)
         for r in runs:
             print(describe(r, done))
         return
@@ -151,10 +154,10 @@ def main() -> None:
         added to it (or reordered) while the queue works are taken up without a restart."""
         nonlocal runs
         try:
-            runs = read_plan(Path(a.plan))[2]
+            runs = read_plan(Path(a.plan))[2]  # (root and record stay those the queue started with)
         except (OSError, ValueError, SystemExit) as e:  # a plan being edited: keep the last good one
             print(f"{time.strftime('%H:%M:%S')} plan unreadable ({e}); keeping the last one read", flush=True)
-        done = finished(root)
+        done = finished(record, root)
         return [r for r in runs if r.name not in done and r.name not in active and r.name not in failed
                 and all(d in done for d in r.after)]
 
@@ -173,7 +176,7 @@ def main() -> None:
     while True:
         pending = waiting() if len(active) < slots else []
         if not pending and not active:
-            blocked = [r.name for r in runs if r.name not in finished(root) and r.after]
+            blocked = [r.name for r in runs if r.name not in finished(record, root) and r.after]
             if blocked:
                 print(f"{time.strftime('%H:%M:%S')} not started, as a run they come after did not finish: "
                       f"{', '.join(blocked)}", flush=True)
@@ -210,7 +213,8 @@ def main() -> None:
                 print(f"  {name} stopped before the end of its schedule (step {s.get('global_step')} of "
                       f"{s.get('total_steps')}); queued again to continue", flush=True)
             elif rc == 0:
-                with open(root / "finished.jsonl", "a") as f:
+                record.parent.mkdir(parents=True, exist_ok=True)
+                with open(record, "a") as f:
                     f.write(json.dumps(rec) + "\n")
             else:
                 failed.add(name)

@@ -115,3 +115,21 @@ def test_a_run_waits_for_the_runs_it_comes_after(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), str(plan)],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "nope" in bad.stderr
+
+
+def test_the_plan_s_record_of_finished_runs_survives_a_new_machine(tmp_path):
+    """`record` names a tracked file: a run it lists is not started again when the run folders are gone (a new
+    machine), and a run that finishes is appended to it."""
+    log, plan, record = tmp_path / "log.txt", tmp_path / "plan.toml", tmp_path / "repo" / "finished.jsonl"
+    record.parent.mkdir()
+    record.write_text(json.dumps({"name": "old", "rc": 0}) + "\n")
+    job = (f'command = ["python", "-c", "import pathlib; p = pathlib.Path({str(log)!r}); '
+           f'p.write_text((p.read_text() if p.exists() else \'\') + \'ran \')"]\n')
+    plan.write_text(f'root = "{tmp_path / "fresh"}"\nrecord = "{record}"\n\n[[run]]\nname = "old"\n{job}\n'
+                    f'[[run]]\nname = "new"\n{job}')
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), str(plan)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert log.read_text() == "ran " and "start new" in out.stdout and "start old" not in out.stdout
+    assert [json.loads(ln)["name"] for ln in record.read_text().splitlines()] == ["old", "new"]
+    assert not (tmp_path / "fresh" / "finished.jsonl").exists()
