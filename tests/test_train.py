@@ -118,3 +118,18 @@ def test_time_limit_stops_at_the_next_checkpoint(tmp_path):
             progress=False)
     assert r.global_step == CFG["checkpoint_every"] and r.best_step == r.global_step and r.best_epoch == -1
     assert json.loads((tmp_path / STATE_FILE).read_text())["global_step"] == r.global_step
+
+
+def test_a_stop_file_stops_at_the_next_checkpoint_once(tmp_path):
+    """`touch RUN/STOP` stops a running training as a time limit does (checkpoint, validation of the stop, weights
+    to ship); the file is removed, so --resume continues to the end of the schedule."""
+    from zoo.train import STOP_REQUEST
+    train, val = tiny_data(200, "train", True), tiny_data(40, "val", False)
+    cfg = dict(CFG, epochs=2, batch_size=10)
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / STOP_REQUEST).touch()
+    r = fit(model(), train, val, TrainConfig(**cfg), tmp_path, progress=False)
+    assert r.global_step == CFG["checkpoint_every"] and r.best_step == r.global_step and r.best_epoch == -1
+    assert not (tmp_path / STOP_REQUEST).exists()
+    done = fit(model(), train, val, TrainConfig(**cfg), tmp_path, resume=True, progress=False)
+    assert done.global_step == 40 and done.best_epoch in (1, 2)

@@ -37,6 +37,7 @@ from .weights import load_into, load_weights, save_weights
 STATE_FILE = "state.json"
 BEST_FILE = "best.safetensors"  # the best epoch's weights
 STOP_FILE = "stop.safetensors"  # the weights where a run stopped mid-epoch
+STOP_REQUEST = "STOP"  # `touch RUN/STOP`: stop at the next checkpoint as at a time limit, card written
 METRICS_FILE = "metrics.jsonl"  # per-step and per-validation records
 SIZING_SKIP, SIZING_STEPS, SIZING_SHARE = 20, 100, 0.9  # --time-budget: steps skipped, steps timed, share of time
 
@@ -486,8 +487,17 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
             save_weights(model.state_dict(), path)
 
     def out_of_time() -> bool:
-        # rank 0's clock decides, so that every rank stops at the same step
-        return cfg.time_limit is not None and zdist.broadcast_flag(time.time() - started > cfg.time_limit)
+        # rank 0's clock (and its view of the folder) decides, so that every rank stops at the same step
+        late = cfg.time_limit is not None and time.time() - started > cfg.time_limit
+        asked = (out / STOP_REQUEST).exists()
+        if not zdist.broadcast_flag(late or asked):
+            return False
+        if asked and zdist.is_main():
+            (out / STOP_REQUEST).unlink(missing_ok=True)  # once: a --resume continues
+        reason[0] = f"time limit of {cfg.time_limit:.0f} s reached" if late else f"stop requested ({STOP_REQUEST})"
+        return True
+
+    reason = [""]
 
     # what `zoo runs` needs to tell progress and an ETA from the folder alone
     progress_state.update(steps_per_epoch=steps_per_epoch, total_steps=total, epochs=cfg.epochs,
@@ -562,8 +572,8 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
                     checkpoint()
                     if b + 1 < steps_per_epoch and out_of_time():
-                        bar.log(f"time limit of {cfg.time_limit:.0f} s reached at step {step + 1} (a checkpoint, "
-                                f"mid-epoch {epoch + 1}); continue later with --resume")
+                        bar.log(f"{reason[0]} at step {step + 1} (a checkpoint, mid-epoch {epoch + 1}); continue "
+                                "later with --resume")
                         timed_out = True
                         break
             if timed_out or progress_state["step_in_epoch"] < steps_per_epoch:
@@ -591,8 +601,7 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                 progress_state["epoch"] = cfg.epochs
             checkpoint()
             if out_of_time():
-                bar.log(f"time limit of {cfg.time_limit:.0f} s reached after epoch {epoch + 1}; "
-                        "continue later with --resume")
+                bar.log(f"{reason[0]} after epoch {epoch + 1}; continue later with --resume")
                 break
     except KeyboardInterrupt as e:
         checkpoint(sync=False)
