@@ -6,13 +6,13 @@ resumed from its run folder after any stop, and record which finished.
 
 The plan lists runs in order: a `recipe` trained by `zoo train`, or a `command` (another training, such as a
 classifier of scripts/train_classifier.py, that has no checkpoints: it starts over after a stop); `slots` of them
-train at once with `threads` CPU threads each (OMP_NUM_THREADS for a command). A run whose folder
-already holds a state.json is continued with --resume; one recorded as finished in the queue's record
-(`record`, by default `finished.jsonl` beside the run folders) is skipped. Stop the queue with Ctrl-C or kill:
-every run keeps its last checkpoint, and starting the queue again continues where each stopped. The plan is read
-again whenever a slot frees: runs added to it while the queue works are taken up in plan order. A run with `after = [NAMES]`
-starts only once those have finished (a ship-and-measure command after its training). `python
-scripts/train_queue.py --status` prints where each run stands without starting anything.
+train at once with `threads` CPU threads each (OMP_NUM_THREADS for a command). A run whose folder already holds a
+state.json is continued with --resume; one recorded as finished in the queue's record (`record`, by default
+`finished.jsonl` beside the run folders) is skipped. Stop the queue with Ctrl-C or kill: every run keeps its last
+checkpoint, and starting the queue again continues where each stopped. The plan is read again whenever a slot frees:
+runs added to it while the queue works are taken up in plan order. A run with `after = [NAMES]` starts only once
+those have finished (a ship-and-measure command after its training). `python scripts/train_queue.py --status` prints
+where each run stands without starting anything.
 """
 from __future__ import annotations
 
