@@ -335,7 +335,8 @@ def model_sample_stats(gen_model, n: int, model: torch.jit.ScriptModule, seed: i
 def partial_path(key: str, n: int) -> Path:
     """Where an evaluation of n samples keeps its running statistics between chunks (see model_sample_stats):
     one file per n, named by the draw's key so that the draws of other n are found beside it."""
-    return _partial_dir(key)[0] / f"{_partial_dir(key)[1]}-n{n}.npz"
+    folder, digest = _partial_dir(key)
+    return folder / f"{digest}-n{n}.npz"
 
 
 def _partial_dir(key: str) -> tuple[Path, str]:
