@@ -158,3 +158,20 @@ def test_run_trains_through_zoo_train_records_each_figure_and_resumes(st, mnist_
     monkeypatch.setattr(zfid, "sample_features", lambda *a, **k: pytest.fail("sampled again"))
     st.run("exp-*", threads=1)
     assert st.load_results() == got
+
+
+def test_run_follows_a_retrained_card_without_sampling(st, monkeypatch):
+    """A shipped card's cell shows the card's current figure: a retrained card replaces the one recorded before."""
+    model = st.MODELS["pixelcnn-mnist"]
+    card = zoo.get_card("pixelcnn-mnist")
+    m = next(m for m in card.metrics if m.name == "fid" and m.n == st.N and m.command == model.eval_command("fid"))
+    st.record(st.Result(model.id, "fid", m.value + 13.0, st.N, st.SEED, m.command, "2026-11-29T00:00:00Z"))
+    monkeypatch.setattr(st, "MODELS", {model.id: model})
+    monkeypatch.setattr(st, "DATASETS", ())
+    monkeypatch.setattr(zfid, "sample_features", lambda *a, **k: pytest.fail("sampled"))
+    monkeypatch.setattr(zfid, "load_inception", lambda path=None: pytest.fail("loaded Inception"))
+    st.run("pixelcnn-mnist", threads=1)
+    got = st.load_results()[(model.id, "fid")]
+    assert got.value == m.value and got.note == "the shipped card's figure"
+    st.run("pixelcnn-mnist", threads=1)  # in step with the card: nothing changes
+    assert st.load_results()[(model.id, "fid")] == got
