@@ -21,6 +21,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def comparable(run_card, old_card):
+    """The run's validation figure and the shipped card's to compare it with (lower is better): the figure that
+    chose the run's checkpoint (val_cfd under `select = "cfd"`, else val_nll) when the card has it at the same n,
+    else val_nll at the same n. SystemExit when the card has neither: ship without --if-better after measuring."""
+    select = run_card.training.get("select", "nll")
+    names = ["val_cfd", "val_nll"] if select == "cfd" else ["val_nll"]
+    for name in names:
+        mine = next((m for m in run_card.metrics if m.name == name and m.split == "val"), None)
+        theirs = next((m for m in old_card.metrics if m.name == name and m.split == "val"), None)
+        if mine is not None and theirs is not None and mine.n == theirs.n:
+            return mine, theirs
+    raise SystemExit(f"--if-better: the shipped card {old_card.id} has no {' or '.join(names)} at the run's n to "
+                     "compare with; ship without --if-better after measuring both")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="a zoo train run folder holding card.toml and ID.safetensors")
@@ -28,8 +43,9 @@ def main() -> None:
     ap.add_argument("--description", default=None)
     ap.add_argument("--sampling", default=None, help="a TOML file whose [sampling] table becomes the card's preset")
     ap.add_argument("--if-better", action="store_true",
-                    help="ship only when the run's validation figure (the card's first metric, e.g. val_nll, on "
-                         "the same n) is lower than the shipped card's; otherwise change nothing and exit 1")
+                    help="ship only when the run's validation figure (the one that chose its checkpoint, val_cfd "
+                         "or val_nll, else val_nll; at the same n) is below the shipped card's; otherwise change "
+                         "nothing and exit 1")
     a = ap.parse_args()
 
     from safetensors.torch import load_file
@@ -49,11 +65,7 @@ def main() -> None:
     if weights_dir is None:
         raise SystemExit(f"{card.id} is not a shipped card: add its card first so its plugin's weights folder is known")
     if a.if_better:
-        mine = card.metrics[0]
-        theirs = next((m for m in old.metrics if m.name == mine.name and m.split == mine.split), None)
-        if theirs is None or theirs.n != mine.n:
-            raise SystemExit(f"--if-better: {target_card} has no {mine.name} on {mine.split} at n = {mine.n} to "
-                             "compare with; ship without --if-better after measuring both")
+        mine, theirs = comparable(card, old)
         if not mine.value < theirs.value:
             raise SystemExit(f"not shipped: the run's {mine.name} {mine.value:g} is not below the shipped card's "
                              f"{theirs.value:g} (n = {mine.n})")

@@ -187,7 +187,8 @@ def main() -> None:
             log = open(root / f"{r.name}.log", "a")
             cmd = command(r)
             started_at[r.name] = (state(r) or {}).get("global_step", 0)
-            print(f"{time.strftime('%H:%M:%S')} start {r.name}: {' '.join(cmd[1:] if r.command else cmd[2:])}", flush=True)
+            shown = " ".join(cmd[1:] if r.command else cmd[2:])
+            print(f"{time.strftime('%H:%M:%S')} start {r.name}: {shown}", flush=True)
             log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
             log.flush()
             # a `command` gets its `threads` through the OpenMP variables (`zoo train` also gets --threads):
