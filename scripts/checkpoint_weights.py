@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Turn one checkpoint of a training run into a run folder of its own (card.toml + weights) that `zoo eval`,
+`scripts/pick_run.py` and `scripts/ship_card.py` take: the raw or the averaged (--ema) weights of that step, and
+the run's card with the validation figures recorded at that step (metrics.jsonl). For a run whose own choice of
+checkpoint is in doubt (issue 23), e.g. the last epoch's averaged weights against an earlier epoch's:
+
+    python scripts/checkpoint_weights.py runs/queue/pixelcnn-mnist-more --ema --out runs/queue/pixelcnn-mnist-epoch8
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", help="a zoo train run folder (card.toml, checkpoint-STEP.safetensors, metrics.jsonl)")
+    ap.add_argument("--step", type=int, default=None, help="the checkpoint's step (default: the last one)")
+    ap.add_argument("--ema", action="store_true", help="the averaged weights (a run trained with --ema)")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+
+    from safetensors.torch import load_file, save_file
+
+    import zoo
+    from zoo.cards import Metric, read_card, write_card
+
+    run = Path(a.run)
+    card = read_card(run / "card.toml")
+    ckpts = sorted(run.glob("checkpoint-*.safetensors"))
+    if a.step is not None:
+        ckpts = [c for c in ckpts if int(c.stem.split("-")[1]) == a.step]
+    if not ckpts:
+        raise SystemExit(f"{run}: no checkpoint" + (f" of step {a.step}" if a.step is not None else ""))
+    ckpt = ckpts[-1]
+    step = int(ckpt.stem.split("-")[1])
+    tensors = load_file(str(ckpt))
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    if a.ema:
+        names = [n for n, _ in zoo.load(str(run)).named_parameters()]  # the order the average was kept in
+        if f"ema.{len(names) - 1}" not in tensors:
+            raise SystemExit(f"{ckpt} holds no weight average: the run was trained without --ema")
+        state.update({n: tensors[f"ema.{i}"] for i, n in enumerate(names)})
+    val = next((json.loads(line) for line in reversed((run / "metrics.jsonl").read_text().splitlines())
+                if '"val"' in line and json.loads(line).get("step") == step), None)
+    if val is None:
+        raise SystemExit(f"{run}/metrics.jsonl has no validation at step {step}")
+    weights = "ema" if a.ema else "raw"
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out / card.weights_file))
+    sha = hashlib.sha256((out / card.weights_file).read_bytes()).hexdigest()
+    figures = {"val_nll": val.get(f"val_{weights}", val.get("val_nll")), "val_cfd": val.get(f"val_cfd_{weights}")}
+    metrics = []
+    for m in card.metrics:
+        if m.split == "val" and m.name in figures and figures[m.name] is not None:
+            note = f"validation figure of the {weights} weights at epoch {val.get('epoch')} (step {step})"
+            metrics.append(dataclasses.replace(m, value=round(float(figures[m.name]), 6), note=note))
+    run_table = {**card.training.get("run", {}), "best_epoch": val.get("epoch"), "best_step": step}
+    write_card(dataclasses.replace(card, sha256=sha, path=None, metrics=metrics,
+                                   training={**card.training, "run": run_table}), out / "card.toml")
+    print(f"{out}: the {weights} weights of step {step} (epoch {val.get('epoch')}), "
+          + ", ".join(f"{m.name} {m.value:g}" for m in metrics))
+
+
+if __name__ == "__main__":
+    main()
