@@ -1,0 +1,99 @@
+"""scripts/checkpoint_weights.py and scripts/pick_run.py (issue 23): a checkpoint's raw or averaged weights become
+a run folder that loads as the model of that step, and the candidate with the lowest FID gets the link."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import zoo
+from zoo.cli import main as zoo_main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RECIPE = """id = "tiny-made"
+plugin = "made"
+architecture = "made"
+description = "a tiny MADE"
+
+[data]
+dataset = "mnist-bin"
+
+[config]
+image_shape = [1, 28, 28]
+levels = 2
+hidden = [8]
+num_masks = 1
+seed = 0
+
+[training]
+epochs = 2
+batch_size = 100
+lr = 0.01
+seed = 0
+checkpoint_every = 2
+"""
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def run(mnist_dir, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("ckpt")
+    (tmp / "tiny-made.toml").write_text(RECIPE)
+    out = tmp / "run"
+    r = CliRunner().invoke(zoo_main, ["train", str(tmp / "tiny-made.toml"), "--out", str(out), "--data-dir",
+                                      str(mnist_dir), "--ema", "0.9", "--threads", "1", "--no-test"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.mark.parametrize("ema", [False, True])
+def test_a_checkpoint_becomes_a_run_folder_of_that_steps_weights(run, tmp_path, ema):
+    from safetensors.torch import load_file
+    ck = max(run.glob("checkpoint-*.safetensors"))
+    step = int(ck.stem.split("-")[1])
+    out = tmp_path / "cand"
+    _script("checkpoint_weights").main([str(run), "--out", str(out)] + (["--ema"] if ema else []))
+    m = zoo.load(str(out))  # the sha256 on its card matches, or this refuses
+    tensors = load_file(str(ck))
+    for i, (name, p) in enumerate(m.named_parameters()):
+        assert torch.equal(p.detach(), tensors[f"ema.{i}" if ema else f"model.{name}"]), name
+    val = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if '"val"' in ln]
+    rec = next(v for v in val if v["step"] == step)
+    got = m.card.metric("val_nll")
+    assert got.value == pytest.approx(rec["val_ema" if ema else "val_raw"], abs=1e-5)
+    assert m.card.training["run"]["best_step"] == step
+
+
+def test_a_missing_step_is_refused(run, tmp_path):
+    with pytest.raises(SystemExit, match="no checkpoint of step 999"):
+        _script("checkpoint_weights").main([str(run), "--step", "999", "--out", str(tmp_path / "x")])
+
+
+def test_pick_links_the_lowest_fid(tmp_path, monkeypatch):
+    pick = _script("pick_run")
+    runs = []
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "card.toml").write_text("")
+        runs.append(str(tmp_path / name))
+    monkeypatch.setattr(pick, "fid_of", lambda r, n, seed: {"a": 30.0, "b": 27.5, "c": 31.0}[Path(r).name])
+    pick.main(runs + ["--link", str(tmp_path / "best")])
+    assert (tmp_path / "best").resolve() == (tmp_path / "b").resolve()
+    monkeypatch.setattr(pick, "fid_of", lambda r, n, seed: {"a": 20.0, "b": 27.5, "c": 31.0}[Path(r).name])
+    pick.main(runs + ["--link", str(tmp_path / "best")])  # the link is replaced
+    assert (tmp_path / "best").resolve() == (tmp_path / "a").resolve()
+    with pytest.raises(SystemExit, match="not run folders"):
+        pick.main([str(tmp_path / "nowhere"), "--link", str(tmp_path / "best")])
+    assert pick.FID_RE.search("pixelcnn-mnist: FID 30.18 (n = 2,048 vs 10,000); real-vs-real").group(1) == "30.18"
