@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,20 +22,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
 
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     import zoo
-    from zoo.cards import Metric, read_card, write_card
+    from zoo.cards import read_card, write_card
+    from zoo.weights import save_weights
 
     run = Path(a.run)
     card = read_card(run / "card.toml")
-    ckpts = sorted(run.glob("checkpoint-*.safetensors"))
-    if a.step is not None:
-        ckpts = [c for c in ckpts if int(c.stem.split("-")[1]) == a.step]
-    if not ckpts:
+    ckpts = {int(c.stem.split("-")[1]): c for c in run.glob("checkpoint-*.safetensors")}
+    step = max(ckpts, default=None) if a.step is None else a.step
+    if step not in ckpts:
         raise SystemExit(f"{run}: no checkpoint" + (f" of step {a.step}" if a.step is not None else ""))
-    ckpt = ckpts[-1]
-    step = int(ckpt.stem.split("-")[1])
+    ckpt = ckpts[step]
     tensors = load_file(str(ckpt))
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     if a.ema:
@@ -44,15 +42,13 @@ def main(argv: list[str] | None = None) -> None:
         if f"ema.{len(names) - 1}" not in tensors:
             raise SystemExit(f"{ckpt} holds no weight average: the run was trained without --ema")
         state.update({n: tensors[f"ema.{i}"] for i, n in enumerate(names)})
-    val = next((json.loads(line) for line in reversed((run / "metrics.jsonl").read_text().splitlines())
-                if '"val"' in line and json.loads(line).get("step") == step), None)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    val = next((r for r in reversed(records) if r.get("val") and r.get("step") == step), None)
     if val is None:
         raise SystemExit(f"{run}/metrics.jsonl has no validation at step {step}")
     weights = "ema" if a.ema else "raw"
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(out / card.weights_file))
-    sha = hashlib.sha256((out / card.weights_file).read_bytes()).hexdigest()
+    sha = save_weights(state, out / card.weights_file)
     figures = {"val_nll": val.get(f"val_{weights}", val.get("val_nll")), "val_cfd": val.get(f"val_cfd_{weights}")}
     metrics = []
     for m in card.metrics:

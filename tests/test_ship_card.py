@@ -32,7 +32,7 @@ def _val(name: str, value: float, n: int) -> Metric:
 
 def _card(metrics, select="nll"):
     c = zoo.get_card("made-mnist-bin")
-    training = {**c.training, **({"select": select} if select != "nll" else {})}
+    training = {k: v for k, v in c.training.items() if k != "select"} | ({"select": select} if select != "nll" else {})
     return dataclasses.replace(c, metrics=list(metrics), training=training)
 
 
