@@ -20,9 +20,10 @@ from pathlib import Path
 FID_RE = re.compile(r": FID ([0-9.]+) \(n = ")
 
 
-def fid_of(run: str, n: int, seed: int) -> float:
-    """The FID `zoo eval` prints for one run folder (its output passes through)."""
-    cmd = [sys.executable, "-m", "zoo.cli", "eval", run, "--fid", "-n", str(n), "--seed", str(seed)]
+def fid_of(run: str, n: int, seed: int, *extra: str) -> float:
+    """The FID `zoo eval` prints for one run folder or model id, with any further `zoo eval` options (its output
+    passes through)."""
+    cmd = [sys.executable, "-m", "zoo.cli", "eval", run, "--fid", "-n", str(n), "--seed", str(seed), *extra]
     out = subprocess.run(cmd, capture_output=True, text=True)
     sys.stdout.write(out.stdout + out.stderr)
     m = FID_RE.search(out.stdout)

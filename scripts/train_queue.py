@@ -131,6 +131,12 @@ def command(run: Run) -> list[str]:
     return cmd
 
 
+#: runs in a row failing within QUICK_FAILURE_S seconds halt the queue: without it, a missing dataset failed every
+#: run of the plan one after another in a minute (a ship chain half done among them)
+QUICK_FAILURES = 2
+QUICK_FAILURE_S = 60
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("plan", nargs="?", default=str(ROOT / "experiments/queue/plan.toml"))
@@ -148,6 +154,8 @@ def main() -> None:
         return
     active: dict[str, tuple[Run, subprocess.Popen, float]] = {}
     failed: set[str] = set()  # exited with an error this time: not retried until the queue is started again
+    quick_failures = 0  # runs in a row that failed within QUICK_FAILURE_S of their start
+    halted = False  # set after QUICK_FAILURES of them: something every run needs is missing; start no more
 
     def waiting() -> list[Run]:
         """The plan's runs still to start, in order. The plan is read again each time a slot frees, so runs
@@ -174,7 +182,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     while True:
-        pending = waiting() if len(active) < slots else []
+        pending = waiting() if len(active) < slots and not halted else []
         if not pending and not active:
             blocked = [r.name for r in runs if r.name not in finished(record, root) and r.after]
             if blocked:
@@ -220,6 +228,13 @@ def main() -> None:
             else:
                 failed.add(name)
                 print(f"  see {root / (name + '.log')}; start the queue again to resume it", flush=True)
+            quick_failures = quick_failures + 1 if rc != 0 and rec["seconds"] < QUICK_FAILURE_S else 0
+            if quick_failures >= QUICK_FAILURES and not halted:
+                halted = True
+                print(f"{time.strftime('%H:%M:%S')} {quick_failures} runs in a row failed within "
+                      f"{QUICK_FAILURE_S} s of their start: something they all need is missing (a dataset: set "
+                      "ZOO_DATA_DIR; a folder; a package). Starting nothing more; the running ones go on. Read "
+                      "their logs, mend it and start the queue again", flush=True)
 
 
 if __name__ == "__main__":

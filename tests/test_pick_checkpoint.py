@@ -97,3 +97,42 @@ def test_pick_links_the_lowest_fid(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="not run folders"):
         pick.main([str(tmp_path / "nowhere"), "--link", str(tmp_path / "best")])
     assert pick.FID_RE.search("pixelcnn-mnist: FID 30.18 (n = 2,048 vs 10,000); real-vs-real").group(1) == "30.18"
+
+
+def _guidance_card(tmp_path: Path, monkeypatch):
+    """A copy of var-mnist's card (preset cfg 2.5) that the script reads and writes instead of the bundled one."""
+    from zoo.cards import read_card
+    card_file = tmp_path / "var-mnist.toml"
+    card_file.write_text((ROOT / "cards" / "var" / "var-mnist.toml").read_text())
+    monkeypatch.setattr(zoo, "get_card", lambda model_id: read_card(card_file))
+    return card_file
+
+
+def test_pick_guidance_writes_the_lowest_fids_scale_and_drops_the_old_presets_figures(tmp_path, monkeypatch):
+    from zoo.cards import read_card
+    card_file = _guidance_card(tmp_path, monkeypatch)
+    before = read_card(card_file)
+    assert before.sampling["cfg"] == 2.5
+    pick = _script("pick_guidance")
+    fids = {"2.5": 20.1, "4": 17.3, "5.5": 18.0}
+    monkeypatch.setattr(pick, "fid_of", lambda model, n, seed, *extra: fids[extra[-1]])
+    pick.main(["var-mnist", "--cfg", "2.5", "4", "5.5", "--write"])
+    after = read_card(card_file)
+    assert after.sampling == {**before.sampling, "cfg": 4.0}
+    for m in before.metrics:
+        words = m.command.split()
+        preset = m.name in pick.SAMPLE_METRICS and "--no-preset" not in words and "--cfg" not in words
+        assert (m in after.metrics) == (not preset), m.command
+    assert any("--no-preset" in m.command for m in after.metrics)  # the null-class FID stays
+    assert any(m.name == "nll" for m in after.metrics)
+    assert not any(m.name == "fid" and "--no-preset" not in m.command for m in after.metrics)
+
+
+def test_pick_guidance_leaves_the_card_alone_when_its_scale_is_best(tmp_path, monkeypatch, capsys):
+    card_file = _guidance_card(tmp_path, monkeypatch)
+    text = card_file.read_text()
+    pick = _script("pick_guidance")
+    monkeypatch.setattr(pick, "fid_of", lambda model, n, seed, *extra: {"2.5": 15.0, "4": 17.3}[extra[-1]])
+    pick.main(["var-mnist", "--cfg", "2.5", "4", "--write"])
+    assert card_file.read_text() == text
+    assert "card unchanged" in capsys.readouterr().out

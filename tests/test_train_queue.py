@@ -117,6 +117,28 @@ def test_a_run_waits_for_the_runs_it_comes_after(tmp_path):
     assert bad.returncode != 0 and "nope" in bad.stderr
 
 
+def test_runs_failing_one_after_another_at_their_start_halt_the_queue(tmp_path):
+    """Two runs in a row that fail within a minute (a missing dataset fails every run) stop the queue from starting
+    the rest, which stay pending for the next start; a single failure does not."""
+    log, plan, q = tmp_path / "log.txt", tmp_path / "plan.toml", tmp_path / "q"
+
+    def job(name: str, rc: int = 0) -> str:
+        return (f'[[run]]\nname = "{name}"\ncommand = ["python", "-c", "import pathlib, sys; '
+                f'p = pathlib.Path({str(log)!r}); p.write_text((p.read_text() if p.exists() else \'\') + '
+                f'\'{name} \'); sys.exit({rc})"]\n\n')
+
+    plan.write_text(f'slots = 1\nroot = "{q}"\n\n' + job("ok") + job("one", 2) + job("ok2") + job("two", 2)
+                    + job("three", 2) + job("never"))
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), str(plan)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert log.read_text().split() == ["ok", "one", "ok2", "two", "three"]
+    assert "2 runs in a row failed" in out.stdout and "ZOO_DATA_DIR" in out.stdout
+    status = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), str(plan), "--status"],
+                            capture_output=True, text=True, timeout=120).stdout
+    assert [ln.split()[0] for ln in status.splitlines() if "pending" in ln] == ["one", "two", "three", "never"]
+
+
 def test_the_plan_s_record_of_finished_runs_survives_a_new_machine(tmp_path):
     """`record` names a tracked file: a run it lists is not started again when the run folders are gone (a new
     machine), and a run that finishes is appended to it."""
