@@ -105,6 +105,25 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+def test_a_draw_with_the_card_s_preset_is_another_draw_when_the_preset_changes():
+    """The saved statistics of a seeded draw are keyed by the card's preset when the draw uses it: a guidance
+    scale written into the card (scripts/pick_guidance.py) on the same weights must not read back the old
+    preset's statistics; a draw without the preset (or of a card without one) keeps its key."""
+    from dataclasses import replace
+
+    from zoo.evaluate import _resume_key
+    m = zoo.create("made", image_shape=[1, 3, 3], levels=2, hidden=[8], num_masks=1, seed=0)
+    m.card = replace(zoo.get_card("var-mnist"), sampling={})
+    bare = _resume_key(m, "x", 0, {})
+    m.card = replace(m.card, sampling={"top_k": 5})
+    five, no_preset = _resume_key(m, "x", 0, {}), _resume_key(m, "x", 0, {"preset": False})
+    m.card = replace(m.card, sampling={"top_k": 6})
+    six = _resume_key(m, "x", 0, {})
+    assert len({bare, five, six}) == 3
+    assert no_preset == _resume_key(m, "x", 0, {"preset": False}) != six
+    assert _resume_key(m, "x", None, {}) is None  # unseeded: never saved
+
+
 def test_a_sample_evaluation_killed_part_way_finishes_only_the_rest(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(KILL_SCRIPT)

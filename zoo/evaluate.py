@@ -418,12 +418,15 @@ def _reference(data: ImageData) -> "str | ImageData":
 def _resume_key(model: Model, ref: str | None, seed: int | None, sample_kwargs: dict) -> str | None:
     """The identity of a seeded draw whose statistics may be saved between chunks: the model's weights (by hash),
     seed and sampling settings (not n: a draw of 2,048 is the start of one of 10,000). None when the draw cannot
-    be repeated (no seed, no card, several processes)."""
+    be repeated (no seed, no card, several processes). The card's preset is part of it when the draw uses one: a
+    preset changed on the same weights (scripts/pick_guidance.py) is another draw."""
     card = getattr(model, "card", None)
     if seed is None or card is None or zdist.world_size() > 1:
         return None
     settings = sorted((k, repr(v.tolist() if isinstance(v, torch.Tensor) else v)) for k, v in sample_kwargs.items())
-    return f"{ref}|{card.sha256}|{seed}|{settings}|{model.device}"
+    key = f"{ref}|{card.sha256}|{seed}|{settings}|{model.device}"
+    preset = model.sampling_preset if sample_kwargs.get("preset", True) else {}
+    return key + (f"|preset {sorted(preset.items())}" if preset else "")  # (no preset: the key of zoo 0.3)
 
 
 def _sample_evaluation(model: Model, data: ImageData, n: int, *, want_fid: bool, want_kid: bool, seed: int | None,
