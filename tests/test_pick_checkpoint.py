@@ -36,6 +36,7 @@ batch_size = 100
 lr = 0.01
 seed = 0
 checkpoint_every = 2
+log_every = 1
 """
 
 
@@ -52,7 +53,7 @@ def run(mnist_dir, tmp_path_factory) -> Path:
     (tmp / "tiny-made.toml").write_text(RECIPE)
     out = tmp / "run"
     r = CliRunner().invoke(zoo_main, ["train", str(tmp / "tiny-made.toml"), "--out", str(out), "--data-dir",
-                                      str(mnist_dir), "--ema", "0.9", "--threads", "1", "--no-test"],
+                                      str(mnist_dir), "--ema", "0.9", "--threads", "1", "--no-test", "--keep-epochs"],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
     return out
@@ -74,6 +75,56 @@ def test_a_checkpoint_becomes_a_run_folder_of_that_steps_weights(run, tmp_path, 
     got = m.card.metric("val_nll")
     assert got.value == pytest.approx(rec["val_ema" if ema else "val_raw"], abs=1e-5)
     assert m.card.training["run"]["best_step"] == step
+
+
+def test_keep_epochs_keeps_what_each_epoch_would_ship_and_it_becomes_a_run_folder(run, tmp_path):
+    """`zoo train --keep-epochs`: RUN/epochs/epoch-NNN.safetensors are the weights each epoch chose (raw or
+    averaged); the best epoch's are best.safetensors; `checkpoint_weights.py --epoch N` makes them a run folder
+    whose card carries that epoch's validation figure."""
+    from safetensors.torch import load_file
+    val = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if '"val"' in ln]
+    kept = sorted(p.name for p in (run / "epochs").glob("*.safetensors"))
+    assert kept == [f"epoch-{v['epoch']:03d}.safetensors" for v in val] == ["epoch-001.safetensors",
+                                                                           "epoch-002.safetensors"]
+    best = min(val, key=lambda v: v["val_nll"])
+    a, b = load_file(str(run / "epochs" / f"epoch-{best['epoch']:03d}.safetensors")), load_file(
+        str(run / "best.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for v in val:
+        out = tmp_path / f"e{v['epoch']}"
+        _script("checkpoint_weights").main([str(run), "--epoch", str(v["epoch"]), "--out", str(out)])
+        m = zoo.load(str(out))
+        assert m.card.metric("val_nll").value == pytest.approx(v["val_nll"], abs=1e-5)
+        assert m.card.training["run"]["best_epoch"] == v["epoch"]
+    with pytest.raises(SystemExit, match="kept no weights of epoch 7"):
+        _script("checkpoint_weights").main([str(run), "--epoch", "7", "--out", str(tmp_path / "x")])
+    assert "keep_epochs" not in (run / "card.toml").read_text()  # a logging option: not part of the recipe
+
+
+def test_learning_curve_measures_each_kept_epoch_once(run, tmp_path, monkeypatch, capsys):
+    import shutil
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    lc = _script("learning_curve")
+    calls = []
+
+    def fake_fid(folder, n, seed, *extra):
+        calls.append(Path(folder).name)
+        return {"epoch-001": 40.0, "epoch-002": 31.5}[Path(folder).name]
+    monkeypatch.setattr(lc, "fid_of", fake_fid)
+    lc.main([str(copy), "--bar", "30", "-o", str(tmp_path / "curve.png")])
+    out = capsys.readouterr().out
+    assert calls == ["epoch-001", "epoch-002"]
+    assert "| 1 |" in out and "| 40.00 |" in out and "| 31.50 |" in out
+    saved = json.loads((copy / "learning_curve.json").read_text())
+    assert saved["2"]["fid"] == 31.5 and 0 < saved["1"]["core_hours"] < saved["2"]["core_hours"]
+    from PIL import Image
+    assert Image.open(tmp_path / "curve.png").size == (640, 380)
+    lc.main([str(copy)])  # measured already: read back
+    assert calls == ["epoch-001", "epoch-002"]
+    shutil.rmtree(copy / "epochs")
+    with pytest.raises(SystemExit, match="--keep-epochs"):
+        lc.main([str(copy)])
 
 
 def test_a_missing_step_is_refused(run, tmp_path):

@@ -39,6 +39,7 @@ BEST_FILE = "best.safetensors"  # the best epoch's weights
 STOP_FILE = "stop.safetensors"  # the weights where a run stopped mid-epoch
 STOP_REQUEST = "STOP"  # `touch RUN/STOP`: stop at the next checkpoint as at a time limit, card written
 METRICS_FILE = "metrics.jsonl"  # per-step and per-validation records
+EPOCHS_DIR = "epochs"  # with keep_epochs: each epoch's shipped weights, epoch-NNN.safetensors
 SIZING_SKIP, SIZING_STEPS, SIZING_SHARE = 20, 100, 0.9  # --time-budget: steps skipped, steps timed, share of time
 
 
@@ -67,6 +68,7 @@ class TrainConfig:
     select: str = "nll"  # what chooses the shipped checkpoint: "nll" (validation NLL) or "cfd" (needs val_cfd)
     val_grid: int = 64  # samples drawn into a grid PNG at each validation of a generative model (0: none)
     tensorboard: bool = False  # also log metrics.jsonl's figures as TensorBoard scalars in RUN/tensorboard/
+    keep_epochs: bool = False  # also keep each epoch's shipped weights as RUN/epochs/epoch-NNN.safetensors
     log_every: int = 50  # steps between records in the run folder's metrics.jsonl
     init: str | None = None  # start from these weights (a model id, run folder or Hub ref of the same architecture)
 
@@ -403,7 +405,7 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
     # what identifies a run for --resume; settings that only stop or log it are left out, and ema, val_cfd and
     # select only when not at their defaults (so run folders written before they existed still resume)
     tc = {k: v for k, v in asdict(cfg).items()
-          if k not in ("log_every", "time_budget", "val_grid", "tensorboard")
+          if k not in ("log_every", "time_budget", "val_grid", "tensorboard", "keep_epochs")
           and not (k in ("ema", "val_cfd", "init") and not v) and not (k == "select" and v == "nll")}
     run_id = {"train_config": tc | {"max_steps": None, "epochs": None, "patience": None, "time_limit": None},
               "model_config": getattr(model, "config", {}), "train": train.describe(), "val": val.describe()}
@@ -579,6 +581,8 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
             if timed_out or progress_state["step_in_epoch"] < steps_per_epoch:
                 break  # max_steps or the time limit reached mid-epoch
             val_nll, val_info = run_validation(f"epoch-{epoch + 1:03d}")
+            if cfg.keep_epochs:  # the weights this epoch would ship, for FID per epoch (scripts/learning_curve.py)
+                save_shipped(out / EPOCHS_DIR / f"epoch-{epoch + 1:03d}.safetensors", val_info)
             model.train()
             record = {"epoch": epoch + 1, "step": progress_state["global_step"], "train_loss": loss_ema,
                       "val_nll": val_nll, **val_info}
@@ -875,7 +879,7 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
     new = replace(card, weights_file=weights_file, sha256=sha, path=None, metrics=[], params=model.num_params,
                   training={k: v for k, v in asdict(cfg).items()
                             if (k in recipe or (k in (overrides or {}) and k not in ("max_steps", "time_limit")))
-                            and k not in ("time_budget", "tensorboard", "init")})
+                            and k not in ("time_budget", "tensorboard", "init", "keep_epochs")})
     if result.sized_epochs:  # what --time-budget chose is the recipe's length from now on
         new.training["epochs"] = result.sized_epochs
     stops = {k: v for k, v in (overrides or {}).items() if k in ("max_steps", "time_limit", "time_budget")}
