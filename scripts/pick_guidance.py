@@ -45,9 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     card = zoo.get_card(a.model)
     if card.path is None or not card.sampling:
         raise SystemExit(f"{a.model}: not a bundled card with a [sampling] preset; nothing to pick")
-    scores = {s: fid_of(a.model, a.n, a.seed, "--cfg", f"{s:g}") for s in a.cfg}
-    best = min(scores, key=scores.get)
     now = card.sampling.get("cfg")
+    # the preset's own scale is measured as the card measures it (no flag), so its saved statistics are read back
+    scores = {s: fid_of(a.model, a.n, a.seed, *(() if s == now else ("--cfg", f"{s:g}"))) for s in a.cfg}
+    best = min(scores, key=scores.get)
     for s, v in scores.items():
         mark = "  <- picked" if s == best else ""
         print(f"{a.model} cfg {s:g}: FID {v:.2f} (n = {a.n:,}, seed {a.seed}){mark}"

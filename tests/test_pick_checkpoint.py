@@ -151,10 +151,14 @@ def test_pick_links_the_lowest_fid(tmp_path, monkeypatch):
 
 
 def _guidance_card(tmp_path: Path, monkeypatch):
-    """A copy of var-mnist's card (preset cfg 2.5) that the script reads and writes instead of the bundled one."""
-    from zoo.cards import read_card
+    """A copy of var-mnist's card, its preset's cfg set to 2.5 (whatever the bundled card's is now), that the script
+    reads and writes instead of the bundled one."""
+    from dataclasses import replace
+
+    from zoo.cards import read_card, write_card
     card_file = tmp_path / "var-mnist.toml"
-    card_file.write_text((ROOT / "cards" / "var" / "var-mnist.toml").read_text())
+    bundled = read_card(ROOT / "cards" / "var" / "var-mnist.toml")
+    write_card(replace(bundled, sampling={**bundled.sampling, "cfg": 2.5}, path=None), card_file)
     monkeypatch.setattr(zoo, "get_card", lambda model_id: read_card(card_file))
     return card_file
 
@@ -165,8 +169,8 @@ def test_pick_guidance_writes_the_lowest_fids_scale_and_drops_the_old_presets_fi
     before = read_card(card_file)
     assert before.sampling["cfg"] == 2.5
     pick = _script("pick_guidance")
-    fids = {"2.5": 20.1, "4": 17.3, "5.5": 18.0}
-    monkeypatch.setattr(pick, "fid_of", lambda model, n, seed, *extra: fids[extra[-1]])
+    fids = {"": 20.1, "4": 17.3, "5.5": 18.0}  # the preset's 2.5 is measured without a flag, as the card is
+    monkeypatch.setattr(pick, "fid_of", lambda model, n, seed, *extra: fids[extra[-1] if extra else ""])
     pick.main(["var-mnist", "--cfg", "2.5", "4", "5.5", "--write"])
     after = read_card(card_file)
     assert after.sampling == {**before.sampling, "cfg": 4.0}
@@ -183,7 +187,7 @@ def test_pick_guidance_leaves_the_card_alone_when_its_scale_is_best(tmp_path, mo
     card_file = _guidance_card(tmp_path, monkeypatch)
     text = card_file.read_text()
     pick = _script("pick_guidance")
-    monkeypatch.setattr(pick, "fid_of", lambda model, n, seed, *extra: {"2.5": 15.0, "4": 17.3}[extra[-1]])
+    monkeypatch.setattr(pick, "fid_of", lambda model, n, seed, *extra: {"": 15.0, "4": 17.3}[extra[-1] if extra else ""])
     pick.main(["var-mnist", "--cfg", "2.5", "4", "--write"])
     assert card_file.read_text() == text
     assert "card unchanged" in capsys.readouterr().out
