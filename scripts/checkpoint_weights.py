@@ -39,7 +39,10 @@ def write_run_folder(run: Path, state: dict, val: dict, weights: str, out: Path)
     metrics = []
     for m in card.metrics:
         if m.split == "val" and m.name in figures and figures[m.name] is not None:
-            note = f"validation figure of the {weights} weights at epoch {val.get('epoch')} (step {val['step']})"
+            # the run's own wording of the figure, with this epoch in place of the one the run chose
+            head = m.note.rsplit(", epoch", 1)[0] if ", epoch" in m.note else "validation figure of the shipped weights"
+            kind = "averaged" if weights == "ema" else "raw"
+            note = f"{head}, epoch {val.get('epoch')} (step {val['step']}; {kind} weights)"
             metrics.append(dataclasses.replace(m, value=round(float(figures[m.name]), 6), note=note))
     run_table = {**card.training.get("run", {}), "best_epoch": val.get("epoch"), "best_step": val["step"]}
     write_card(dataclasses.replace(card, sha256=sha, path=None, metrics=metrics,

@@ -75,6 +75,8 @@ def test_a_checkpoint_becomes_a_run_folder_of_that_steps_weights(run, tmp_path, 
     got = m.card.metric("val_nll")
     assert got.value == pytest.approx(rec["val_ema" if ema else "val_raw"], abs=1e-5)
     assert m.card.training["run"]["best_step"] == step
+    assert got.note.startswith("validation figure") and got.note.endswith(
+        f"(step {step}; {'averaged' if ema else 'raw'} weights)")
 
 
 def test_keep_epochs_keeps_what_each_epoch_would_ship_and_it_becomes_a_run_folder(run, tmp_path):
