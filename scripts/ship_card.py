@@ -75,7 +75,8 @@ def main() -> None:
     for m in card.metrics:
         if m.split != "val":
             continue  # measured on the run's weights: measure the shipped ones again
-        cmd = m.command.replace(f"{ROOT}/", "")
+        # the command that reproduces the run: a queue's --resume after a stop is how it ran, not what it is
+        cmd = m.command.replace(f"{ROOT}/", "").replace(" --resume", "")
         note = m.note + ("; measured on the float32 weights, stored as float16" if a.float16 else "")
         metrics.append(replace(m, command=cmd, note=note))
     sampling = old.sampling if old else {}

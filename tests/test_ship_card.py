@@ -70,8 +70,9 @@ def test_ships_weights_and_card_and_refuses_a_worse_run(ship, tmp_path, monkeypa
     with pytest.raises(SystemExit, match="not shipped"):
         ship.main()
     assert (repo / "cards" / "made" / "made-mnist-bin.toml").read_text() == before
-    better = dataclasses.replace(worse, metrics=[dataclasses.replace(old_nll, value=old_nll.value - 1)]
-                                 + worse.metrics[1:])
+    resumed = f"zoo train made-mnist-bin --out {repo}/runs/queue/x --threads 1 --resume"  # as a queue restarts it
+    better = dataclasses.replace(worse, metrics=[dataclasses.replace(old_nll, value=old_nll.value - 1,
+                                                                     command=resumed)] + worse.metrics[1:])
     write_card(better, run / "card.toml")
     ship.main()
     new = read_card(repo / "cards" / "made" / "made-mnist-bin.toml")
@@ -81,3 +82,4 @@ def test_ships_weights_and_card_and_refuses_a_worse_run(ship, tmp_path, monkeypa
     assert new.training["run"]["stored"] == "float16"
     assert [m.name for m in new.metrics] == ["val_nll"]  # the test figures are measured again on what shipped
     assert new.metrics[0].value == old_nll.value - 1 and "stored as float16" in new.metrics[0].note
+    assert new.metrics[0].command == "zoo train made-mnist-bin --out runs/queue/x --threads 1"
