@@ -743,7 +743,8 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, do_kid, k
 @click.option("--compile", "compile_", is_flag=True, help="run the training loss through torch.compile")
 def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time_limit, optimizer, schedule,
           weight_decay, grad_clip, warmup_steps, checkpoint_every, val_n, time_budget, ema, val_cfd, select,
-          tensorboard, keep_epochs, resume, init, data_dir, download, folder, device, threads, no_test, amp, compile_) -> None:
+          tensorboard, keep_epochs, resume, init, data_dir, download, folder, device, threads, no_test, amp,
+          compile_) -> None:
     """Train a model described by a card (an id or a card.toml path); resumable. Under torchrun every process
     trains its share of each global batch (--batch-size is the global batch) with DistributedDataParallel."""
     from .train import train_card
@@ -754,7 +755,8 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
                                          schedule=schedule, weight_decay=weight_decay, grad_clip=grad_clip,
                                          warmup_steps=warmup_steps,
                                          checkpoint_every=checkpoint_every, val_n=val_n, ema=ema,
-                                         val_cfd=val_cfd, select=select, tensorboard=tensorboard, keep_epochs=keep_epochs,
+                                         val_cfd=val_cfd, select=select, tensorboard=tensorboard,
+                                         keep_epochs=keep_epochs,
                                          time_budget=time_budget, init=init).items()
                  if v is not None}
     out = Path(out or f"runs/{card.id}")
