@@ -27,9 +27,7 @@ def epoch_hours(run: Path) -> dict[int, float]:
     from zoo.cards import read_card
     from zoo.runs import _at, core_hours
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    batch = int(read_card(run / "card.toml").training.get("batch_size", 1)) if (run / "card.toml").is_file() else \
-        int(json.loads((run / "state.json").read_text()).get("batch_size", 1))
-    points, _ = core_hours(records, batch)
+    points, _ = core_hours(records, int(read_card(run / "card.toml").training["batch_size"]))
     return {r["epoch"]: _at(points, r["step"]) for r in records if r.get("val") and "epoch" in r}
 
 
