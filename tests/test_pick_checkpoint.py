@@ -170,7 +170,7 @@ def test_pick_guidance_writes_the_lowest_fids_scale_and_drops_the_old_presets_fi
     card_file = _guidance_card(tmp_path, monkeypatch)
     before = read_card(card_file)
     assert before.sampling["cfg"] == 2.5
-    pick = _script("pick_guidance")
+    pick = _script("pick_sampling")
     fids = {"": 20.1, "4": 17.3, "5.5": 18.0}  # the preset's 2.5 is measured without a flag, as the card is
     monkeypatch.setattr(pick, "fid_of", lambda model, n, seed, *extra: fids[extra[-1] if extra else ""])
     pick.main(["var-mnist", "--cfg", "2.5", "4", "5.5", "--write"])
@@ -178,7 +178,7 @@ def test_pick_guidance_writes_the_lowest_fids_scale_and_drops_the_old_presets_fi
     assert after.sampling == {**before.sampling, "cfg": 4.0}
     for m in before.metrics:
         words = m.command.split()
-        preset = m.name in pick.SAMPLE_METRICS and "--no-preset" not in words and "--cfg" not in words
+        preset = m.name in pick.SAMPLE_METRICS and pick.uses_preset(m.command, "--cfg")
         assert (m in after.metrics) == (not preset), m.command
     assert any("--no-preset" in m.command for m in after.metrics)  # the null-class FID stays
     assert any(m.name == "nll" for m in after.metrics)
@@ -188,8 +188,48 @@ def test_pick_guidance_writes_the_lowest_fids_scale_and_drops_the_old_presets_fi
 def test_pick_guidance_leaves_the_card_alone_when_its_scale_is_best(tmp_path, monkeypatch, capsys):
     card_file = _guidance_card(tmp_path, monkeypatch)
     text = card_file.read_text()
-    pick = _script("pick_guidance")
+    pick = _script("pick_sampling")
     monkeypatch.setattr(pick, "fid_of", lambda model, n, seed, *extra: {"": 15.0, "4": 17.3}[extra[-1] if extra else ""])
     pick.main(["var-mnist", "--cfg", "2.5", "4", "--write"])
     assert card_file.read_text() == text
     assert "card unchanged" in capsys.readouterr().out
+
+
+def test_pick_sampling_gives_a_card_without_a_preset_one_and_keeps_its_figures_as_no_preset(tmp_path, monkeypatch):
+    """A temperature picked for a card with no [sampling]: the preset is made, and the figures measured before (the
+    model's own distribution, which --no-preset still draws) stay, saying --no-preset."""
+    from dataclasses import replace
+
+    from zoo.cards import read_card, write_card
+    card_file = tmp_path / "pixelcnn-mnist.toml"
+    bundled = read_card(ROOT / "cards" / "pixelcnn" / "pixelcnn-mnist.toml")
+    write_card(replace(bundled, sampling={}, path=None), card_file)
+    monkeypatch.setattr(zoo, "get_card", lambda model_id: read_card(card_file))
+    before = read_card(card_file)
+    assert not before.sampling and any(m.name == "fid" for m in before.metrics)
+    pick = _script("pick_sampling")
+    seen = []
+
+    def fid(model, n, seed, *extra):
+        seen.append(extra)
+        return {(): 29.5, ("--temperature", "0.95"): 26.0, ("--temperature", "0.9"): 27.0}[extra]
+    monkeypatch.setattr(pick, "fid_of", fid)
+    pick.main(["pixelcnn-mnist", "--temperature", "1", "0.95", "0.9", "--write"])
+    assert seen[0] == ()  # temperature 1 is the card's own way to sample: measured without a flag
+    after = read_card(card_file)
+    assert after.sampling == {"temperature": 0.95}
+    assert len(after.metrics) == len(before.metrics)
+    for old, new in zip(before.metrics, after.metrics):
+        assert new.value == old.value
+        if old.name in pick.SAMPLE_METRICS and "--temperature" not in old.command.split():
+            assert new.command == old.command + " --no-preset"
+        else:
+            assert new.command == old.command
+
+
+def test_pick_guidance_is_pick_sampling_under_its_first_name():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "pick_guidance.py"), "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "--cfg" in out and "--temperature" in out
