@@ -93,18 +93,50 @@ def state(run: Run) -> dict | None:
         return None
 
 
-def describe(run: Run, done: dict[str, dict]) -> str:
-    """One status line: finished, running/stopped at epoch e of E with the best validation figure, or pending."""
+#: the runs a working queue has started and not yet seen end, {name: {"pid", "since"}}, for --status
+RUNNING = "running.json"
+
+
+def write_running(root: Path, active: dict) -> None:
+    """Record the runs now started (their process ids and start times) for `--status` in another shell."""
+    tmp = root / (RUNNING + ".tmp")
+    tmp.write_text(json.dumps({name: {"pid": p.pid, "since": time.strftime("%H:%M:%S", time.localtime(t0))}
+                               for name, (_, p, t0) in active.items()}))
+    os.replace(tmp, root / RUNNING)
+
+
+def running(root: Path) -> dict[str, dict]:
+    """The runs a queue started that are still alive (their process exists), from its RUNNING record."""
+    try:
+        rec = json.loads((root / RUNNING).read_text())
+    except (OSError, ValueError):
+        return {}
+    alive = {}
+    for name, r in rec.items():
+        try:
+            os.kill(int(r["pid"]), 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        alive[name] = r
+    return alive
+
+
+def describe(run: Run, done: dict[str, dict], now: dict[str, dict] | None = None) -> str:
+    """One status line: finished, running (since when) or stopped at epoch e of E with the best validation figure,
+    or pending."""
     s = state(run)
     if run.name in done:
         d = done[run.name]
         return f"{run.name:28s} finished {d['when']} (rc {d['rc']}; best {d.get('best')})"
+    live = (now or {}).get(run.name)
+    head = f"{run.name:28s} running since {live['since']} (pid {live['pid']})" if live else f"{run.name:28s}"
     if s is None:
-        return f"{run.name:28s} pending"
+        return head if live else f"{head} pending"
     hist = s.get("history", [])
     tc = s.get("run", {}).get("train_config", {})
-    return (f"{run.name:28s} epoch {s.get('epoch')} step {s.get('global_step')} best val {s.get('best_val_nll')}"
-            f" (epoch {s.get('best_epoch')}), {len(hist)} validations; batch {tc.get('batch_size')}")
+    return (f"{head}{';' if live else ''} epoch {s.get('epoch')} step {s.get('global_step')} best val "
+            f"{s.get('best_val_nll')} (epoch {s.get('best_epoch')}), {len(hist)} validations; batch "
+            f"{tc.get('batch_size')}")
 
 
 def complete(run: Run) -> bool:
@@ -148,9 +180,9 @@ def main() -> None:
     slots = a.slots or slots
     root.mkdir(parents=True, exist_ok=True)
     if a.status:
-        done = finished(record, root)
+        done, now = finished(record, root), running(root)
         for r in runs:
-            print(describe(r, done))
+            print(describe(r, done, now))
         return
     active: dict[str, tuple[Run, subprocess.Popen, float]] = {}
     failed: set[str] = set()  # exited with an error this time: not retried until the queue is started again
@@ -204,6 +236,7 @@ def main() -> None:
             threads = {k: str(r.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
             active[r.name] = (r, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                                   env={**env, **threads}), time.time())
+            write_running(root, active)
         time.sleep(5)
         for name in list(active):
             r, p, t0 = active[name]
@@ -211,6 +244,7 @@ def main() -> None:
             if rc is None:
                 continue
             del active[name]
+            write_running(root, active)
             s = state(r) or {}
             rec = {"name": name, "rc": rc, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
                    "seconds": round(time.time() - t0), "epochs": s.get("epoch"), "steps": s.get("global_step"),

@@ -155,3 +155,35 @@ def test_the_plan_s_record_of_finished_runs_survives_a_new_machine(tmp_path):
     assert log.read_text() == "ran " and "start new" in out.stdout and "start old" not in out.stdout
     assert [json.loads(ln)["name"] for ln in record.read_text().splitlines()] == ["old", "new"]
     assert not (tmp_path / "fresh" / "finished.jsonl").exists()
+
+
+def test_status_names_the_runs_a_working_queue_has_started(tmp_path):
+    """`--status` from another shell says which runs are running now (and since when), not "pending"; once the
+    queue is gone they are no longer called running."""
+    import time
+    flag, plan, q = tmp_path / "go", tmp_path / "plan.toml", tmp_path / "q"
+    plan.write_text(f'slots = 1\nroot = "{q}"\n\n[[run]]\nname = "slow"\ncommand = ["python", "-c", "import '
+                    f'pathlib, time\\nwhile not pathlib.Path({str(flag)!r}).exists(): time.sleep(0.2)"]\n\n'
+                    f'[[run]]\nname = "next"\ncommand = ["python", "-c", "pass"]\n')
+
+    def status() -> dict[str, str]:
+        out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), str(plan), "--status"],
+                             capture_output=True, text=True, timeout=120).stdout
+        return {ln.split()[0]: ln for ln in out.splitlines()}
+
+    queue = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train_queue.py"), str(plan)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while "running since" not in status().get("slow", "") and time.time() < deadline:
+            time.sleep(0.5)
+        now = status()
+        assert "running since" in now["slow"] and "pending" not in now["slow"], now
+        assert now["next"].split()[1] == "pending"
+        flag.write_text("")
+        assert queue.wait(timeout=60) == 0
+    finally:
+        queue.kill()
+    done = status()
+    assert "finished" in done["slow"] and "finished" in done["next"]
+    assert "running" not in done["slow"]
