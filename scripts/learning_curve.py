@@ -25,10 +25,9 @@ from pick_run import fid_of  # noqa: E402
 def epoch_hours(run: Path) -> dict[int, float]:
     """Core-hours of training at the end of each validated epoch of the run."""
     from zoo.cards import read_card
-    from zoo.runs import _at, core_hours
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    points, _ = core_hours(records, int(read_card(run / "card.toml").training["batch_size"]))
-    return {r["epoch"]: _at(points, r["step"]) for r in records if r.get("val") and "epoch" in r}
+    from zoo.runs import epoch_core_hours, read_metrics
+    records = read_metrics(run)
+    return epoch_core_hours(records, int(read_card(run / "card.toml").training["batch_size"]))
 
 
 def main(argv: list[str] | None = None) -> None:

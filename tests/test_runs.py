@@ -67,6 +67,16 @@ def test_core_hours_count_each_interval_by_its_speed_and_threads(tmp_path):
     assert bad.exit_code != 0 and "core-hours" in bad.output
 
 
+def test_epoch_core_hours_reads_the_compute_at_each_validated_epoch():
+    from zoo.runs import epoch_core_hours
+    recs = [{"step": 10, "images_per_s": 36.0, "threads": 1},  # 10 s
+            {"val": True, "epoch": 1, "step": 10, "val_nll": 2.0},
+            {"step": 20, "images_per_s": 18.0, "threads": 2},  # 20 s on 2 threads: 40 core-seconds
+            {"val": True, "epoch": 2, "step": 20, "val_nll": 1.0},
+            {"val": True, "step": 20, "val_nll": 1.0}]  # a validation at a stop, no epoch: not an epoch's point
+    assert epoch_core_hours(recs, 36) == {1: pytest.approx(10 / 3600), 2: pytest.approx(50 / 3600)}
+
+
 def test_tensorboard_logs_the_same_figures(tmp_path):
     import pytest
     pytest.importorskip("tensorboard")

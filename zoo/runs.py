@@ -138,6 +138,13 @@ def core_hours(records: list[dict], batch_size: int) -> tuple[list[tuple[int, fl
     return out, known
 
 
+def epoch_core_hours(records: list[dict], batch_size: int) -> dict[int, float]:
+    """Core-hours of training (see core_hours) at the end of each validated epoch of a run, {epoch: hours}: the x
+    axis of a learning curve in FID (scripts/learning_curve.py)."""
+    points, _ = core_hours(records, batch_size)
+    return {r["epoch"]: _at(points, r["step"]) for r in records if r.get("val") and "epoch" in r and "step" in r}
+
+
 def _at(points: list[tuple[int, float]], step: int) -> float:
     """The cumulative figure at `step`, linear between the recorded steps (the last one past them)."""
     for (s0, h0), (s1, h1) in zip(points, points[1:]):
