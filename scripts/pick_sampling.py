@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     for v, s in scores.items():
         mark = "  <- picked" if v == best else ""
         print(f"{a.model} {key} {v:g}: FID {s:.2f} (n = {a.n:,}, seed {a.seed}){mark}"
-              + ("  (the card's preset)" if v == now else ""))
+              + (f"  (the card's {'preset' if key in preset else 'default'})" if v == now else ""))
     if not a.write or best == now:
         print(f"card unchanged (preset {key} {now})" if a.write else "(--write makes the pick the card's preset)")
         return

@@ -195,7 +195,8 @@ def test_pick_guidance_leaves_the_card_alone_when_its_scale_is_best(tmp_path, mo
     assert "card unchanged" in capsys.readouterr().out
 
 
-def test_pick_sampling_gives_a_card_without_a_preset_one_and_keeps_its_figures_as_no_preset(tmp_path, monkeypatch):
+def test_pick_sampling_gives_a_card_without_a_preset_one_and_keeps_its_figures_as_no_preset(tmp_path, monkeypatch,
+                                                                                            capsys):
     """A temperature picked for a card with no [sampling]: the preset is made, and the figures measured before (the
     model's own distribution, which --no-preset still draws) stay, saying --no-preset."""
     from dataclasses import replace
@@ -216,6 +217,7 @@ def test_pick_sampling_gives_a_card_without_a_preset_one_and_keeps_its_figures_a
     monkeypatch.setattr(pick, "fid_of", fid)
     pick.main(["pixelcnn-mnist", "--temperature", "1", "0.95", "0.9", "--write"])
     assert seen[0] == ()  # temperature 1 is the card's own way to sample: measured without a flag
+    assert "temperature 1: FID 29.50 (n = 2,048, seed 0)  (the card's default)" in capsys.readouterr().out
     after = read_card(card_file)
     assert after.sampling == {"temperature": 0.95}
     assert len(after.metrics) == len(before.metrics)
