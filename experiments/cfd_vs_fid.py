@@ -37,7 +37,8 @@ def pairs(fid_n: int) -> list[tuple[str, float, float, str, int]]:
         for c in (m for m in card.metrics if m.name == "cfd"):
             for f in (m for m in card.metrics if m.name == "fid" and m.n == fid_n):
                 if sampling_flags(c.command) == sampling_flags(f.command):
-                    rows.append((mid, c.value, f.value, " ".join(sampling_flags(c.command)) or "the card's default", c.n))
+                    how = " ".join(sampling_flags(c.command)) or "the card's default"
+                    rows.append((mid, c.value, f.value, how, c.n))
     return rows
 
 
@@ -48,14 +49,17 @@ def main() -> None:
     rows = pairs(a.fid_n)
     if len(rows) < 3:
         raise SystemExit(f"only {len(rows)} cards carry both cfd and FID at n = {a.fid_n}: run scripts/cfd_cards.sh")
-    by_cfd = {r[0]: i + 1 for i, r in enumerate(sorted(rows, key=lambda r: r[1]))}
-    by_fid = {r[0]: i + 1 for i, r in enumerate(sorted(rows, key=lambda r: r[2]))}
+    # one row per card and way of sampling (a card with a preset may carry both its preset's and --no-preset's)
+    by_cfd = {(r[0], r[3]): i + 1 for i, r in enumerate(sorted(rows, key=lambda r: r[1]))}
+    by_fid = {(r[0], r[3]): i + 1 for i, r in enumerate(sorted(rows, key=lambda r: r[2]))}
     print(f"| card | sampling | cfd (its n) | rank | FID (n = {a.fid_n:,}) | rank |")
     print("|---|---|---|---|---|---|")
     for mid, c, f, how, n in sorted(rows, key=lambda r: r[1]):
-        print(f"| `{mid}` | {how} | {c:.3f} ({n:,}) | {by_cfd[mid]} | {f:.2f} | {by_fid[mid]} |")
+        print(f"| `{mid}` | {how} | {c:.3f} ({n:,}) | {by_cfd[mid, how]} | {f:.2f} | {by_fid[mid, how]} |")
     rho, p = spearmanr([r[1] for r in rows], [r[2] for r in rows])
-    print(f"\nSpearman's rho over {len(rows)} cards: {rho:.3f} (p = {p:.3f})")
+    cards = len({r[0] for r in rows})
+    over = f"{len(rows)} cards" if cards == len(rows) else f"{len(rows)} ways of sampling of {cards} cards"
+    print(f"\nSpearman's rho over {over}: {rho:.3f} (p = {p:.3f})")
 
 
 if __name__ == "__main__":
