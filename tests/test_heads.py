@@ -259,7 +259,7 @@ RETRAINED = {
     "made-mnist-bin": ("softmax", [-19038.326, -18912.299], 25549470),
     "made-cifar10-gray": ("gaussian", [-12820.6, -30120.922], 199014479),
     "pixelcnn-mnist": ("softmax", [-5734.939, -5735.239], 27918443),
-    "pixelcnn-cifar10-gray": ("softmax", [-6927.92, -7011.207], 207359671),
+    "pixelcnn-cifar10-gray": ("softmax", [-7152.394, -7232.165], 197836611),
 }
 
 
