@@ -147,9 +147,27 @@ def test_pick_links_the_lowest_fid(tmp_path, monkeypatch):
     monkeypatch.setattr(pick, "fid_of", lambda r, n, seed: {"a": 20.0, "b": 27.5, "c": 31.0}[Path(r).name])
     pick.main(runs + ["--link", str(tmp_path / "best")])  # the link is replaced
     assert (tmp_path / "best").resolve() == (tmp_path / "a").resolve()
-    with pytest.raises(SystemExit, match="not run folders"):
+    with pytest.raises(SystemExit, match="neither run folders"):
         pick.main([str(tmp_path / "nowhere"), "--link", str(tmp_path / "best")])
     assert pick.FID_RE.search("pixelcnn-mnist: FID 30.18 (n = 2,048 vs 10,000); real-vs-real").group(1) == "30.18"
+
+
+def test_pick_against_the_shipped_card_links_only_a_run_that_beats_it(tmp_path, monkeypatch):
+    pick = _script("pick_run")
+    (tmp_path / "warm").mkdir()
+    (tmp_path / "warm" / "card.toml").write_text("")
+    warm, link = str(tmp_path / "warm"), tmp_path / "best"
+    fids = {"warm": 28.0, "made-mnist-bin": 29.5}
+    monkeypatch.setattr(pick, "fid_of", lambda r, n, seed: fids[Path(r).name])
+    pick.main([warm, "made-mnist-bin", "--link", str(link)])
+    assert link.resolve() == (tmp_path / "warm").resolve()
+    fids["warm"] = 30.0
+    link.unlink()
+    with pytest.raises(SystemExit, match="the shipped card made-mnist-bin has the lowest FID"):
+        pick.main([warm, "made-mnist-bin", "--link", str(link)])
+    assert not link.exists()
+    with pytest.raises(SystemExit, match="nor bundled cards' ids: made-mnist-bim"):
+        pick.main([warm, "made-mnist-bim", "--link", str(link)])
 
 
 def _guidance_card(tmp_path: Path, monkeypatch):
