@@ -92,7 +92,7 @@ def test_list_fits_80_columns_with_every_figure_whole():
 def test_info_is_prose_not_json():
     out = run("info", "made-mnist-bin")
     assert "{" not in out and '"' not in out, out
-    assert "hidden" in out and "1000" in out and "zoo eval made-mnist-bin --nll" in out and "3,185,440" in out
+    assert "hidden" in out and "4000" in out and "zoo eval made-mnist-bin --nll" in out and "6,891,440" in out
 
 
 def test_complete_without_data_is_the_data_error_unless_samples_are_asked_for(tmp_path, monkeypatch):
@@ -137,8 +137,8 @@ def test_export_a_trained_run_and_say_where_to_upload(tmp_path, mnist_dir):
 def test_card_params_round_trip_and_refusal():
     card = zoo.get_card("made-mnist-bin")
     data = card.to_dict()
-    assert data["weights"]["params"] == 3185440
-    assert parse_card(data).params == 3185440
+    assert data["weights"]["params"] == 6891440
+    assert parse_card(data).params == 6891440
     data["weights"]["params"] = -1
     with pytest.raises(zoo.CardError, match="params"):
         parse_card(data)
