@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import zoo
 from zoo.cards import Metric, read_card, write_card
@@ -60,7 +60,9 @@ def test_ships_weights_and_card_and_refuses_a_worse_run(ship, tmp_path, monkeypa
     monkeypatch.setattr(zoo, "get_card", lambda ref: dataclasses.replace(shipped, weights_dir=str(weights)))
     run = tmp_path / "run"
     run.mkdir()
-    shutil.copy(shipped.weights_path(), run / shipped.weights_file)
+    # a run's own float32 weights (the bundled file may already be float16): not the shipped file's bytes
+    state = {k: v.float() for k, v in load_file(str(shipped.weights_path())).items()}
+    save_file({**state, "out.bias": state["out.bias"] + 0.5}, str(run / shipped.weights_file))
     old_nll = shipped.metric("val_nll")
     worse = dataclasses.replace(shipped, path=None, metrics=[dataclasses.replace(old_nll, value=old_nll.value + 1)]
                                 + [m for m in shipped.metrics if m.split != "val"])
