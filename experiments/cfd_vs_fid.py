@@ -5,6 +5,7 @@ ranks, and Spearman's rank correlation over those cards.
 
     python experiments/cfd_vs_fid.py            # FID at n = 2,048 (every generative card has one)
     python experiments/cfd_vs_fid.py --fid-n 10000
+    python experiments/cfd_vs_fid.py --dataset mnist mnist-bin   # within one dataset's cards
 """
 from __future__ import annotations
 
@@ -29,11 +30,14 @@ def sampling_flags(command: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def pairs(fid_n: int) -> list[tuple[str, float, float, str, int]]:
-    """(card id, cfd, FID, sampling flags, cfd's n) for each card with both figures for one way of sampling."""
+def pairs(fid_n: int, datasets: list[str] | None = None) -> list[tuple[str, float, float, str, int]]:
+    """(card id, cfd, FID, sampling flags, cfd's n) for each card with both figures for one way of sampling,
+    only the cards of `datasets` when given (cfd and FID compare models of one dataset)."""
     rows = []
     for mid in zoo.list_models():
         card = zoo.get_card(mid)
+        if datasets and card.dataset not in datasets:
+            continue
         for c in (m for m in card.metrics if m.name == "cfd"):
             for f in (m for m in card.metrics if m.name == "fid" and m.n == fid_n):
                 if sampling_flags(c.command) == sampling_flags(f.command):
@@ -45,10 +49,13 @@ def pairs(fid_n: int) -> list[tuple[str, float, float, str, int]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fid-n", type=int, default=2048)
+    ap.add_argument("--dataset", nargs="+", metavar="NAME", help="only the cards of these datasets (e.g. mnist mnist-bin)")
     a = ap.parse_args()
-    rows = pairs(a.fid_n)
+    rows = pairs(a.fid_n, a.dataset)
     if len(rows) < 3:
-        raise SystemExit(f"only {len(rows)} cards carry both cfd and FID at n = {a.fid_n}: run scripts/cfd_cards.sh")
+        among = f" among the {', '.join(a.dataset)} cards" if a.dataset else ""
+        raise SystemExit(f"only {len(rows)} cards{among} carry both cfd and FID at n = {a.fid_n}: "
+                         "run scripts/cfd_cards.sh")
     # one row per card and way of sampling (a card with a preset may carry both its preset's and --no-preset's)
     by_cfd = {(r[0], r[3]): i + 1 for i, r in enumerate(sorted(rows, key=lambda r: r[1]))}
     by_fid = {(r[0], r[3]): i + 1 for i, r in enumerate(sorted(rows, key=lambda r: r[2]))}
