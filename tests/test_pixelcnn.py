@@ -206,3 +206,55 @@ def test_receptive_field_by_gradient_shipped_cards_and_gpu_recipes():
     colour = zoo.create("pixelcnn", image_shape=[3, 6, 6], levels=4, hidden=12, out_hidden=24, layers=2)
     seen, before = colour.receptive_field(5, 5)  # raises if a later pixel reached it
     assert 0 < seen <= before == 35
+
+
+@pytest.mark.parametrize("levels,classes,new", [(2, 0, 5), (256, 3, 7), (16, 0, 3)])
+def test_widened_kernels_compute_the_same_function_and_can_see_further(levels, classes, new):
+    from zoo_pixelcnn import widen_kernels
+    cfg = dict(image_shape=[1, 12, 12], levels=levels, hidden=8, layers=3, num_classes=classes)
+    small = randomized(zoo.create("pixelcnn", kernel=3, **cfg), std=0.2)
+    wide = zoo.create("pixelcnn", kernel=new, **cfg)
+    wide.load_state_dict(widen_kernels(small.state_dict(), new))  # strict: every shape is the wide model's
+    x = torch.randint(0, levels, (5, 1, 12, 12), generator=torch.Generator().manual_seed(1)).float() / (levels - 1)
+    y = torch.tensor([0, 1, 2, 1, 0]) if classes else None
+    with torch.no_grad():
+        assert torch.allclose(wide.log_prob(x, y=y), small.log_prob(x, y=y), rtol=1e-5, atol=1e-4)
+    if new > 3:  # the new taps are parameters like any other: once they move, the field grows and stays causal
+        before = small.receptive_field()
+        with torch.no_grad():
+            for name, p in wide.named_parameters():
+                if name.endswith(("v.weight", "hconv.weight")):
+                    p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(2)))
+        assert wide.receptive_field()[0] > before[0]
+
+
+def test_widen_kernels_refuses_to_shrink():
+    from zoo_pixelcnn import widen_kernels
+    state = zoo.create("pixelcnn", image_shape=[1, 8, 8], levels=2, hidden=8, layers=2, kernel=5).state_dict()
+    with pytest.raises(zoo.InputError, match="only grows kernels"):
+        widen_kernels(state, 3)
+
+
+def test_widen_script_writes_a_folder_that_loads_with_the_same_likelihoods(tmp_path):
+    import dataclasses
+    import importlib.util
+
+    from zoo.cards import write_card
+    from zoo.weights import save_weights
+    spec = importlib.util.spec_from_file_location("widen_pixelcnn", ROOT / "scripts" / "widen_pixelcnn.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    config = dict(image_shape=[1, 10, 10], levels=256, head="softmax", kind="gated", hidden=8, layers=3, kernel=3)
+    small = randomized(zoo.create("pixelcnn", **config), std=0.1)
+    src = tmp_path / "small"
+    card = zoo.get_card("pixelcnn-mnist")
+    sha = save_weights(small.state_dict(), src / card.weights_file)
+    write_card(dataclasses.replace(card, config=config, sha256=sha, params=None, metrics=[], path=None),
+               src / "card.toml")
+    print(script.widen(str(src), 5, tmp_path / "wide"))
+    wide = zoo.load(str(tmp_path / "wide"))
+    assert zoo.cards.read_card(tmp_path / "wide" / "card.toml").config["kernel"] == 5
+    x = torch.randint(0, 256, (4, 1, 10, 10), generator=torch.Generator().manual_seed(0)).float() / 255
+    with torch.no_grad():
+        assert torch.allclose(wide.log_prob(x), small.log_prob(x), atol=1e-3)
+    assert wide.gated[1].v.weight.shape[-2:] == (3, 5)

@@ -21,9 +21,9 @@ plugin = zoo.Plugin(
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("CachedStepper", "PixelCNN"):
+    if name in ("CachedStepper", "PixelCNN", "widen_kernels"):
         return getattr(importlib.import_module(".model", __name__), name)
     raise AttributeError(f"module 'zoo_pixelcnn' has no attribute '{name}'")
 
 
-__all__ = ["CachedStepper", "PixelCNN", "plugin"]
+__all__ = ["CachedStepper", "PixelCNN", "plugin", "widen_kernels"]

@@ -488,3 +488,26 @@ class _GatedWeights:
         skips[-1][-1] = skip_bias  # the biases of every skip ride on one layer's constant 1
         self.skip = torch.cat(skips)                                                       # (L * (h + 1), h)
         self.push0 = self.hcat[0][:, 2 * h:].contiguous()   # the first layer's taps 1.. (its own pixel: mask A)
+
+
+def widen_kernels(state: dict[str, torch.Tensor], kernel: int) -> dict[str, torch.Tensor]:
+    """A gated PixelCNN's weights with every layer after the first grown to `kernel` x `kernel`, the new taps
+    zero: the model built with that `kernel` computes the same function, and can learn to see further. Each tap
+    keeps its offset from the pixel (vertical stack: rows above and this row, centred; horizontal: the pixels to
+    the left). A warm start for a wider receptive field (issue 23) from weights already trained."""
+    if kernel % 2 == 0 or kernel < 3:
+        raise InputError(f"kernel must be odd and >= 3, got {kernel}")
+    out = dict(state)
+    for name, w in state.items():
+        parts = name.split(".")
+        if parts[0] != "gated" or parts[1] == "0" or parts[-1] != "weight" or parts[2] not in ("v", "hconv"):
+            continue
+        old = w.shape[-1] if parts[2] == "v" else 2 * w.shape[-1] - 1  # the layer's kernel
+        if old > kernel:
+            raise InputError(f"{name} has a {old}x{old} kernel, wider than the {kernel}x{kernel} asked for: "
+                             "widen_kernels only grows kernels")
+        grow = kernel // 2 - old // 2
+        # vertical (k//2+1, k): new rows on top (further above), new columns both sides; horizontal (1, k//2+1):
+        # new columns on the left (further left); the last column is the pixel itself
+        out[name] = F.pad(w, (grow, grow, grow, 0) if parts[2] == "v" else (grow, 0, 0, 0))
+    return out
