@@ -9,6 +9,12 @@ cannot reach its bar on this machine.
     python scripts/learning_curve.py runs/queue/var-mnist-more2 --bar 15 -o docs/learning-curve-var-mnist.png
 
 `--hours-before H` shifts the curve by the compute of the weights the run started from (a warm start, --init).
+`--epochs 2 5 10` measures only those kept epochs (each FID at 2,048 is minutes of Inception on a CPU);
+`--temperature T` samples every epoch at T instead of its card's preset (a run folder's card has none), so a
+curve can be read at the temperature the shipped card samples with.
+
+    python scripts/learning_curve.py runs/queue/made-cifar10-gray-curve --epochs 2 5 10 20 30 \
+        --temperature 0.55 --bar 200 -o docs/learning-curve-made-cifar10-gray.png
 """
 from __future__ import annotations
 
@@ -37,6 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hours-before", type=float, default=0.0,
                     help="core-hours of the weights the run started from (added to every point)")
+    ap.add_argument("--epochs", type=int, nargs="+", default=None,
+                    help="measure only these kept epochs (default: every kept one)")
+    ap.add_argument("--temperature", type=float, default=None,
+                    help="sample each epoch at this temperature (default: its card's preset)")
     ap.add_argument("--bar", type=float, default=None, help="draw this FID as the bar to reach")
     ap.add_argument("-o", "--out", default=None, help="a PNG of the curve")
     a = ap.parse_args(argv)
@@ -44,6 +54,13 @@ def main(argv: list[str] | None = None) -> None:
     kept = sorted(int(p.stem.split("-")[1]) for p in (run / "epochs").glob("epoch-*.safetensors"))
     if not kept:
         raise SystemExit(f"{run}/epochs/ holds no epoch weights: train the run with --keep-epochs")
+    if a.epochs is not None:
+        missing = sorted(set(a.epochs) - set(kept))
+        if missing:
+            raise SystemExit(f"{run}/epochs/ holds no weights of epoch {', '.join(map(str, missing))} "
+                             f"(kept: {', '.join(map(str, kept))})")
+        kept = sorted(set(a.epochs))
+    extra = ("--temperature", f"{a.temperature:g}") if a.temperature is not None else ()
     if not (run / "card.toml").is_file():
         raise SystemExit(f"{run}/card.toml not found: the run has not written its card yet (it does at its end or "
                          "at a --time-limit stop)")
@@ -51,14 +68,16 @@ def main(argv: list[str] | None = None) -> None:
     done = {int(k): v for k, v in json.loads(saved.read_text()).items()} if saved.is_file() else {}
     hours = epoch_hours(run)
     for e in kept:
-        if e in done and done[e]["n"] == a.n and done[e]["seed"] == a.seed:
+        if e in done and (done[e]["n"], done[e]["seed"], done[e].get("temperature")) == (a.n, a.seed, a.temperature):
             continue
         folder = run / "epochs" / f"epoch-{e:03d}"
         print(epoch_folder(run, e, folder), flush=True)
-        done[e] = {"fid": fid_of(str(folder), a.n, a.seed), "n": a.n, "seed": a.seed, "core_hours": hours.get(e)}
+        done[e] = {"fid": fid_of(str(folder), a.n, a.seed, *extra), "n": a.n, "seed": a.seed,
+                   "temperature": a.temperature, "core_hours": hours.get(e)}
         saved.write_text(json.dumps({str(k): v for k, v in sorted(done.items())}, indent=1) + "\n")
     rows = [(e, done[e]["core_hours"] + a.hours_before, done[e]["fid"]) for e in kept]
-    print(f"{run}: FID (n = {a.n:,}, seed {a.seed}) of each epoch's weights against core-hours")
+    how = f", temperature {a.temperature:g}" if a.temperature is not None else ""
+    print(f"{run}: FID (n = {a.n:,}, seed {a.seed}{how}) of each epoch's weights against core-hours")
     print("| epoch | core-hours | FID |\n|---|---|---|")
     for e, h, f in rows:
         print(f"| {e} | {h:.2f} | {f:.2f} |")
@@ -80,7 +99,8 @@ def draw(rows: list[tuple[int, float, float]], a: argparse.Namespace, run: Path)
         return left + (h - x0) / (x1 - x0) * (right - left), bottom - (f - y0) / (y1 - y0) * (bottom - top)
 
     d.rectangle([left, top, right, bottom], outline="black")
-    d.text((left, 8), f"{run.name}: FID (n = {a.n:,}, seed {a.seed}) of each epoch's weights", fill="black")
+    how = f", temperature {a.temperature:g}" if a.temperature is not None else ""
+    d.text((left, 8), f"{run.name}: FID (n = {a.n:,}, seed {a.seed}{how}) of each epoch's weights", fill="black")
     d.text((left, bottom + 8), f"{x0:.2f}", fill="black")
     d.text((right - 30, bottom + 8), f"{x1:.2f}", fill="black")
     d.text(((left + right) // 2 - 60, bottom + 8), "CPU core-hours", fill="black")

@@ -129,6 +129,30 @@ def test_learning_curve_measures_each_kept_epoch_once(run, tmp_path, monkeypatch
         lc.main([str(copy)])
 
 
+def test_learning_curve_measures_chosen_epochs_at_a_temperature(run, tmp_path, monkeypatch, capsys):
+    import shutil
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    lc = _script("learning_curve")
+    calls = []
+
+    def fake_fid(folder, n, seed, *extra):
+        calls.append((Path(folder).name, extra))
+        return 20.0 + len(calls)
+    monkeypatch.setattr(lc, "fid_of", fake_fid)
+    lc.main([str(copy), "--epochs", "2"])
+    assert calls == [("epoch-002", ())]
+    lc.main([str(copy), "--epochs", "2", "--temperature", "0.55"])  # another temperature: measured again
+    assert calls[-1] == ("epoch-002", ("--temperature", "0.55"))
+    out = capsys.readouterr().out
+    assert "temperature 0.55" in out and "| 2 |" in out and "| 1 |" not in out.split("temperature 0.55")[-1]
+    lc.main([str(copy), "--epochs", "2", "--temperature", "0.55"])  # read back
+    assert len(calls) == 2
+    assert json.loads((copy / "learning_curve.json").read_text())["2"]["temperature"] == 0.55
+    with pytest.raises(SystemExit, match="no weights of epoch 5"):
+        lc.main([str(copy), "--epochs", "2", "5"])
+
+
 def test_a_missing_step_is_refused(run, tmp_path):
     with pytest.raises(SystemExit, match="no checkpoint of step 999"):
         _script("checkpoint_weights").main([str(run), "--step", "999", "--out", str(tmp_path / "x")])
