@@ -76,13 +76,18 @@ def main(argv: list[str] | None = None) -> None:
                    "temperature": a.temperature, "core_hours": hours.get(e)}
         saved.write_text(json.dumps({str(k): v for k, v in sorted(done.items())}, indent=1) + "\n")
     rows = [(e, done[e]["core_hours"] + a.hours_before, done[e]["fid"]) for e in kept]
-    how = f", temperature {a.temperature:g}" if a.temperature is not None else ""
-    print(f"{run}: FID (n = {a.n:,}, seed {a.seed}{how}) of each epoch's weights against core-hours")
+    print(f"{run}: {_what(a)} of each epoch's weights against core-hours")
     print("| epoch | core-hours | FID |\n|---|---|---|")
     for e, h, f in rows:
         print(f"| {e} | {h:.2f} | {f:.2f} |")
     if a.out:
         draw(rows, a, run)
+
+
+def _what(a: argparse.Namespace) -> str:
+    """The figure measured, as the table and the PNG title name it."""
+    how = f", temperature {a.temperature:g}" if a.temperature is not None else ""
+    return f"FID (n = {a.n:,}, seed {a.seed}{how})"
 
 
 def draw(rows: list[tuple[int, float, float]], a: argparse.Namespace, run: Path) -> None:
@@ -99,8 +104,7 @@ def draw(rows: list[tuple[int, float, float]], a: argparse.Namespace, run: Path)
         return left + (h - x0) / (x1 - x0) * (right - left), bottom - (f - y0) / (y1 - y0) * (bottom - top)
 
     d.rectangle([left, top, right, bottom], outline="black")
-    how = f", temperature {a.temperature:g}" if a.temperature is not None else ""
-    d.text((left, 8), f"{run.name}: FID (n = {a.n:,}, seed {a.seed}{how}) of each epoch's weights", fill="black")
+    d.text((left, 8), f"{run.name}: {_what(a)} of each epoch's weights", fill="black")
     d.text((left, bottom + 8), f"{x0:.2f}", fill="black")
     d.text((right - 30, bottom + 8), f"{x1:.2f}", fill="black")
     d.text(((left + right) // 2 - 60, bottom + 8), "CPU core-hours", fill="black")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -103,17 +104,22 @@ def test_keep_epochs_keeps_what_each_epoch_would_ship_and_it_becomes_a_run_folde
     assert "keep_epochs" not in (run / "card.toml").read_text()  # a logging option: not part of the recipe
 
 
-def test_learning_curve_measures_each_kept_epoch_once(run, tmp_path, monkeypatch, capsys):
-    import shutil
+def _curve(run, tmp_path, monkeypatch, fid):
+    """learning_curve.py on a copy of the run, its FID measurements replaced by `fid(folder name, extra args)`."""
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     lc = _script("learning_curve")
+    monkeypatch.setattr(lc, "fid_of", lambda folder, n, seed, *extra: fid(Path(folder).name, extra))
+    return lc, copy
+
+
+def test_learning_curve_measures_each_kept_epoch_once(run, tmp_path, monkeypatch, capsys):
     calls = []
 
-    def fake_fid(folder, n, seed, *extra):
-        calls.append(Path(folder).name)
-        return {"epoch-001": 40.0, "epoch-002": 31.5}[Path(folder).name]
-    monkeypatch.setattr(lc, "fid_of", fake_fid)
+    def fake_fid(name, extra):
+        calls.append(name)
+        return {"epoch-001": 40.0, "epoch-002": 31.5}[name]
+    lc, copy = _curve(run, tmp_path, monkeypatch, fake_fid)
     lc.main([str(copy), "--bar", "30", "-o", str(tmp_path / "curve.png")])
     out = capsys.readouterr().out
     assert calls == ["epoch-001", "epoch-002"]
@@ -130,16 +136,12 @@ def test_learning_curve_measures_each_kept_epoch_once(run, tmp_path, monkeypatch
 
 
 def test_learning_curve_measures_chosen_epochs_at_a_temperature(run, tmp_path, monkeypatch, capsys):
-    import shutil
-    copy = tmp_path / "run"
-    shutil.copytree(run, copy)
-    lc = _script("learning_curve")
     calls = []
 
-    def fake_fid(folder, n, seed, *extra):
-        calls.append((Path(folder).name, extra))
+    def fake_fid(name, extra):
+        calls.append((name, extra))
         return 20.0 + len(calls)
-    monkeypatch.setattr(lc, "fid_of", fake_fid)
+    lc, copy = _curve(run, tmp_path, monkeypatch, fake_fid)
     lc.main([str(copy), "--epochs", "2"])
     assert calls == [("epoch-002", ())]
     lc.main([str(copy), "--epochs", "2", "--temperature", "0.55"])  # another temperature: measured again
