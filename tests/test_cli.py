@@ -76,6 +76,14 @@ def test_train_writes_weights_and_card_and_resumes(run, tmp_path, mnist_dir):
     assert model.sample(2, seed=0).shape == (2, 1, 28, 28)
 
 
+def test_train_hflip_is_recorded_in_the_run_card(run, tmp_path, mnist_dir):
+    import zoo
+    out = tmp_path / "run"
+    run("train", "made-mnist-bin", "--out", out, "--data-dir", mnist_dir, "--epochs", 1, "--no-test", "--batch-size",
+        50, "--max-steps", 1, "--hflip")
+    assert zoo.read_card(out / "card.toml").training["hflip"] is True
+
+
 def test_train_init_starts_from_a_shipped_card_and_records_it(run, tmp_path, mnist_dir, monkeypatch):
     """--init loads a model's weights before the first step (a warm start with a fresh schedule), and the card
     records the source and its sha256. Another architecture's weights are refused, naming both."""

@@ -133,3 +133,30 @@ def test_a_stop_file_stops_at_the_next_checkpoint_once(tmp_path):
     assert not (tmp_path / STOP_REQUEST).exists()
     done = fit(model(), train, val, TrainConfig(**cfg), tmp_path, resume=True, progress=False)
     assert done.global_step == 40 and done.best_epoch in (1, 2)
+
+
+def test_hflip_mirrors_a_seeded_half_of_the_batch():
+    from zoo.train import hflip_half
+    x = torch.rand(64, 2, 3, 5)
+    out = hflip_half(x, torch.Generator().manual_seed(7))
+    mirrored = [torch.equal(o, xi.flip(-1)) for o, xi in zip(out, x)]
+    kept = [torch.equal(o, xi) for o, xi in zip(out, x)]
+    assert all(m != k for m, k in zip(mirrored, kept))  # each image is itself or its mirror, never both here
+    assert 16 < sum(mirrored) < 48
+    assert torch.equal(out, hflip_half(x, torch.Generator().manual_seed(7)))
+
+
+def test_a_run_with_hflip_resumes_exactly_and_is_its_own_run(tmp_path):
+    train, val = tiny_data(100, "train", True), tiny_data(40, "val", False)
+    cfg = {**CFG, "hflip": True}
+    ref = fit(model(), train, val, TrainConfig(**cfg), tmp_path / "ref", progress=False)
+    plain = fit(model(), train, val, TrainConfig(**CFG), tmp_path / "plain", progress=False)
+    a, b = weights_of(tmp_path / "ref"), weights_of(tmp_path / "plain")
+    assert not all(torch.equal(a[k], b[k]) for k in a)  # the flips changed what it trained on
+    fit(model(), train, val, TrainConfig(**cfg, max_steps=9), tmp_path / "run", progress=False)
+    with pytest.raises(zoo.ZooError, match="different"):  # resuming without the flag is another run
+        fit(model(), train, val, TrainConfig(**CFG), tmp_path / "run", resume=True, progress=False)
+    fit(model(), train, val, TrainConfig(**cfg), tmp_path / "run", resume=True, progress=False)
+    c = weights_of(tmp_path / "run")
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    assert ref.global_step == 21

@@ -728,6 +728,9 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, do_kid, k
 @click.option("--keep-epochs", is_flag=True, default=None,
               help="also keep the weights each epoch would ship as OUT/epochs/epoch-NNN.safetensors (for FID per "
                    "epoch: scripts/learning_curve.py)")
+@click.option("--hflip", is_flag=True, default=None,
+              help="mirror a random half of each training batch left-right (natural images such as CIFAR-10, whose "
+                   "mirror images are as likely; not digits)")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @click.option("--init", default=None,
               help="start from these weights instead of a fresh initialisation, with a new schedule: a model id, "
@@ -743,8 +746,8 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, do_kid, k
 @click.option("--compile", "compile_", is_flag=True, help="run the training loss through torch.compile")
 def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time_limit, optimizer, schedule,
           weight_decay, grad_clip, warmup_steps, checkpoint_every, val_n, time_budget, ema, val_cfd, select,
-          tensorboard, keep_epochs, resume, init, data_dir, download, folder, device, threads, no_test, amp,
-          compile_) -> None:
+          tensorboard, keep_epochs, hflip, resume, init, data_dir, download, folder, device, threads, no_test,
+          amp, compile_) -> None:
     """Train a model described by a card (an id or a card.toml path); resumable. Under torchrun every process
     trains its share of each global batch (--batch-size is the global batch) with DistributedDataParallel."""
     from .train import train_card
@@ -756,7 +759,7 @@ def train(model_id, out, epochs, batch_size, lr, seed, patience, max_steps, time
                                          warmup_steps=warmup_steps,
                                          checkpoint_every=checkpoint_every, val_n=val_n, ema=ema,
                                          val_cfd=val_cfd, select=select, tensorboard=tensorboard,
-                                         keep_epochs=keep_epochs,
+                                         keep_epochs=keep_epochs, hflip=hflip,
                                          time_budget=time_budget, init=init).items()
                  if v is not None}
     out = Path(out or f"runs/{card.id}")

@@ -69,6 +69,7 @@ class TrainConfig:
     val_grid: int = 64  # samples drawn into a grid PNG at each validation of a generative model (0: none)
     tensorboard: bool = False  # also log metrics.jsonl's figures as TensorBoard scalars in RUN/tensorboard/
     keep_epochs: bool = False  # also keep each epoch's shipped weights as RUN/epochs/epoch-NNN.safetensors
+    hflip: bool = False  # mirror a random half of each training batch left-right (natural images, not digits)
     log_every: int = 50  # steps between records in the run folder's metrics.jsonl
     init: str | None = None  # start from these weights (a model id, run folder or Hub ref of the same architecture)
 
@@ -113,6 +114,14 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, **kw)
     raise InputError(f"unknown optimizer '{cfg.optimizer}'; use adam or adamw")
+
+
+def hflip_half(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each image of a batch (N, C, H, W) left-right with probability 1/2, drawn from `generator` (the
+    step's, so a resumed run sees the same batches): more data for natural images such as CIFAR-10, whose mirror
+    images are as likely; not for digits."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    return torch.where(flip.view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
 
 
 def _seeded(*parts: int) -> torch.Generator:
@@ -406,7 +415,7 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
     # select only when not at their defaults (so run folders written before they existed still resume)
     tc = {k: v for k, v in asdict(cfg).items()
           if k not in ("log_every", "time_budget", "val_grid", "tensorboard", "keep_epochs")
-          and not (k in ("ema", "val_cfd", "init") and not v) and not (k == "select" and v == "nll")}
+          and not (k in ("ema", "val_cfd", "init", "hflip") and not v) and not (k == "select" and v == "nll")}
     run_id = {"train_config": tc | {"max_steps": None, "epochs": None, "patience": None, "time_limit": None},
               "model_config": getattr(model, "config", {}), "train": train.describe(), "val": val.describe()}
     progress_state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_nll": None,
@@ -526,6 +535,8 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                 # every rank draws the whole global batch (so the generator is in the same state as in one
                 # process when the family draws from it next), then keeps its slice
                 x, y = train.batch(idx, generator=gen)
+                if cfg.hflip:
+                    x = hflip_half(x, gen)
                 lo, hi = zdist.shard(len(idx))
                 x = x[lo:hi].to(device)
                 y = y[lo:hi].to(device) if model.num_classes else None
