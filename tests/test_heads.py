@@ -256,8 +256,8 @@ SHIPPED = {
 RETRAINED = {
     "made-mnist": ("softmax", [-38746.629, -40291.664], 14087569),
     "made-mnist-bin": ("softmax", [-18639.451, -19403.234], 20367870),
-    "made-cifar10-gray": ("gaussian", [-12820.6, -30120.922], 199014479),
-    "pixelcnn-mnist": ("softmax", [-5694.303, -5691.184], 34688889),
+    "made-cifar10-gray": ("gaussian", [-12529.115, -13959.016], 225917827),
+    "pixelcnn-mnist": ("softmax", [-5677.96, -5675.265], 32010168),
     "pixelcnn-mnist-bin": ("softmax", [-870.546, -876.364], 17887230),
     "pixelcnn-cifar10-gray": ("softmax", [-7152.394, -7232.165], 197836611),
 }
