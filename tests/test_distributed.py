@@ -88,6 +88,8 @@ def _job(rank: int, port: int, out: str) -> None:
                                  dims=FEATURE_DIMS)
         sampled = zfid.sample_stats(images, 9, feature_net(), seed=4, batch_size=2, distributed=True,
                                     dims=FEATURE_DIMS)
+        # a number rank 0 chose on its clock (a --time-budget schedule's length) reaches every rank
+        (out / f"broadcast-{rank}.txt").write_text(str(zdist.broadcast_int(41 if rank == 0 else 7)))
         if rank == 0:
             torch.save({"history": r.history, "steps": r.global_step, "val_nll": (val_nll.nats, val_nll.n),
                         "samples": x, "mu": stats.mu, "sigma": stats.sigma, "n": stats.n,
@@ -151,6 +153,12 @@ def test_a_two_process_checkpoint_resumes_in_one_process(two_processes, tmp_path
     ref = fit(model(), train, val, TrainConfig(**CFG), tmp_path / "ref", progress=False)
     assert resumed.global_step == ref.global_step
     assert_same_weights(load_weights(out / "part" / BEST_FILE), load_weights(tmp_path / "ref" / BEST_FILE))
+
+
+def test_broadcast_int_gives_every_rank_rank_0s_number(two_processes):
+    out, _ = two_processes
+    assert [(out / f"broadcast-{r}.txt").read_text() for r in range(WORLD)] == ["41"] * WORLD
+    assert zdist.broadcast_int(5) == 5  # one process: the number itself
 
 
 def test_sharded_validation_nll_equals_one_process(two_processes):

@@ -52,9 +52,48 @@ def test_ema_resume_of_a_run_without_it_is_refused(tmp_path):
 
 def test_time_budget_sizes_the_schedule_and_keeps_it_on_resume(tmp_path):
     train, val = tiny_data(400, "train", True), tiny_data(40, "val", False)
-    cfg = dict(epochs=50, batch_size=4, lr=0.01, checkpoint_every=50, seed=0)
-    r = fit(model(), train, val, TrainConfig(**cfg, time_budget=0.5), tmp_path, progress=False)
+    cfg = dict(epochs=500, batch_size=4, lr=0.01, checkpoint_every=50, seed=0)
+    # 3 s: a budget well past the 120 steps the sizing times, also on a loaded machine
+    r = fit(model(), train, val, TrainConfig(**cfg, time_budget=3.0), tmp_path, progress=False)
     state = json.loads((tmp_path / STATE_FILE).read_text())
-    assert 1 <= state["sized_epochs"] < 50 and r.sized_epochs == state["sized_epochs"]
+    assert 1 <= state["sized_epochs"] < 500 and r.sized_epochs == state["sized_epochs"]
     again = fit(model(), train, val, TrainConfig(**cfg), tmp_path, resume=True, progress=False)
     assert again.global_step == state["sized_epochs"] * 100
+
+
+def test_time_budget_shortens_the_schedule_when_the_machine_slows(tmp_path, monkeypatch):
+    """The first sizing times steps 20-120; when every step is slower after that (another job starts), the
+    epoch-end re-check shortens the schedule, so the run ends its schedule within the budget instead of running
+    into the hard stop at 1.1x the budget with its learning rate still high. Training's clock is a fake one that
+    each step advances (1 ms for the first 150 steps, 20 ms after), so the figures below are exact."""
+    import types
+
+    import zoo.train
+
+    clock = [1000.0]
+    monkeypatch.setattr(zoo.train, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    train, val = tiny_data(400, "train", True), tiny_data(40, "val", False)
+    m = model()
+    fast, calls = m.training_loss, [0]
+
+    def slowing(*args, **kwargs):
+        calls[0] += 1
+        clock[0] += 0.001 if calls[0] <= 150 else 0.02
+        return fast(*args, **kwargs)
+
+    m.training_loss = slowing
+    cfg = TrainConfig(epochs=500, batch_size=4, lr=0.01, checkpoint_every=50, seed=0, time_budget=20.0)
+    r = fit(m, train, val, cfg, tmp_path, progress=False)
+    state = json.loads((tmp_path / STATE_FILE).read_text())
+    # sized at step 120 to 180 epochs (1,000 steps/s); epoch 3 then took 2 s, and 16.85 s were left: 3 + 8
+    assert state["sized_epochs"] == 11 and r.sized_epochs == 11
+    assert r.global_step == 1100 and state["epoch"] == 11 and state.get("stop") is None  # its schedule, complete
+    assert clock[0] - 1000.0 < 20.0
+
+
+def test_resized_epochs_only_shortens():
+    from zoo.train import resized_epochs
+    assert resized_epochs(3, 40, 10.0, 95.0) == 12
+    assert resized_epochs(3, 10, 10.0, 500.0) == 10  # never longer than planned
+    assert resized_epochs(3, 10, 10.0, 5.0) == 3  # nothing more fits: the schedule ends with this epoch
+    assert resized_epochs(3, 10, 10.0, -20.0) == 3

@@ -712,7 +712,8 @@ def fid_floor(dataset, n, fid_weights, data_dir, download, write_path, do_kid, k
 @click.option("--val-n", type=int, default=None, help="validate on the first N validation images (default all)")
 @click.option("--time-budget", type=float, default=None,
               help="size the schedule to this many seconds: after 120 steps the speed is measured and the epochs set "
-                   "to what fits (at most the recipe's); a hard --time-limit of 1.1x stands behind it")
+                   "to what fits (at most the recipe's), shortened later if whole epochs run slower; a hard --time-limit of "
+                   "1.1x stands behind it")
 @click.option("--ema", type=float, default=None,
               help="Polyak averaging of the weights with this decay (e.g. 0.999): each validation scores the raw and "
                    "the averaged weights, and the better ships")

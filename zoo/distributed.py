@@ -129,6 +129,15 @@ def broadcast_flag(flag: bool) -> bool:
     return bool(t.item())
 
 
+def broadcast_int(value: int) -> int:
+    """Rank 0's `value` on every rank (a number rank 0 chose on its clock, e.g. a schedule's length)."""
+    if not is_initialized():
+        return int(value)
+    t = torch.tensor([int(value)], dtype=torch.int64, device=_comm_device())
+    dist.broadcast(t, src=0)
+    return int(t.item())
+
+
 def shard(n: int, r: int | None = None, w: int | None = None) -> tuple[int, int]:
     """The contiguous [start, stop) slice of n items that rank r of w owns; sizes differ by at most one and
     rank order is item order, so concatenating the shards in rank order gives range(n)."""

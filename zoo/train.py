@@ -509,6 +509,7 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
         return True
 
     reason = [""]
+    recheck: dict[str, float] | None = None  # set once this process has sized the schedule (--time-budget)
 
     # what `zoo runs` needs to tell progress and an ETA from the folder alone
     progress_state.update(steps_per_epoch=steps_per_epoch, total_steps=total, epochs=cfg.epochs,
@@ -565,12 +566,13 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                     rate = SIZING_STEPS / max(time.time() - sizing["t"], 1e-9)
                     left = cfg.time_budget - (time.time() - started)
                     fit_steps = step + 1 + rate * SIZING_SHARE * max(left, 0.0)
-                    epochs = max(epoch + 1, min(cfg.epochs, int(fit_steps // steps_per_epoch)))
+                    # rank 0's clock decides for every rank: ranks with different schedules would wait on each other
+                    epochs = zdist.broadcast_int(max(epoch + 1, min(cfg.epochs, int(fit_steps // steps_per_epoch))))
                     cfg = replace(cfg, epochs=epochs)
                     total = cfg.epochs * steps_per_epoch
                     stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
                     progress_state.update(sized_epochs=epochs, epochs=epochs, total_steps=total)
-                    sizing = None
+                    sizing, recheck = None, {}
                     bar.resize(stop_at)
                     bar.log(f"time budget {cfg.time_budget:.0f} s: {rate:.1f} steps/s measured, so the schedule is "
                             f"sized to {epochs} epochs ({total} steps)")
@@ -611,6 +613,22 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                     f"{'  (best)' if progress_state['best_epoch'] == epoch + 1 else ''}")
             progress_state["epoch"] = epoch + 1
             progress_state["step_in_epoch"] = 0
+            if recheck is not None:  # --time-budget: whole epochs timed since the sizing, validation included
+                if "t" not in recheck:
+                    recheck.update(t=time.time(), epoch=epoch + 1)
+                else:
+                    per_epoch = (time.time() - recheck["t"]) / (epoch + 1 - recheck["epoch"])
+                    epochs = zdist.broadcast_int(resized_epochs(epoch + 1, cfg.epochs, per_epoch,
+                                                                cfg.time_budget - (time.time() - started)))
+                    if epochs < cfg.epochs:
+                        cfg = replace(cfg, epochs=epochs)
+                        total = cfg.epochs * steps_per_epoch
+                        stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
+                        progress_state.update(sized_epochs=epochs, epochs=epochs, total_steps=total)
+                        bar.resize(stop_at)
+                        bar.log(f"time budget {cfg.time_budget:.0f} s: an epoch takes {per_epoch:.0f} s here "
+                                f"(validation included), slower than sized, so the schedule is now {epochs} epochs "
+                                f"({total} steps)")
             if cfg.patience is not None and progress_state["bad_epochs"] >= cfg.patience:
                 stopped_early = True
                 progress_state["epoch"] = cfg.epochs
@@ -643,6 +661,15 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                 f"{val_nll:.4g} {model.val_metric[1]}{_ema_note(val_info)}")
     checkpoint()
     return _result(progress_state, out, stopped_early)
+
+
+def resized_epochs(done: int, epochs: int, per_epoch_s: float, left_s: float) -> int:
+    """A --time-budget schedule re-checked after `done` epochs: the epochs that still fit in `left_s` seconds at
+    `per_epoch_s` each, never more than the `epochs` already planned (a schedule only shortens: its learning rate
+    has already decayed for that length) and never fewer than those done. The first sizing times 100 early steps;
+    a machine that slows later (another job starts) would otherwise run into the hard stop at 1.1x the budget
+    with its learning rate still high."""
+    return max(done, min(epochs, done + int(max(left_s, 0.0) // max(per_epoch_s, 1e-9))))
 
 
 def _result(state: dict[str, Any], out: Path, stopped_early: bool) -> TrainResult:
