@@ -511,6 +511,15 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
     reason = [""]
     recheck: dict[str, float] | None = None  # set once this process has sized the schedule (--time-budget)
 
+    def set_epochs(epochs: int) -> None:
+        """--time-budget: the schedule's new length, kept in the run's state (a resumed run keeps it)."""
+        nonlocal cfg, total, stop_at
+        cfg = replace(cfg, epochs=epochs)
+        total = cfg.epochs * steps_per_epoch
+        stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
+        progress_state.update(sized_epochs=epochs, epochs=epochs, total_steps=total)
+        bar.resize(stop_at)
+
     # what `zoo runs` needs to tell progress and an ETA from the folder alone
     progress_state.update(steps_per_epoch=steps_per_epoch, total_steps=total, epochs=cfg.epochs,
                           batch_size=cfg.batch_size)
@@ -568,12 +577,8 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                     fit_steps = step + 1 + rate * SIZING_SHARE * max(left, 0.0)
                     # rank 0's clock decides for every rank: ranks with different schedules would wait on each other
                     epochs = zdist.broadcast_int(max(epoch + 1, min(cfg.epochs, int(fit_steps // steps_per_epoch))))
-                    cfg = replace(cfg, epochs=epochs)
-                    total = cfg.epochs * steps_per_epoch
-                    stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
-                    progress_state.update(sized_epochs=epochs, epochs=epochs, total_steps=total)
+                    set_epochs(epochs)
                     sizing, recheck = None, {}
-                    bar.resize(stop_at)
                     bar.log(f"time budget {cfg.time_budget:.0f} s: {rate:.1f} steps/s measured, so the schedule is "
                             f"sized to {epochs} epochs ({total} steps)")
                 if cfg.log_every and (step + 1) % cfg.log_every == 0:
@@ -621,11 +626,7 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
                     epochs = zdist.broadcast_int(resized_epochs(epoch + 1, cfg.epochs, per_epoch,
                                                                 cfg.time_budget - (time.time() - started)))
                     if epochs < cfg.epochs:
-                        cfg = replace(cfg, epochs=epochs)
-                        total = cfg.epochs * steps_per_epoch
-                        stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
-                        progress_state.update(sized_epochs=epochs, epochs=epochs, total_steps=total)
-                        bar.resize(stop_at)
+                        set_epochs(epochs)
                         bar.log(f"time budget {cfg.time_budget:.0f} s: an epoch takes {per_epoch:.0f} s here "
                                 f"(validation included), slower than sized, so the schedule is now {epochs} epochs "
                                 f"({total} steps)")
