@@ -26,13 +26,24 @@ def validation_record(run: Path, *, step: int | None = None, epoch: int | None =
     return val
 
 
+def run_card(run: Path):
+    """The run's card: card.toml, which it writes at its end, or while it trains the recipe.toml it wrote at its
+    start (the card it trains, without figures: a folder made from it carries no validation figure)."""
+    from zoo.cards import read_card
+    for name in ("card.toml", "recipe.toml"):
+        if (run / name).is_file():
+            return read_card(run / name)
+    raise SystemExit(f"{run} holds neither card.toml nor recipe.toml: not a zoo train run folder (one from an "
+                     "older zoo has only card.toml, written at its end or at a --time-limit stop)")
+
+
 def write_run_folder(run: Path, state: dict, val: dict, weights: str, out: Path) -> str:
     """Write `state` as a run folder in `out`: the weights and the run's card, its validation figures those of
     `val` for the `weights` kind ("raw" or "ema"). Returns a line that says what was written."""
-    from zoo.cards import read_card, write_card
+    from zoo.cards import write_card
     from zoo.weights import save_weights
 
-    card = read_card(run / "card.toml")
+    card = run_card(run)
     sha = save_weights(state, out / card.weights_file)
     figures = {"val_nll": val.get(f"val_{weights}", val.get("val_nll")), "val_cfd": val.get(f"val_cfd_{weights}",
                                                                                              val.get("val_cfd"))}

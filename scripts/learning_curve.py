@@ -3,8 +3,9 @@
 shipped (kept by `zoo train --keep-epochs` as RUN/epochs/epoch-NNN.safetensors) against the CPU core-hours spent
 to reach them (zoo.runs.core_hours, from metrics.jsonl). Each epoch becomes a run folder RUN/epochs/epoch-NNN/
 and is measured as `zoo eval FOLDER --fid -n N --seed S` (with its card's preset); the figures are kept in
-RUN/learning_curve.json, so a second call measures only new epochs. Issue 23 asks for this curve where a card
-cannot reach its bar on this machine.
+RUN/learning_curve.json, so a second call measures only new epochs. A run still training is measured too: its
+recipe.toml, written at its start, stands in for the card.toml it writes at its end. Issue 23 asks for this curve
+where a card cannot reach its bar on this machine.
 
     python scripts/learning_curve.py runs/queue/var-mnist-more2 --bar 15 -o docs/learning-curve-var-mnist.png
 
@@ -24,16 +25,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from checkpoint_weights import epoch_folder  # noqa: E402
+from checkpoint_weights import epoch_folder, run_card  # noqa: E402
 from pick_run import fid_of  # noqa: E402
 
 
 def epoch_hours(run: Path) -> dict[int, float]:
     """Core-hours of training at the end of each validated epoch of the run."""
-    from zoo.cards import read_card
     from zoo.runs import epoch_core_hours, read_metrics
     records = read_metrics(run)
-    return epoch_core_hours(records, int(read_card(run / "card.toml").training["batch_size"]))
+    return epoch_core_hours(records, int(run_card(run).training["batch_size"]))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> None:
                              f"(kept: {', '.join(map(str, kept))})")
         kept = sorted(set(a.epochs))
     extra = ("--temperature", f"{a.temperature:g}") if a.temperature is not None else ()
-    if not (run / "card.toml").is_file():
-        raise SystemExit(f"{run}/card.toml not found: the run has not written its card yet (it does at its end or "
-                         "at a --time-limit stop)")
+    run_card(run)  # a run folder, finished (card.toml) or still training (recipe.toml)
     saved = run / "learning_curve.json"
     done = {int(k): v for k, v in json.loads(saved.read_text()).items()} if saved.is_file() else {}
     hours = epoch_hours(run)

@@ -155,6 +155,27 @@ def test_learning_curve_measures_chosen_epochs_at_a_temperature(run, tmp_path, m
         lc.main([str(copy), "--epochs", "2", "5"])
 
 
+def test_a_run_still_training_is_read_through_the_recipe_it_wrote_at_its_start(run, tmp_path, monkeypatch):
+    """Before its end a run has no card.toml; its recipe.toml (the card it trains, without figures) lets its kept
+    epochs be loaded and measured while it runs."""
+    from zoo.cards import read_card
+    recipe, card = read_card(run / "recipe.toml"), read_card(run / "card.toml")
+    assert (recipe.id, recipe.config, recipe.metrics) == (card.id, card.config, [])
+    assert recipe.training == {"epochs": 2, "batch_size": 100, "lr": 0.01, "seed": 0, "checkpoint_every": 2,
+                               "log_every": 1}  # the recipe as given: no run table, no --ema of this run
+    lc, copy = _curve(run, tmp_path, monkeypatch, lambda name, extra: 12.5)
+    (copy / "card.toml").unlink()
+    out = tmp_path / "e1"
+    _script("checkpoint_weights").main([str(copy), "--epoch", "1", "--out", str(out)])
+    m = zoo.load(str(out))
+    assert m.card.training["run"]["best_epoch"] == 1 and not m.card.metrics
+    lc.main([str(copy), "--epochs", "2"])
+    assert json.loads((copy / "learning_curve.json").read_text())["2"]["fid"] == 12.5
+    (copy / "recipe.toml").unlink()
+    with pytest.raises(SystemExit, match="neither card.toml nor recipe.toml"):
+        lc.main([str(copy), "--epochs", "2"])
+
+
 def test_a_missing_step_is_refused(run, tmp_path):
     with pytest.raises(SystemExit, match="no checkpoint of step 999"):
         _script("checkpoint_weights").main([str(run), "--step", "999", "--out", str(tmp_path / "x")])

@@ -30,7 +30,7 @@ from .data import ImageData
 from .errors import InputError, ZooError
 from .evaluate import nll, reconstruction, validate
 from .image_folder import SPLIT_RULE
-from .locking import hold_run_folder
+from .locking import atomic_write_text, hold_run_folder
 from .model import Model
 from .weights import load_into, load_weights, save_weights
 
@@ -39,6 +39,7 @@ BEST_FILE = "best.safetensors"  # the best epoch's weights
 STOP_FILE = "stop.safetensors"  # the weights where a run stopped mid-epoch
 STOP_REQUEST = "STOP"  # `touch RUN/STOP`: stop at the next checkpoint as at a time limit, card written
 METRICS_FILE = "metrics.jsonl"  # per-step and per-validation records
+RECIPE_FILE = "recipe.toml"  # the card a run trains, written at its start (card.toml comes at its end)
 EPOCHS_DIR = "epochs"  # with keep_epochs: each epoch's shipped weights, epoch-NNN.safetensors
 SIZING_SKIP, SIZING_STEPS, SIZING_SHARE = 20, 100, 0.9  # --time-budget: steps skipped, steps timed, share of time
 
@@ -382,23 +383,25 @@ class _Precision:
 
 def fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: str | Path,
         resume: bool = False, progress: bool = True, device: str | torch.device = "cpu", amp: bool = False,
-        compile: bool = False) -> TrainResult:
+        compile: bool = False, recipe: str | None = None) -> TrainResult:
     """Train `model` into the run folder `out`, which this process holds for the run (see _fit): a second
     trainer or a --resume of the same folder while it runs is refused with a LockedError naming this one."""
     with hold_run_folder(out):
         return _fit(model, train, val, cfg, out, resume=resume, progress=progress, device=device, amp=amp,
-                    compile=compile)
+                    compile=compile, recipe=recipe)
 
 
 def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: str | Path,
          resume: bool = False, progress: bool = True, device: str | torch.device = "cpu", amp: bool = False,
-         compile: bool = False) -> TrainResult:
+         compile: bool = False, recipe: str | None = None) -> TrainResult:
     """Train `model` on `train`, validating on `val` each epoch; checkpoints and the best weights go to `out`.
 
     With resume=True a run folder's last checkpoint is restored and training continues exactly; without it
     an existing run in `out` is an error (nothing is overwritten). Inside a torch.distributed process group
     (torchrun) every rank calls fit alike and trains its share of each global batch with DDP. `amp` trains
     under autocast (see _Precision) and `compile` runs the loss through torch.compile; both are off by default.
+    `recipe` (a card as TOML, what train_card passes) is written to RECIPE_FILE once the folder is this run's, so
+    that tools can read a run before its card.toml exists.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -440,6 +443,8 @@ def _fit(model: Model, train: ImageData, val: ImageData, cfg: TrainConfig, out: 
         progress_state.setdefault("best_score", progress_state["best_val_nll"])  # folders from before --val-cfd
         progress_state.pop("stop", None)  # training continues past the last stop: its figure no longer applies
         log.truncate(progress_state["global_step"])  # records past the checkpoint are written again
+    if recipe is not None and zdist.is_main() and not (out / RECIPE_FILE).exists():
+        atomic_write_text(out / RECIPE_FILE, recipe)
     if progress_state.get("sized_epochs"):  # a schedule sized by --time-budget keeps its length on resume
         cfg = replace(cfg, epochs=progress_state["sized_epochs"])
         total = cfg.epochs * steps_per_epoch
@@ -890,7 +895,7 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
     command line that ran (the CLI passes it), recorded with the validation figure; without it the card gets an
     equivalent `zoo train` line built from the arguments (zoo.records.train_command)."""
     from .api import create
-    from .cards import Metric, with_metric, write_card
+    from .cards import Metric, dump_card, with_metric, write_card
     from .data import load_dataset
     from .records import eval_command, record_nll, record_recon, train_command
 
@@ -911,7 +916,7 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
     out = Path(out)
     init_sha = _init_weights(model, card, cfg.init, out, resume) if cfg.init else None
     result = fit(model, train, val, cfg, out, resume=resume, progress=progress, device=zdist.rank_device(device),
-                 amp=amp, compile=compile)
+                 amp=amp, compile=compile, recipe=dump_card(replace(card, path=None, metrics=[], training=recipe)))
     load_into(model, load_weights(result.weights), str(result.weights))
     weights_file = f"{card.id}.safetensors"
     sha = save_weights(model.state_dict(), out / weights_file) if zdist.is_main() else ""
