@@ -231,3 +231,49 @@ def test_sampling_caches_do_not_outlive_a_fused_optimizer_step():
         cached = m.logits_all(tokens)
     assert torch.allclose(cached, m.logits_all(tokens).detach())   # with grad: fresh products
     assert torch.equal(m.sample(8, seed=0), m.sample(8, seed=0, naive=True))
+
+
+@pytest.mark.parametrize("want", ["all", "features"])
+def test_chunked_factorized_softmax_matches_the_whole_logits(monkeypatch, want):
+    """zoo_made.factorized: log p and every gradient as the whole (N, P, L) logits give them, over several chunks
+    (one shorter than the rest), in float64 so the comparison is tight."""
+    import zoo_made.factorized as fz
+    monkeypatch.setattr(fz, "CHUNK_FLOATS", 3 * 5 * 7)  # N x 3 pixels x L per chunk: 7 pixels -> 3 + 3 + 1
+    g = torch.Generator().manual_seed(0)
+    n, p, f_dim, levels = 5, 7, 3, 7
+    f = torch.randn(n, p, f_dim, generator=g, dtype=torch.float64)
+    proj = torch.randn(f_dim, levels, generator=g, dtype=torch.float64)
+    bias = torch.randn(p, levels, generator=g, dtype=torch.float64)
+    values = torch.randint(levels, (n, p), generator=g)
+    weights = torch.randn(n, p, generator=g, dtype=torch.float64)
+    results = []
+    for fn in (fz.reference_log_prob, fz.factorized_log_prob):
+        ins = [t.clone().requires_grad_(want == "all" or i == 0) for i, t in enumerate((f, proj, bias))]
+        out = fn(*ins, values)
+        (out * weights).sum().backward()
+        results.append([out.detach()] + [t.grad for t in ins])
+    assert len(fz._chunks(n, p, levels)) == 3
+    for a, b in zip(*results):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: fz.factorized_log_prob(t, proj, bias, values[:2]),
+                                    (f[:2].clone().requires_grad_(),))
+
+
+def test_a_softmax_made_trains_and_scores_through_the_chunked_path(monkeypatch):
+    """The model's log_prob and its training gradients are those of the whole logits (the path kept as reference)."""
+    import zoo_made.factorized as fz
+    import zoo_made.model as made_model
+    m = zoo.create("made", image_shape=[1, 4, 4], levels=16, hidden=[24], features=3, direct_features=2)
+    x = torch.randint(0, 16, (6, 1, 4, 4), generator=torch.Generator().manual_seed(1)).float() / 15
+    results = []
+    for fn in (fz.reference_log_prob, fz.factorized_log_prob):
+        monkeypatch.setattr(made_model, "factorized_log_prob", fn)
+        m.zero_grad()
+        m.training_loss(x).backward()
+        with torch.no_grad():
+            lp = m.log_prob(x)
+        results.append([lp] + [p.grad.clone() for p in m.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

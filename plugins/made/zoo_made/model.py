@@ -25,6 +25,8 @@ from zoo.errors import InputError
 from zoo.heads import make_head
 from zoo.sampling import draw_logits
 
+from .factorized import factorized_log_prob
+
 ORDERINGS = ("natural", "random", "agnostic")
 
 
@@ -282,6 +284,9 @@ class MADE(zoo.Model):
         feats = self.features(tokens, c)
         if self.levels == 2:
             return -F.binary_cross_entropy_with_logits(feats, tokens.float(), reduction="none").sum(1)
+        if self.output_head.name == "softmax" and self.head != "gauss":  # chunked: the logits never whole
+            f = feats.reshape(feats.shape[0], -1, self.per_dim)
+            return factorized_log_prob(f, self.level_proj, self.level_bias, tokens).sum(1)
         return self.output_head.log_prob(self.head_params(feats), tokens[..., None])[..., 0].sum(1)
 
     def log_prob_tokens(self, tokens: torch.Tensor, y=None, masks: int | None = None) -> torch.Tensor:
