@@ -50,11 +50,31 @@ def test_ema_resume_of_a_run_without_it_is_refused(tmp_path):
         fit(model(), train, val, TrainConfig(**{**CFG, "ema": 1.5}), tmp_path / "bad", progress=False)
 
 
-def test_time_budget_sizes_the_schedule_and_keeps_it_on_resume(tmp_path):
+def _ticking(monkeypatch, m, step_s: float):
+    """Training's clock made a fake one that each training step advances by `step_s` (whatever the machine's load:
+    on a busy one, 120 real steps could take longer than a small budget)."""
+    import types
+
+    import zoo.train
+
+    clock = [1000.0]
+    monkeypatch.setattr(zoo.train, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    fast = m.training_loss
+
+    def ticking(*args, **kwargs):
+        clock[0] += step_s
+        return fast(*args, **kwargs)
+
+    m.training_loss = ticking
+    return m
+
+
+def test_time_budget_sizes_the_schedule_and_keeps_it_on_resume(tmp_path, monkeypatch):
     train, val = tiny_data(400, "train", True), tiny_data(40, "val", False)
     cfg = dict(epochs=500, batch_size=4, lr=0.01, checkpoint_every=50, seed=0)
-    # 3 s: a budget well past the 120 steps the sizing times, also on a loaded machine
-    r = fit(model(), train, val, TrainConfig(**cfg, time_budget=3.0), tmp_path, progress=False)
+    # 10 ms a step against 3 s: sized at step 120 to 2.7 s of steps (whole epochs of 100), far short of 500
+    r = fit(_ticking(monkeypatch, model(), 0.01), train, val, TrainConfig(**cfg, time_budget=3.0), tmp_path,
+            progress=False)
     state = json.loads((tmp_path / STATE_FILE).read_text())
     assert 1 <= state["sized_epochs"] < 500 and r.sized_epochs == state["sized_epochs"]
     again = fit(model(), train, val, TrainConfig(**cfg), tmp_path, resume=True, progress=False)
