@@ -491,6 +491,8 @@ def render(results: dict[tuple[str, str], Result]) -> str:
                             + (f"; {r.note}" if r.note else ""))
             lines.append("| " + " | ".join(row) + " |")
         out += [f"## {t.title}", "", *lines, ""] + ([t.note, ""] if t.note else []) + done + ([""] if done else [])
+    if not pending:
+        return "\n".join(out + ["## Cells not run yet", "", "None: every cell of the tables has its figure."]) + "\n"
     out += ["## Cells not run yet", "",
             "Each needs only its command (training on a GPU: add `--device cuda` to `zoo train`). "
             "`python experiments/seed_tables.py run --only CELL` runs it and records the result. What a cell "

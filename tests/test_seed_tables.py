@@ -99,6 +99,13 @@ def test_report_puts_zoo_beside_the_presentation_and_names_commands_of_cells_not
     assert (31, 119, 180) in colours and (214, 39, 40) in colours  # mnist-bin (zoo and presentation), mnist
 
 
+def test_the_committed_results_leave_no_cell_empty(st):
+    """Issue 23: every cell of the presentation's tables has its figure in experiments/results.toml."""
+    text = st.render(st.load_results(ROOT / "experiments" / "results.toml"))
+    assert "| not run" not in text and "None: every cell of the tables has its figure." in text
+    assert "None: every cell" not in st.render({})  # an empty record names every cell's command instead
+
+
 RECIPE = """id = "exp-tiny"
 plugin = "made"
 architecture = "made"
