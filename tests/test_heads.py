@@ -256,7 +256,7 @@ SHIPPED = {
 RETRAINED = {
     "made-mnist": ("softmax", [-38746.629, -40291.664], 14087569),
     "made-mnist-bin": ("softmax", [-18639.451, -19403.234], 20367870),
-    "made-cifar10-gray": ("gaussian", [-7899.541, -8638.058], 215232025),
+    "made-cifar10-gray": ("gaussian", [-7443.384, -7846.219], 216324520),
     "pixelcnn-mnist": ("softmax", [-5677.96, -5675.265], 32010168),
     "pixelcnn-mnist-bin": ("softmax", [-870.546, -876.364], 17887230),
     "pixelcnn-cifar10-gray": ("softmax", [-7152.394, -7232.165], 197836611),
