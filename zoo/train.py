@@ -915,15 +915,17 @@ def _train_card(card, out: str | Path, overrides: dict[str, Any] | None = None, 
     model.before_training()
     out = Path(out)
     init_sha = _init_weights(model, card, cfg.init, out, resume) if cfg.init else None
+    # the recipe as trained (the card's, with this run's overrides); options that only stop or log a run are no part
+    trained = {k: v for k, v in asdict(cfg).items()
+               if (k in recipe or (k in (overrides or {}) and k not in ("max_steps", "time_limit")))
+               and k not in ("time_budget", "tensorboard", "init", "keep_epochs")}
     result = fit(model, train, val, cfg, out, resume=resume, progress=progress, device=zdist.rank_device(device),
-                 amp=amp, compile=compile, recipe=dump_card(replace(card, path=None, metrics=[], training=recipe)))
+                 amp=amp, compile=compile, recipe=dump_card(replace(card, path=None, metrics=[], training=trained)))
     load_into(model, load_weights(result.weights), str(result.weights))
     weights_file = f"{card.id}.safetensors"
     sha = save_weights(model.state_dict(), out / weights_file) if zdist.is_main() else ""
     new = replace(card, weights_file=weights_file, sha256=sha, path=None, metrics=[], params=model.num_params,
-                  training={k: v for k, v in asdict(cfg).items()
-                            if (k in recipe or (k in (overrides or {}) and k not in ("max_steps", "time_limit")))
-                            and k not in ("time_budget", "tensorboard", "init", "keep_epochs")})
+                  training=dict(trained))
     if result.sized_epochs:  # what --time-budget chose is the recipe's length from now on
         new.training["epochs"] = result.sized_epochs
     stops = {k: v for k, v in (overrides or {}).items() if k in ("max_steps", "time_limit", "time_budget")}
