@@ -50,31 +50,33 @@ def test_ema_resume_of_a_run_without_it_is_refused(tmp_path):
         fit(model(), train, val, TrainConfig(**{**CFG, "ema": 1.5}), tmp_path / "bad", progress=False)
 
 
-def _ticking(monkeypatch, m, step_s: float):
-    """Training's clock made a fake one that each training step advances by `step_s` (whatever the machine's load:
-    on a busy one, 120 real steps could take longer than a small budget)."""
+def _ticking(monkeypatch, m, step_s):
+    """`m` with training's clock made a fake one that its training step k (from 1) advances by `step_s(k)`
+    seconds, whatever the machine's load (on a busy one, 120 real steps can outrun a small budget). Returns
+    (m, clock), clock[0] the fake time now."""
     import types
 
     import zoo.train
 
-    clock = [1000.0]
+    clock, calls = [1000.0], [0]
     monkeypatch.setattr(zoo.train, "time", types.SimpleNamespace(time=lambda: clock[0]))
     fast = m.training_loss
 
     def ticking(*args, **kwargs):
-        clock[0] += step_s
+        calls[0] += 1
+        clock[0] += step_s(calls[0])
         return fast(*args, **kwargs)
 
     m.training_loss = ticking
-    return m
+    return m, clock
 
 
 def test_time_budget_sizes_the_schedule_and_keeps_it_on_resume(tmp_path, monkeypatch):
     train, val = tiny_data(400, "train", True), tiny_data(40, "val", False)
     cfg = dict(epochs=500, batch_size=4, lr=0.01, checkpoint_every=50, seed=0)
     # 10 ms a step against 3 s: sized at step 120 to 2.7 s of steps (whole epochs of 100), far short of 500
-    r = fit(_ticking(monkeypatch, model(), 0.01), train, val, TrainConfig(**cfg, time_budget=3.0), tmp_path,
-            progress=False)
+    m, _ = _ticking(monkeypatch, model(), lambda k: 0.01)
+    r = fit(m, train, val, TrainConfig(**cfg, time_budget=3.0), tmp_path, progress=False)
     state = json.loads((tmp_path / STATE_FILE).read_text())
     assert 1 <= state["sized_epochs"] < 500 and r.sized_epochs == state["sized_epochs"]
     again = fit(model(), train, val, TrainConfig(**cfg), tmp_path, resume=True, progress=False)
@@ -86,22 +88,8 @@ def test_time_budget_shortens_the_schedule_when_the_machine_slows(tmp_path, monk
     epoch-end re-check shortens the schedule, so the run ends its schedule within the budget instead of running
     into the hard stop at 1.1x the budget with its learning rate still high. Training's clock is a fake one that
     each step advances (1 ms for the first 150 steps, 20 ms after), so the figures below are exact."""
-    import types
-
-    import zoo.train
-
-    clock = [1000.0]
-    monkeypatch.setattr(zoo.train, "time", types.SimpleNamespace(time=lambda: clock[0]))
     train, val = tiny_data(400, "train", True), tiny_data(40, "val", False)
-    m = model()
-    fast, calls = m.training_loss, [0]
-
-    def slowing(*args, **kwargs):
-        calls[0] += 1
-        clock[0] += 0.001 if calls[0] <= 150 else 0.02
-        return fast(*args, **kwargs)
-
-    m.training_loss = slowing
+    m, clock = _ticking(monkeypatch, model(), lambda k: 0.001 if k <= 150 else 0.02)
     cfg = TrainConfig(epochs=500, batch_size=4, lr=0.01, checkpoint_every=50, seed=0, time_budget=20.0)
     r = fit(m, train, val, cfg, tmp_path, progress=False)
     state = json.loads((tmp_path / STATE_FILE).read_text())
